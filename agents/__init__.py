@@ -1,0 +1,1 @@
+"""The learning side: agents, replay buffers, networks."""

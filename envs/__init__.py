@@ -1,0 +1,1 @@
+"""Environments: factories for Atari and Gymnasium tasks, and the task schedule."""
