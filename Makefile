@@ -1,0 +1,29 @@
+# Two commands: `make train` (the quickstart experiment) and `make test` (the test suite).
+# Both create the virtual environment first when it is missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: train test test-slow bench venv clean
+
+$(STAMP): pyproject.toml scripts/setup_venv.sh
+	VENV=$(VENV) bash scripts/setup_venv.sh
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+train: $(STAMP)
+	$(PY) train.py --preset quickstart $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+bench: $(STAMP)
+	VENV=$(VENV) EXTRAS=dev,mujoco,bench bash scripts/setup_venv.sh
+	@echo "benchmarks: see benchmarks/README or benchmarks/RESULTS.md for the commands"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

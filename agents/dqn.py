@@ -1,0 +1,215 @@
+"""DQN with Double-DQN targets, Huber loss, hard target updates and ε-greedy exploration.
+
+The learner (Mnih et al., 2015; van Hasselt et al., 2016):
+
+    a*      = argmax_a Q_online(s', a)            (over the task's valid actions)
+    y       = R + discount · Q_target(s', a*)     (R, discount from replay: n-step, 0 at terminal)
+    loss    = mean_i w_i · Huber(Q_online(s, a) − y)   (w = importance weights, ones if uniform)
+
+Every `target_update_interval` updates the target network copies the online network.
+Rewards are clipped by the replay for the loss when `reward_clip` is set (Atari); the
+loop logs raw returns. With `double=False` the target is max_a Q_target(s', a).
+Invalid actions of a task with fewer actions than the shared head (padding) are masked
+both when acting and in the target's argmax.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from agents.base import Agent, Learnable, after_step, extra_loss
+from agents.networks import QNetwork, make_encoder
+
+
+@dataclass
+class DQNConfig:
+    """Hyper-parameters of DQN (defaults: the usual Atari settings, as in SB3's zoo)."""
+
+    lr: float = 1e-4
+    """Adam learning rate."""
+    adam_eps: float = 1e-8
+    """Adam epsilon (PyTorch's default, as in SB3 and CleanRL)."""
+    batch_size: int = 32
+    """Transitions per gradient step."""
+    gamma: float = 0.99
+    """Discount factor."""
+    train_freq: int = 4
+    """Environment steps (per env) between gradient steps."""
+    gradient_steps: int = 1
+    """Gradient steps each time training happens."""
+    learning_starts: int = 80_000
+    """Environment steps collected before the first gradient step."""
+    target_update_interval: int = 1_000
+    """Gradient steps between hard target-network updates."""
+    exploration_fraction: float = 0.1
+    """Fraction of the run (or of each visit with `epsilon_restart`) over which ε decays."""
+    epsilon_start: float = 1.0
+    """ε at the start of the decay."""
+    epsilon_end: float = 0.01
+    """ε after the decay."""
+    epsilon_restart: bool = False
+    """Restart the ε schedule at every task switch."""
+    max_grad_norm: float = 10.0
+    """Clip the gradient's global norm to this value (<= 0 disables)."""
+    double: bool = True
+    """Double-DQN target (argmax by the online network, value by the target network)."""
+    dueling: bool = False
+    """Dueling head: V(s) + A(s, a) − mean A."""
+    n_step: int = 1
+    """n-step returns (computed by the replay)."""
+    reward_clip: float | None = None
+    """Clip each one-step reward to [−c, c] for the loss (None: no clipping; Atari presets use 1)."""
+    encoder: str = "auto"
+    """Encoder: auto (nature_cnn for images, mlp otherwise), mlp, nature_cnn, impala_cnn."""
+    hidden: tuple[int, ...] = (256, 256)
+    """Hidden widths of the MLP encoder."""
+    activation: str = "relu"
+    """Activation: relu, leaky_relu, tanh, gelu, adalin, crelu."""
+    norm: str | None = None
+    """Normalisation after each hidden layer: None or layer."""
+    compile: bool = False
+    """torch.compile the update step (worth it for long runs; costs tens of seconds first)."""
+
+    def validate(self) -> None:
+        checks = {
+            "lr": self.lr > 0, "batch_size": self.batch_size > 0, "gamma": 0 <= self.gamma <= 1,
+            "train_freq": self.train_freq > 0, "gradient_steps": self.gradient_steps > 0,
+            "learning_starts": self.learning_starts >= 0,
+            "target_update_interval": self.target_update_interval > 0,
+            "exploration_fraction": 0 < self.exploration_fraction <= 1,
+            "epsilon_start": 0 <= self.epsilon_start <= 1, "epsilon_end": 0 <= self.epsilon_end <= 1,
+            "n_step": self.n_step >= 1,
+        }
+        valid = {"lr": "> 0", "batch_size": "> 0", "gamma": "in [0, 1]", "train_freq": "> 0",
+                 "gradient_steps": "> 0", "learning_starts": ">= 0", "target_update_interval": "> 0",
+                 "exploration_fraction": "in (0, 1]", "epsilon_start": "in [0, 1]",
+                 "epsilon_end": "in [0, 1]", "n_step": ">= 1"}
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--dqn.{name.replace('_', '-')} must be {valid[name]}, got {getattr(self, name)}")
+
+
+def linear_epsilon(cfg: DQNConfig, steps: int, horizon: int) -> float:
+    """ε decays linearly from epsilon_start to epsilon_end over exploration_fraction·horizon steps."""
+    duration = max(1.0, cfg.exploration_fraction * horizon)
+    frac = min(1.0, steps / duration)
+    return cfg.epsilon_start + frac * (cfg.epsilon_end - cfg.epsilon_start)
+
+
+class DQN(Agent):
+    """Online and target Q networks, Adam, and the Double-DQN update."""
+
+    def __init__(self, cfg: DQNConfig, obs_shape: tuple[int, ...], num_actions: int,
+                 action_masks: torch.Tensor, device: torch.device | str = "cpu", seed: int = 0):
+        cfg.validate()
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.num_actions = num_actions
+        self.action_masks = action_masks.to(self.device)  # (num_tasks, num_actions) bool
+        self.image = len(obs_shape) == 3
+        kind = cfg.encoder if cfg.encoder != "auto" else ("nature_cnn" if self.image else "mlp")
+        encoder = make_encoder(kind, obs_shape, cfg.activation, cfg.norm, cfg.hidden)
+        self.q = QNetwork(encoder, num_actions, cfg.dueling).to(self.device)
+        # channels-last lets oneDNN / cuDNN pick their fast convolution kernels
+        self.memory_format = torch.channels_last if self.image else torch.contiguous_format
+        self.q = self.q.to(memory_format=self.memory_format)
+        self.q_target = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.learnables = {"q": Learnable(self.q, self.optimizer, [self.q_target], inputs=lambda b: b.obs)}
+        self.updates = 0
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self._loss_fn = torch.compile(self._loss) if cfg.compile else self._loss
+
+    # --- acting -----------------------------------------------------------------------------
+
+    def _format(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs.contiguous(memory_format=self.memory_format) if self.image else obs
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task: int, epsilon: float = 0.0) -> torch.Tensor:
+        """ε-greedy actions among the task's valid actions, on the device."""
+        mask = self.action_masks[task]
+        q = self.q(self._format(obs)).masked_fill(~mask, float("-inf"))
+        greedy = q.argmax(dim=1)
+        if epsilon <= 0.0:
+            return greedy
+        n = obs.shape[0]
+        # random valid action: uniform over the mask's True entries
+        probs = mask.float().expand(n, -1)
+        random = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        explore = torch.rand(n, device=self.device, generator=self.generator) < epsilon
+        return torch.where(explore, random, greedy)
+
+    # --- learning ---------------------------------------------------------------------------
+
+    def _loss(self, obs, actions, rewards, next_obs, discounts, weights, masks):
+        with torch.no_grad():
+            next_q_target = self.q_target(next_obs)
+            if self.cfg.double:
+                next_q_online = self.q(next_obs).masked_fill(~masks, float("-inf"))
+                next_a = next_q_online.argmax(dim=1, keepdim=True)
+                next_v = next_q_target.gather(1, next_a).squeeze(1)
+            else:
+                next_v = next_q_target.masked_fill(~masks, float("-inf")).max(dim=1).values
+            target = rewards + discounts * next_v
+        q_all = self.q(obs)
+        q = q_all.gather(1, actions.long().unsqueeze(1)).squeeze(1)
+        td = q - target
+        loss = (weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
+        return loss, td.detach(), q_all.detach()
+
+    def update(self, batch: Any) -> dict[str, torch.Tensor]:
+        """One gradient step on `batch`; returns detached scalars (no host sync)."""
+        learnable = self.learnables["q"]
+        masks = self.action_masks[batch.tasks]
+        loss, td, q_all = self._loss_fn(
+            self._format(batch.obs), batch.actions, batch.rewards, self._format(batch.next_obs),
+            batch.discounts, batch.weights, masks,
+        )
+        total = loss
+        extra = extra_loss(learnable)
+        if extra is not None:
+            total = total + extra
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if self.cfg.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        after_step(learnable, batch)
+        self.updates += 1
+        if self.updates % self.cfg.target_update_interval == 0:
+            self.sync_target()
+        q_taken = q_all.gather(1, batch.actions.long().unsqueeze(1)).squeeze(1)
+        return {"td_loss": loss.detach(), "q_values": q_taken.mean(), "td_abs": td.abs(),
+                "q_spread": q_all.std(dim=1).mean()}
+
+    @torch.no_grad()
+    def extra_metrics(self, batch: Any) -> dict[str, float]:
+        """Mean and spread (std over actions, averaged over states) of Q on a batch."""
+        q = self.q(self._format(batch.obs)).masked_fill(~self.action_masks[batch.tasks], float("nan"))
+        mean = q.nanmean()
+        spread = (q - q.nanmean(dim=1, keepdim=True)).pow(2).nanmean(dim=1).sqrt().mean()
+        return {"q_mean": float(mean), "q_spread": float(spread)}
+
+    @torch.no_grad()
+    def sync_target(self) -> None:
+        """Hard update: the target network becomes an exact copy of the online network."""
+        for t in self.learnables["q"].targets:
+            t.load_state_dict(self.q.state_dict())
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state["updates"] = self.updates
+        state["generator"] = self.generator.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.updates = int(state["updates"])
+        self.generator.set_state(state["generator"])

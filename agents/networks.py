@@ -1,0 +1,189 @@
+"""Networks: encoders (MLP, Nature CNN, IMPALA CNN) and heads (Q, dueling Q).
+
+Activation and normalisation are constructor arguments, so an intervention that changes
+the architecture (AdaLin, CReLU, LayerNorm) is an option, not a fork:
+
+    encoder = make_encoder("nature_cnn", obs_shape=(4, 84, 84), activation="adalin")
+    q = QNetwork(encoder, num_actions=18, dueling=True)
+
+Every encoder is an `nn.Sequential`-style stack whose registration order is its forward
+order, which is what the layer-wise interventions in `plasticity/` rely on. Image inputs
+are `uint8` and scaled to [0, 1] inside the encoder, so replay keeps frames as bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "adalin", "crelu")
+NORMS = (None, "layer")
+ENCODERS = ("mlp", "nature_cnn", "impala_cnn")
+
+
+def width_multiplier(activation: str) -> int:
+    """How many times wider an activation's output is than its input (2 for CReLU)."""
+    return 2 if activation == "crelu" else 1
+
+
+def make_activation(name: str, num_features: int) -> nn.Module:
+    """An activation module; `num_features` sizes AdaLin's per-neuron slopes."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01)
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "adalin":
+        from plasticity.adalin import AdaLin
+
+        return AdaLin("relu", num_features)
+    if name == "crelu":
+        from plasticity.crelu import CReLU
+
+        return CReLU()
+    raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+
+
+def make_norm(norm: str | None, num_features: int, conv: bool) -> nn.Module | None:
+    """LayerNorm over the features of a vector, or over (C, H, W) of a feature map."""
+    if norm is None:
+        return None
+    if norm == "layer":
+        # GroupNorm with one group is LayerNorm over (C, H, W) with a per-channel affine.
+        return nn.GroupNorm(1, num_features) if conv else nn.LayerNorm(num_features)
+    raise ValueError(f"unknown norm {norm!r}; valid: none, layer")
+
+
+def _block(layer: nn.Module, out: int, activation: str, norm: str | None, conv: bool) -> list[nn.Module]:
+    mods = [layer]
+    n = make_norm(norm, out, conv)
+    if n is not None:
+        mods.append(n)
+    mods.append(make_activation(activation, out))
+    return mods
+
+
+class MLPEncoder(nn.Sequential):
+    """Linear → [norm] → activation, repeated; `out_dim` is the feature width."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int] = (256, 256), activation: str = "relu",
+                 norm: str | None = None):
+        mods: list[nn.Module] = [nn.Flatten()]
+        width = in_dim
+        for h in hidden:
+            mods += _block(nn.Linear(width, h), h, activation, norm, conv=False)
+            width = h * width_multiplier(activation)
+        super().__init__(*mods)
+        self.out_dim = width
+
+
+class ScaleImage(nn.Module):
+    """uint8 frames → float in [0, 1]; float inputs pass through unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.uint8:
+            return x.float().div_(255.0)
+        return x
+
+
+class NatureCNN(nn.Sequential):
+    """The DQN encoder of Mnih et al. (2015): 3 conv layers and a 512-unit linear layer."""
+
+    def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
+                 features: int = 512):
+        c, h, w = obs_shape
+        m = width_multiplier(activation)
+        mods: list[nn.Module] = [ScaleImage()]
+        mods += _block(nn.Conv2d(c, 32, 8, stride=4), 32, activation, norm, conv=True)
+        mods += _block(nn.Conv2d(32 * m, 64, 4, stride=2), 64, activation, norm, conv=True)
+        mods += _block(nn.Conv2d(64 * m, 64, 3, stride=1), 64, activation, norm, conv=True)
+        mods.append(nn.Flatten())
+        with torch.no_grad():
+            flat = nn.Sequential(*mods)(torch.zeros(1, c, h, w)).shape[1]
+        mods += _block(nn.Linear(flat, features), features, activation, norm, conv=False)
+        super().__init__(*mods)
+        self.out_dim = features * m
+
+
+class ResidualBlock(nn.Module):
+    """IMPALA residual block: x + conv(act(conv(act(x))))."""
+
+    def __init__(self, channels: int, activation: str, norm: str | None):
+        super().__init__()
+        if width_multiplier(activation) != 1:
+            raise ValueError(f"impala_cnn does not support activation {activation!r} (it changes the width)")
+        self.act0 = make_activation(activation, channels)
+        self.conv0 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm0 = make_norm(norm, channels, conv=True) or nn.Identity()
+        self.act1 = make_activation(activation, channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm1 = make_norm(norm, channels, conv=True) or nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.norm0(self.conv0(self.act0(x)))
+        y = self.norm1(self.conv1(self.act1(y)))
+        return x + y
+
+
+class ImpalaCNN(nn.Sequential):
+    """The IMPALA encoder (Espeholt et al., 2018): 3 stages of conv, max-pool and two
+    residual blocks, then a 256-unit linear layer."""
+
+    def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
+                 channels: Sequence[int] = (16, 32, 32), features: int = 256):
+        c, h, w = obs_shape
+        mods: list[nn.Module] = [ScaleImage()]
+        for out in channels:
+            mods += [nn.Conv2d(c, out, 3, padding=1), nn.MaxPool2d(3, stride=2, padding=1),
+                     ResidualBlock(out, activation, norm), ResidualBlock(out, activation, norm)]
+            c = out
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        mods += [make_activation(activation, c), nn.Flatten()]
+        mods += _block(nn.Linear(c * h * w, features), features, activation, norm, conv=False)
+        super().__init__(*mods)
+        self.out_dim = features
+
+
+def make_encoder(kind: str, obs_shape: Sequence[int], activation: str = "relu",
+                 norm: str | None = None, hidden: Sequence[int] = (256, 256)) -> nn.Module:
+    """Build an encoder by name; it has an `out_dim` attribute."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; valid: none, layer")
+    if kind == "mlp":
+        return MLPEncoder(math.prod(obs_shape), hidden, activation, norm)
+    if len(obs_shape) != 3 and kind in ("nature_cnn", "impala_cnn"):
+        raise ValueError(f"encoder {kind!r} needs image observations (C, H, W), got shape {tuple(obs_shape)}; use mlp")
+    if kind == "nature_cnn":
+        return NatureCNN(obs_shape, activation, norm)
+    if kind == "impala_cnn":
+        return ImpalaCNN(obs_shape, activation, norm)
+    raise ValueError(f"unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}")
+
+
+class QNetwork(nn.Module):
+    """Q(s, ·) = head(encoder(s)); the dueling head computes V(s) + A(s, a) − mean_a A(s, a)."""
+
+    def __init__(self, encoder: nn.Module, num_actions: int, dueling: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.dueling = dueling
+        if dueling:
+            self.value = nn.Linear(encoder.out_dim, 1)
+            self.head = nn.Linear(encoder.out_dim, num_actions)
+        else:
+            self.head = nn.Linear(encoder.out_dim, num_actions)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        z = self.encoder(obs)
+        q = self.head(z)
+        if self.dueling:
+            q = self.value(z) + q - q.mean(dim=1, keepdim=True)
+        return q

@@ -1,0 +1,123 @@
+"""The vector envs of a schedule's tasks, built once, with one shared layout.
+
+:func:`build_task_envs` checks that the tasks can share one network (all Atari or none;
+all discrete or all continuous), works out the common observation shape and action size,
+and builds one vector env per task, each wrapped to that layout. The schedule keeps these
+envs for the whole run and reuses each on every revisit of its task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector import VectorEnv
+
+from envs.atari import AtariOptions, make_atari_env, make_atari_vector_env
+from envs.gym_tasks import make_gym_env, make_gym_vector_env, read_spaces
+from envs.tasks import TaskSpec
+
+
+@dataclass
+class TaskEnvs:
+    """One vector env per task plus the layout they share."""
+
+    specs: list[TaskSpec]
+    """The tasks, in schedule order."""
+    envs: list[VectorEnv]
+    """``envs[i]`` runs ``specs[i]`` with ``num_envs`` copies."""
+    obs_shape: tuple[int, ...]
+    """Shape of one observation, common to every task (padded for gym tasks)."""
+    obs_dtype: torch.dtype
+    """``torch.uint8`` for Atari frames, ``torch.float32`` for vectors."""
+    frame_stack: int
+    """Frames stacked in one observation: the Atari stack size, 1 otherwise."""
+    discrete: bool
+    """Whether actions are discrete (every task agrees)."""
+    task_sizes: list[int]
+    """Per task: its number of actions (discrete) or action dimensions (continuous)."""
+    atari: AtariOptions | None = None
+    """Atari settings when the tasks are Atari games."""
+    action_size: int = field(init=False)
+    """Largest entry of ``task_sizes``: the agent's number of actions or action dimensions."""
+
+    def __post_init__(self) -> None:
+        self.action_size = max(self.task_sizes)
+
+    def action_masks(self) -> np.ndarray:
+        """``(num_tasks, action_size)`` bool: which actions (or dims) each task uses."""
+        masks = np.zeros((len(self.specs), self.action_size), dtype=bool)
+        for i, size in enumerate(self.task_sizes):
+            masks[i, :size] = True
+        return masks
+
+    def make_single_env(self, task: int) -> gymnasium.Env:
+        """A single (non-vector) env of task ``task`` with exactly this layout (for evaluation)."""
+        spec = self.specs[task]
+        if spec.kind == "atari":
+            return make_atari_env(spec, self.atari)
+        return make_gym_env(spec, self.obs_shape[0], None if self.discrete else self.action_size)
+
+    def close(self) -> None:
+        """Close every env."""
+        for env in self.envs:
+            env.close()
+
+
+def _build_atari(specs: list[TaskSpec], num_envs: int, options: AtariOptions) -> TaskEnvs:
+    """Atari games: vector envs first, layout read from them."""
+    envs: list[VectorEnv] = [make_atari_vector_env(s, num_envs, options) for s in specs]
+    return TaskEnvs(
+        specs=specs,
+        envs=envs,
+        obs_shape=tuple(envs[0].single_observation_space.shape),
+        obs_dtype=torch.uint8,
+        frame_stack=options.stack_num,
+        discrete=True,
+        task_sizes=[int(e.single_action_space.n) for e in envs],
+        atari=options,
+    )
+
+
+def _build_gym(specs: list[TaskSpec], num_envs: int) -> TaskEnvs:
+    """Gymnasium tasks: read raw spaces, check they agree, then build padded vector envs."""
+    task_spaces = [read_spaces(s) for s in specs]
+    kinds = {sp.discrete for sp in task_spaces}
+    if len(kinds) > 1:
+        disc = [s.id for s, sp in zip(specs, task_spaces) if sp.discrete]
+        cont = [s.id for s, sp in zip(specs, task_spaces) if not sp.discrete]
+        raise ValueError(
+            f"cannot mix discrete-action tasks {disc} with continuous-action tasks {cont} "
+            "in one schedule (DQN and SAC need different heads)"
+        )
+    discrete = kinds.pop()
+    obs_dim = max(sp.obs_dim for sp in task_spaces)
+    sizes = [sp.num_actions for sp in task_spaces]
+    action_dim = None if discrete else max(sizes)
+    envs: list[VectorEnv] = [
+        make_gym_vector_env(s, num_envs, obs_dim, action_dim) for s in specs
+    ]
+    return TaskEnvs(
+        specs=specs,
+        envs=envs,
+        obs_shape=(obs_dim,),
+        obs_dtype=torch.float32,
+        frame_stack=1,
+        discrete=discrete,
+        task_sizes=sizes,
+    )
+
+
+def build_task_envs(
+    specs: list[TaskSpec], num_envs: int, atari: AtariOptions | None = None
+) -> TaskEnvs:
+    """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`)."""
+    if num_envs < 1:
+        raise ValueError(f"num_envs={num_envs} must be >= 1")
+    if {s.kind for s in specs} == {"atari"}:
+        return _build_atari(specs, num_envs, atari or AtariOptions())
+    if any(s.kind == "atari" for s in specs):
+        raise ValueError("cannot mix Atari and non-Atari tasks in one schedule")
+    return _build_gym(specs, num_envs)

@@ -1,0 +1,1 @@
+"""Running an experiment: configuration, building the components, logging, checkpoints."""

@@ -1,0 +1,58 @@
+"""Atomic checkpoints: everything a run needs to continue where it stopped.
+
+A checkpoint holds the networks, optimizers and interventions (through the agent's
+`state_dict`), the replay buffer, the schedule's position, every RNG state and the step
+counters. It is written to a temporary file in the run directory and renamed over
+`checkpoint.pt`, so a crash while writing never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(run_dir: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write `state` to run_dir/checkpoint.pt atomically (temporary file, fsync, rename)."""
+    run_dir = Path(run_dir)
+    final = run_dir / CHECKPOINT
+    tmp = run_dir / f".{CHECKPOINT}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return final
+
+
+def load_checkpoint(run_dir: str | os.PathLike, device: torch.device | str = "cpu") -> dict[str, Any]:
+    path = Path(run_dir) / CHECKPOINT
+    if not path.is_file():
+        raise ValueError(f"--resume {run_dir}: no {CHECKPOINT} there (is it a run directory?)")
+    return torch.load(path, map_location=device, weights_only=False)

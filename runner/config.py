@@ -1,0 +1,237 @@
+"""The run's configuration: typed dataclasses parsed by `tyro`, and the named presets.
+
+Every field has a one-line docstring, which `python train.py --help` shows. A preset is a
+named `TrainConfig` instance; options given on the command line override it. The fully
+resolved configuration is written as `config.json` next to the TensorBoard files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from agents.dqn import DQNConfig
+from agents.sac import SACConfig
+
+
+@dataclass
+class EnvConfig:
+    """The task schedule: which tasks, how long each visit lasts, how many cycles."""
+
+    tasks: tuple[str, ...] = ("gym:CartPole-v1",)
+    """Task ids in visiting order: atari:<Game> or gym:<Gymnasium id>."""
+    games: tuple[str, ...] = ()
+    """Shorthand for Atari tasks: Pong Breakout ... (replaces --env.tasks when given)."""
+    steps_per_visit: int = 50_000
+    """Environment steps (all envs together) spent on a task at each visit."""
+    cycles: int = 2
+    """How many times the whole task list is visited."""
+    num_envs: int = 1
+    """Parallel environments (ale-py's native vector env for Atari)."""
+    sticky_actions: float = 0.25
+    """Atari: probability of repeating the previous action (Machado et al., 2018)."""
+    noop_max: int = 0
+    """Atari: up to this many no-op actions at reset (0 with sticky actions, as Machado et al.)."""
+    max_episode_frames: int = 108_000
+    """Atari: episode cap in emulator frames (ends in truncation, which bootstraps)."""
+
+    def task_ids(self) -> list[str]:
+        return [f"atari:{g}" for g in self.games] if self.games else list(self.tasks)
+
+    def validate(self) -> None:
+        for name in ("steps_per_visit", "cycles", "num_envs"):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ValueError(f"--env.{name.replace('_', '-')} must be a positive integer, got {value}")
+        if not 0.0 <= self.sticky_actions <= 1.0:
+            raise ValueError(f"--env.sticky-actions must be in [0, 1], got {self.sticky_actions}")
+        if not self.task_ids():
+            raise ValueError("no tasks: give --env.tasks ID ... or --env.games NAME ...")
+
+
+@dataclass
+class ReplayConfig:
+    """The replay buffer (storage on the training device)."""
+
+    kind: Literal["uniform", "prioritized"] = "uniform"
+    """Sampler: uniform, or prioritized (sum tree); also settable as --replay KIND."""
+    capacity: int = 100_000
+    """Transitions kept (all envs together); Atari frames are stored once each."""
+    alpha: float = 0.6
+    """Prioritized: priority exponent."""
+    beta0: float = 0.4
+    """Prioritized: initial importance-sampling exponent, annealed to 1 over the run."""
+
+
+@dataclass
+class MonitorConfig:
+    """Plasticity metrics logged under plasticity/* (dormant units, rank, norms)."""
+
+    every: int = 2_000
+    """Gradient steps between measurements (0 disables the monitor)."""
+    batch_size: int = 256
+    """Replay transitions the metrics are computed on."""
+    tau: float = 0.025
+    """Dormancy threshold of a neuron's normalised score (ReDo)."""
+    histogram_every: int = 10
+    """Write per-layer neuron-score histograms every this many measurements (0: never)."""
+
+
+@dataclass
+class EvalConfig:
+    """Greedy evaluation at the end of each visit (eval/<task>/return)."""
+
+    episodes: int = 0
+    """Episodes per evaluation (0 disables evaluation)."""
+    epsilon: float = 0.0
+    """ε of the evaluation policy (DQN)."""
+    random_episodes: int = 0
+    """Episodes of a uniformly random policy per task, for the summary's baseline column."""
+    max_steps: int = 27_000
+    """Cap on the steps of one evaluation episode."""
+
+
+@dataclass
+class TrainConfig:
+    """Train an agent on a non-stationary cycle of tasks, with plasticity interventions and metrics."""
+
+    preset: str = "quickstart"
+    """Named starting configuration; other options override it (see the list above)."""
+    agent: Literal["dqn", "sac"] = "dqn"
+    """The learner: dqn (discrete actions) or sac (continuous actions)."""
+    seed: int = 1
+    """One seed for the environments, the networks, exploration and replay sampling."""
+    device: str = "auto"
+    """auto (cuda when present, else cpu), cpu or cuda[:N]."""
+    threads: int = 0
+    """CPU threads for PyTorch (0: leave PyTorch's default)."""
+    run_dir: str | None = None
+    """Where TensorBoard events, config.json and checkpoints go (default runs/<run-name>)."""
+    run_name: str | None = None
+    """Name of the run directory under runs/ (default <preset>__<agent>__s<seed>__<time>)."""
+    resume: str | None = None
+    """Continue the run stored in this directory (its saved configuration is used)."""
+    checkpoint_every: int = 100_000
+    """Environment steps between checkpoints (one is always written at the end; 0: only at the end)."""
+    log_every: int = 1_000
+    """Environment steps between losses/* and charts/SPS scalars."""
+    progress: bool = True
+    """Show a progress bar."""
+    plasticity: tuple[str, ...] = ()
+    """Interventions in order, e.g. swr:lam=1e-3 redo:tau=0.1,every=1000 (see --plasticity-help)."""
+    task_boundaries: bool = True
+    """Tell the agent and its interventions when the task changes (on_task_switch)."""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    dqn: DQNConfig = field(default_factory=DQNConfig)
+    sac: SACConfig = field(default_factory=SACConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        self.env.validate()
+        (self.dqn if self.agent == "dqn" else self.sac).validate()
+        batch = self.dqn.batch_size if self.agent == "dqn" else self.sac.batch_size
+        if self.replay.capacity < batch:
+            raise ValueError(f"--replay.capacity ({self.replay.capacity}) must be at least the batch size ({batch})")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
+        if self.log_every <= 0:
+            raise ValueError(f"--log-every must be > 0, got {self.log_every}")
+        if self.monitor.every < 0:
+            raise ValueError(f"--monitor.every must be >= 0, got {self.monitor.every}")
+        if self.eval.episodes < 0:
+            raise ValueError(f"--eval.episodes must be >= 0, got {self.eval.episodes}")
+
+
+def _replace(obj, **changes):
+    return dataclasses.replace(obj, **changes)
+
+
+def _quickstart() -> TrainConfig:
+    """DQN cycling CartPole-v1 and Acrobot-v1 twice (observations padded to 6, actions masked to
+    each task's own); a few minutes on 2 CPU cores."""
+    return TrainConfig(
+        preset="quickstart",
+        env=EnvConfig(tasks=("gym:CartPole-v1", "gym:Acrobot-v1"), steps_per_visit=30_000, cycles=2),
+        replay=ReplayConfig(capacity=50_000),
+        dqn=DQNConfig(lr=1e-3, batch_size=64, train_freq=1, learning_starts=1_000,
+                      target_update_interval=250, exploration_fraction=0.15, epsilon_end=0.02,
+                      epsilon_restart=True, hidden=(128, 128)),
+        monitor=MonitorConfig(every=500),
+        eval=EvalConfig(episodes=5, random_episodes=10, max_steps=1_000),
+        checkpoint_every=0, log_every=500,
+    )
+
+
+def _atari_cycle() -> TrainConfig:
+    """DQN cycling Atari games with the full 18-action space (Machado et al. settings)."""
+    return TrainConfig(
+        preset="atari-cycle",
+        env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=1_000_000, cycles=2),
+        replay=ReplayConfig(capacity=1_000_000),
+        dqn=DQNConfig(reward_clip=1.0),
+        monitor=MonitorConfig(every=5_000, batch_size=256),
+        checkpoint_every=1_000_000, log_every=5_000,
+    )
+
+
+def _classic_cycle() -> TrainConfig:
+    """DQN cycling three classic-control tasks (CartPole, Acrobot, MountainCar)."""
+    cfg = _quickstart()
+    return _replace(cfg, preset="classic-cycle",
+                    env=EnvConfig(tasks=("gym:CartPole-v1", "gym:Acrobot-v1", "gym:MountainCar-v0"),
+                                  steps_per_visit=50_000, cycles=3))
+
+
+def _pendulum() -> TrainConfig:
+    """SAC on Pendulum-v1 (one task, one visit): a quick check that SAC learns."""
+    return TrainConfig(
+        preset="pendulum", agent="sac",
+        env=EnvConfig(tasks=("gym:Pendulum-v1",), steps_per_visit=15_000, cycles=1),
+        replay=ReplayConfig(capacity=100_000),
+        sac=SACConfig(learning_starts=1_000),
+        eval=EvalConfig(episodes=10, random_episodes=5, max_steps=1_000),
+        checkpoint_every=0, log_every=1_000,
+    )
+
+
+def _mujoco_cycle() -> TrainConfig:
+    """SAC on one body under changing dynamics is not in Gymnasium; this cycles several bodies:
+    HalfCheetah-v5 (17 obs, 6 actions) and Hopper-v5 (11 obs, 3 actions) and Walker2d-v5
+    (17 obs, 6 actions), observations zero-padded to 17 and actions to 6 (a smaller task ignores
+    the extra dimensions); each visit 100k steps, two cycles. Needs the [mujoco] extra."""
+    return TrainConfig(
+        preset="mujoco-cycle", agent="sac",
+        env=EnvConfig(tasks=("gym:HalfCheetah-v5", "gym:Hopper-v5", "gym:Walker2d-v5"),
+                      steps_per_visit=100_000, cycles=2),
+        replay=ReplayConfig(capacity=1_000_000),
+        sac=SACConfig(learning_starts=5_000),
+        monitor=MonitorConfig(every=5_000),
+        checkpoint_every=100_000, log_every=5_000,
+    )
+
+
+PRESETS = {
+    "quickstart": _quickstart,
+    "atari-cycle": _atari_cycle,
+    "classic-cycle": _classic_cycle,
+    "pendulum": _pendulum,
+    "mujoco-cycle": _mujoco_cycle,
+}
+
+
+def preset(name: str) -> TrainConfig:
+    """The named preset; an unknown name is refused in one line listing the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
+    return PRESETS[name]()
+
+
+def preset_help() -> str:
+    lines = ["Presets (--preset NAME; options given after it override it):"]
+    for name, make in PRESETS.items():
+        doc = " ".join((make.__doc__ or "").split())
+        lines.append(f"  {name:14s} {doc}")
+    return "\n".join(lines)

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import plasticity as pl
+from plasticity import adalin
+from plasticity.adalin import AdaLin
+
+# ---- hand formulas, in plain Python floats ---------------------------------------------
+
+
+def _cdf(x: float) -> float:
+    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
+
+
+def _pdf(x: float) -> float:
+    return math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+
+def _gelu_tanh(x: float) -> tuple[float, float]:
+    k = math.sqrt(2 / math.pi)
+    u = k * (x + 0.044715 * x**3)
+    t = math.tanh(u)
+    return 0.5 * x * (1 + t), 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+
+
+# name -> (AdaLin kwargs, phi(x), phi'(x), L)
+HAND = {
+    "relu": (dict(base="relu"), lambda x: max(x, 0.0), lambda x: 1.0 if x > 0 else 0.0, 1.0),
+    "leaky_relu": (
+        dict(base="leaky_relu", negative_slope=0.2),
+        lambda x: x if x > 0 else 0.2 * x,
+        lambda x: 1.0 if x > 0 else 0.2,
+        1.0,
+    ),
+    "leaky_relu_steep": (
+        dict(base=nn.LeakyReLU(-1.5)),
+        lambda x: x if x > 0 else -1.5 * x,
+        lambda x: 1.0 if x > 0 else -1.5,
+        1.5,
+    ),
+    "tanh": (dict(base="tanh"), math.tanh, lambda x: 1 - math.tanh(x) ** 2, 1.0),
+    "gelu": (
+        dict(base="gelu"),
+        lambda x: x * _cdf(x),
+        lambda x: _cdf(x) + x * _pdf(x),
+        1.1289041451846482,  # max |phi'| found on a fine grid, see test_lipschitz_constants
+    ),
+    "gelu_tanh": (
+        dict(base=nn.GELU(approximate="tanh")),
+        lambda x: _gelu_tanh(x)[0],
+        lambda x: _gelu_tanh(x)[1],
+        1.1289930686579455,
+    ),
+}
+
+X = [[-3.0, -0.5, 0.0], [0.25, 1.0, 2.5], [-1.0, 4.0, -0.01], [1.414, -1.414, 0.7]]
+ALPHA = [0.5, -0.3, 1.2]
+V = [[1.0, -2.0, 0.5], [0.3, 1.0, -1.0], [2.0, 0.1, 1.0], [-0.5, 0.7, 1.5]]
+
+
+@pytest.mark.parametrize("name", list(HAND))
+def test_values_and_gradients_match_hand_formula(name):
+    kwargs, phi, dphi, lip = HAND[name]
+    kwargs = dict(kwargs)
+    base = kwargs.pop("base")
+    act = AdaLin(base, 3, **kwargs).double()
+    assert act.lipschitz == pytest.approx(lip, rel=1e-9)
+    with torch.no_grad():
+        act.alpha.copy_(torch.tensor(ALPHA, dtype=torch.double))
+    x = torch.tensor(X, dtype=torch.double, requires_grad=True)
+    y = act(x)
+    (y * torch.tensor(V, dtype=torch.double)).sum().backward()
+
+    gate = [[math.cos(math.pi / 2 * abs(dphi(v)) / lip) for v in row] for row in X]
+    want_y = [
+        [phi(v) + ALPHA[i] * v * gate[b][i] for i, v in enumerate(row)] for b, row in enumerate(X)
+    ]
+    want_dx = [
+        [V[b][i] * (dphi(v) + ALPHA[i] * gate[b][i]) for i, v in enumerate(row)]
+        for b, row in enumerate(X)
+    ]
+    want_da = [sum(V[b][i] * X[b][i] * gate[b][i] for b in range(len(X))) for i in range(3)]
+    for got, want in [(y, want_y), (x.grad, want_dx), (act.alpha.grad, want_da)]:
+        torch.testing.assert_close(
+            got, torch.tensor(want, dtype=torch.double), rtol=1e-10, atol=1e-10
+        )
+
+
+def test_gate_endpoints():
+    # tanh: no injection at 0 (slope 1 = L), full injection deep in saturation
+    act = AdaLin("tanh", 2).double()
+    g = act.gate(torch.tensor([0.0, 30.0], dtype=torch.double))
+    assert g.tolist() == [0.0, 1.0]
+    # relu: the gate is exactly the indicator of x <= 0
+    g = AdaLin("relu", 3).gate(torch.tensor([-1.0, 0.0, 2.0]))
+    assert g.tolist() == [1.0, 1.0, 0.0]
+
+
+def test_lipschitz_constants():
+    x = torch.linspace(-6, 6, 1_200_001, dtype=torch.double, requires_grad=True)
+    for approx, const in [("none", adalin.GELU_LIPSCHITZ), ("tanh", adalin.GELU_TANH_LIPSCHITZ)]:
+        (grad,) = torch.autograd.grad(nn.functional.gelu(x, approximate=approx).sum(), x)
+        assert const == pytest.approx(grad.abs().max().item(), rel=1e-9)
+    assert adalin.GELU_LIPSCHITZ == pytest.approx(1.1289041451846482, rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (3, 4, 3, 2)])
+def test_relu_adalin_is_per_neuron_prelu(shape):
+    act = AdaLin(nn.ReLU(), 4)
+    prelu = nn.PReLU(num_parameters=4)
+    slopes = torch.tensor([0.25, -0.5, 0.0, 1.3])
+    with torch.no_grad():
+        act.alpha.copy_(slopes)
+        prelu.weight.copy_(slopes)
+    x1 = torch.randn(shape, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    v = torch.randn(shape)
+    y1, y2 = act(x1), prelu(x2)
+    torch.testing.assert_close(y1, y2)
+    (y1 * v).sum().backward()
+    (y2 * v).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(act.alpha.grad, prelu.weight.grad)
+
+
+def test_generic_path_on_last_axis_equals_prelu():
+    act = AdaLin("relu", 4, dim=-1)  # features last: not PReLU's axis, so the formula path
+    prelu = nn.PReLU(num_parameters=4)
+    slopes = torch.tensor([0.25, -0.5, 0.0, 1.3])
+    with torch.no_grad():
+        act.alpha.copy_(slopes)
+        prelu.weight.copy_(slopes)
+    x1 = torch.randn(2, 3, 4, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_(True)
+    v = torch.randn(2, 3, 4)
+    y1, y2 = act(x1), prelu(x2.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y1, y2)
+    (y1 * v).sum().backward()
+    (y2 * v).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+    torch.testing.assert_close(act.alpha.grad, prelu.weight.grad)
+
+
+def test_convert_mlp_keeps_function():
+    model = nn.Sequential(
+        nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 6), nn.Tanh(), nn.Linear(6, 5),
+        nn.LeakyReLU(0.1), nn.Linear(5, 3),
+    )
+    x = torch.randn(10, 4)
+    before = model(x)
+    assert pl.adalin.convert(model) is model
+    acts = [m for m in model.modules() if isinstance(m, AdaLin)]
+    assert [(a.kind, a.num_features) for a in acts] == [("relu", 8), ("tanh", 6), ("leaky_relu", 5)]
+    assert acts[2].negative_slope == pytest.approx(0.1)
+    assert not any(isinstance(m, (nn.ReLU, nn.Tanh, nn.LeakyReLU)) for m in model.modules())
+    assert torch.equal(model(x), before)
+    assert AdaLin.is_activation and acts[0].is_activation
+
+
+def test_convert_nested_cnn_keeps_function():
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Sequential(
+                nn.Conv2d(2, 4, 3), nn.ReLU(inplace=True), nn.Conv2d(4, 6, 3, stride=2),
+                nn.GELU(), nn.Flatten(),
+            )
+            self.head = nn.Sequential(nn.Linear(6 * 2 * 2, 7), nn.ReLU(), nn.Linear(7, 3))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.encoder(x))
+
+    model = Net()
+    x = torch.randn(5, 2, 7, 7)
+    before = model(x)
+    adalin.convert(model, alpha_init=0.0)
+    acts = [m for m in model.modules() if isinstance(m, AdaLin)]
+    assert [(a.kind, a.num_features, a.dim) for a in acts] == [
+        ("relu", 4, 1), ("gelu", 6, 1), ("relu", 7, -1)
+    ]
+    assert torch.equal(model(x), before)
+    # the alphas are parameters and receive gradient
+    model(x).sum().backward()
+    assert all(a.alpha.grad is not None and a.alpha.grad.abs().sum() > 0 for a in acts)
+
+
+def test_convert_alpha_init():
+    model = adalin.convert(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), alpha_init=0.25)
+    assert model[1].alpha.tolist() == [0.25, 0.25, 0.25]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        nn.Sequential(nn.ReLU(), nn.Linear(3, 3)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.ReLU()),
+    ],
+)
+def test_convert_raises_when_width_unknown(model):
+    with pytest.raises(ValueError, match="adalin: cannot infer the width of activation"):
+        adalin.convert(model)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("swish", 3), "adalin: base must be one of relu, leaky_relu, tanh, gelu, got 'swish'"),
+        (("relu", 0), "adalin: num_features must be an integer >= 1, got 0"),
+        (
+            (nn.Sigmoid(), 3),
+            "adalin: base must be one of relu, leaky_relu, tanh, gelu (or their nn modules), "
+            "got Sigmoid",
+        ),
+    ],
+)
+def test_bad_arguments_raise(args, message):
+    with pytest.raises(ValueError) as err:
+        AdaLin(*args)
+    assert str(err.value) == message
+
+
+def test_reset_parameters_restores_alpha_init():
+    act = AdaLin("tanh", 3, alpha_init=0.5)
+    with torch.no_grad():
+        act.alpha.add_(1.0)
+    act.reset_parameters()
+    assert act.alpha.tolist() == [0.5, 0.5, 0.5]

@@ -1,0 +1,174 @@
+"""Continual Backprop (Dohare et al., 2024): utility, maturity, selection, replacement."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from plasticity.cbp import ContinualBackprop
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+
+
+def step(m, opt, x, cbp):
+    opt.zero_grad()
+    m(x).pow(2).sum().backward()
+    opt.step()
+    cbp.after_step()
+
+
+def test_utility_equals_hand_computation_over_three_steps():
+    m = mlp()
+    opt = torch.optim.Adam(m.parameters(), lr=0.05)
+    cbp = ContinualBackprop(m, opt, decay=0.9, maturity=1000)
+    u = torch.zeros(4)
+    for t in range(3):
+        x = torch.randn(6, 3)
+        with torch.no_grad():
+            h = torch.relu(m[0](x)).abs().mean(0)  # the training forward's activations
+            m(torch.randn(50, 3) * 10)              # a no-grad forward: must be ignored
+        opt.zero_grad()
+        m(x).pow(2).sum().backward()
+        opt.step()
+        cbp.after_step()
+        w_out = m[2].weight.detach().abs().sum(0)  # outgoing weights after the update
+        u = 0.9 * u + 0.1 * h * w_out
+        assert torch.allclose(cbp.utility[0], u, atol=1e-6), t
+    assert cbp.age[0].tolist() == [3, 3, 3, 3]
+    corrected = cbp.bias_corrected_utility(0)
+    assert torch.allclose(corrected, u / (1 - 0.9 ** 3), atol=1e-6)
+
+
+def test_two_training_forwards_are_averaged():
+    m = mlp()
+    cbp = ContinualBackprop(m, None, decay=0.5, maturity=1000)
+    x1, x2 = torch.randn(4, 3), torch.randn(7, 3)
+    m(x1).sum()
+    m(x2).sum()
+    cbp.after_step()
+    with torch.no_grad():
+        h = (torch.relu(m[0](x1)).mean(0) + torch.relu(m[0](x2)).mean(0)) / 2
+    assert torch.allclose(cbp.utility[0], 0.5 * h * m[2].weight.abs().sum(0), atol=1e-6)
+
+
+def test_lowest_utility_mature_unit_is_replaced():
+    m = mlp()
+    with torch.no_grad():
+        m[2].weight.copy_(torch.tensor([[1.0, 0.8, 0.001, 0.5], [1.0, -0.9, 0.001, 0.6]]))
+    opt = torch.optim.SGD(m.parameters(), lr=0.0, momentum=0.9)
+    x = torch.randn(32, 3)
+    # maturity 2, rate 0.25 with 4 eligible units: exactly one replacement, at step 3
+    cbp = ContinualBackprop(m, opt, replacement_rate=0.25, decay=0.99, maturity=2)
+    step(m, opt, x, cbp)
+    step(m, opt, x, cbp)
+    assert cbp.replaced == 0
+    u_before = cbp.utility[0].clone()
+    with torch.no_grad():
+        h = torch.relu(m[0](x)).mean(0)
+    u_expected = 0.99 * u_before + 0.01 * h * m[2].weight.abs().sum(0)
+    victim = int(torch.argmin(u_expected / (1 - 0.99 ** 3)))
+    assert victim == 2 and (h > 0).all()  # unit 2: live, but tiny outgoing weights
+    before = copy.deepcopy(m)
+    opt.zero_grad()
+    m(x).pow(2).sum().backward()
+    opt.step()  # lr 0: the weights stay put, the momentum buffers fill
+    for p in m.parameters():
+        opt.state[p]["momentum_buffer"].fill_(0.5)
+    cbp.after_step()
+    assert cbp.replaced == 1
+    others = [i for i in range(4) if i != victim]
+    assert cbp.age[0].tolist() == [0 if i == victim else 3 for i in range(4)]
+    assert cbp.utility[0][victim] == 0
+    assert torch.allclose(cbp.utility[0][others], u_expected[others], atol=1e-7)
+    assert not torch.equal(m[0].weight[victim], before[0].weight[victim]) and m[0].bias[victim] == 0
+    assert torch.equal(m[0].weight[others], before[0].weight[others])
+    assert m[2].weight[:, victim].eq(0).all()
+    assert torch.equal(m[2].weight[:, others], before[2].weight[:, others])
+    mb = opt.state[m[2].weight]["momentum_buffer"]
+    assert mb[:, victim].eq(0).all() and mb[:, others].eq(0.5).all()
+    mb = opt.state[m[0].weight]["momentum_buffer"]
+    assert mb[victim].eq(0).all() and mb[others].eq(0.5).all()
+
+
+def test_immature_units_are_never_replaced():
+    m = mlp()
+    cbp = ContinualBackprop(m, None, replacement_rate=1.0, maturity=5)
+    x = torch.randn(8, 3)
+    for _ in range(5):
+        m(x).sum()
+        cbp.after_step()
+    assert cbp.replaced == 0  # age 5 is not > 5
+    m(x).sum()
+    cbp.after_step()
+    assert cbp.replaced == 4 and cbp.age[0].eq(0).all()
+    m(x).sum()
+    cbp.after_step()
+    assert cbp.replaced == 4  # the new units are immature again
+
+
+def test_fractional_replacements_accumulate():
+    m = mlp()
+    cbp = ContinualBackprop(m, None, replacement_rate=0.375, maturity=0)  # 4 eligible -> 1.5 a step
+    x = torch.randn(8, 3)
+    counts = []
+    for _ in range(4):
+        r = cbp.replaced
+        m(x).sum()
+        cbp.after_step()
+        counts.append(cbp.replaced - r)
+    assert counts == [1, 2, 1, 2]
+
+
+def test_cnn_utility_sums_the_block_of_columns():
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+    cbp = ContinualBackprop(m, None, decay=0.0, maturity=100)
+    x = torch.randn(5, 1, 4, 4)
+    m(x).sum()
+    cbp.after_step()
+    with torch.no_grad():
+        h = torch.relu(m[0](x)).mean(dim=(0, 2, 3))
+        w = m[3].weight.abs()
+        w_out = torch.stack([w[:, :4].sum(), w[:, 4:].sum()])
+    assert torch.allclose(cbp.utility[0], h * w_out, atol=1e-6)
+
+
+def test_hooks_persist_until_removed_and_inputs_fallback():
+    m = mlp()
+    cbp = ContinualBackprop(m, None, decay=0.0, maturity=100)
+    assert len(m[1]._forward_hooks) == 1
+    cbp.remove_hooks()
+    assert all(not mod._forward_hooks for mod in m.modules())
+    x = torch.randn(6, 3)
+    cbp.after_step(x)  # no recorded forward: one no-grad forward on the inputs
+    with torch.no_grad():
+        h = torch.relu(m[0](x)).mean(0)
+    assert torch.allclose(cbp.utility[0], h * m[2].weight.abs().sum(0), atol=1e-6)
+    with pytest.warns(UserWarning, match="cbp: no activations recorded"):
+        cbp.after_step()
+
+
+def test_state_dict_round_trip():
+    m = mlp()
+    cbp = ContinualBackprop(m, None, replacement_rate=0.3, maturity=0)
+    m(torch.randn(4, 3)).sum()
+    cbp.after_step()
+    c2 = ContinualBackprop(mlp(), None, replacement_rate=0.3, maturity=0)
+    c2.load_state_dict(cbp.state_dict())
+    assert torch.equal(c2.utility[0], cbp.utility[0]) and torch.equal(c2.age[0], cbp.age[0])
+    assert c2.to_replace == cbp.to_replace and c2.replaced == cbp.replaced == 1
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(replacement_rate=-0.1), "cbp: replacement_rate must be in [0, 1], got -0.1"),
+    (dict(decay=1.0), "cbp: decay must be in [0, 1), got 1.0"),
+    (dict(maturity=-1), "cbp: maturity must be an int >= 0, got -1"),
+])
+def test_bad_values_raise(kwargs, msg):
+    with pytest.raises(ValueError) as e:
+        ContinualBackprop(mlp(), **kwargs)
+    assert str(e.value) == msg

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import plasticity as pl
+from plasticity.l2 import L2, L2Init
+
+
+def _model() -> nn.Module:
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, -2.0], [3.0, 0.5]]))
+        model.bias.copy_(torch.tensor([2.0, -1.0]))
+    return model
+
+
+def test_l2_value_and_gradient():
+    model = _model()
+    reg = L2(model, coef=0.1)
+    value = reg.loss()
+    # 0.1/2 * (1 + 4 + 9 + 0.25 + 4 + 1) = 0.05 * 19.25
+    assert value.item() == pytest.approx(0.9625)
+    value.backward()
+    # d/dtheta coef/2 * theta^2 = coef * theta
+    torch.testing.assert_close(model.weight.grad, torch.tensor([[0.1, -0.2], [0.3, 0.05]]))
+    torch.testing.assert_close(model.bias.grad, torch.tensor([0.2, -0.1]))
+    assert reg.metrics()["l2_param_norm"] == pytest.approx(19.25**0.5)
+
+
+def test_l2_weights_only_skips_biases():
+    model = _model()
+    reg = L2(model, coef=0.1, weights_only=True)
+    assert reg.loss().item() == pytest.approx(0.05 * 14.25)
+    reg.loss().backward()
+    assert model.bias.grad is None
+
+
+def test_l2init_value_gradient_and_zero_at_init():
+    model = _model()
+    reg = L2Init(model, coef=0.5)
+    assert reg.loss().item() == 0.0
+    with torch.no_grad():
+        model.weight.add_(torch.tensor([[1.0, 0.0], [0.0, -2.0]]))
+        model.bias.add_(torch.tensor([0.0, 3.0]))
+    value = reg.loss()
+    assert value.item() == pytest.approx(0.25 * (1 + 4 + 9))
+    value.backward()
+    torch.testing.assert_close(model.weight.grad, torch.tensor([[0.5, 0.0], [0.0, -1.0]]))
+    torch.testing.assert_close(model.bias.grad, torch.tensor([0.0, 1.5]))
+    assert reg.metrics()["l2init_distance"] == pytest.approx(14**0.5)
+    # theta_0 is a copy, not a view and not a parameter
+    assert not any(t is p for t in reg.init for p in model.parameters())
+    assert len(list(model.parameters())) == 2
+
+
+def test_l2init_state_dict_keeps_initial_point():
+    model = _model()
+    reg = L2Init(model, coef=1.0)
+    state = reg.state_dict()
+    with torch.no_grad():
+        model.bias.add_(1.0)
+    fresh = L2Init(model, coef=1.0)  # would take the moved parameters as theta_0
+    assert fresh.loss().item() == 0.0
+    fresh.load_state_dict(state)
+    assert fresh.loss().item() == pytest.approx(0.5 * 2)
+
+
+def test_exports_and_bad_coef():
+    assert pl.L2 is L2 and pl.L2Init is L2Init
+    with pytest.raises(ValueError) as err:
+        L2(_model(), coef=-1.0)
+    assert str(err.value) == "l2: coef must be >= 0, got -1.0"
+    with pytest.raises(ValueError) as err:
+        L2Init(_model(), coef=float("nan"))
+    assert str(err.value) == "l2init: coef must be >= 0, got nan"

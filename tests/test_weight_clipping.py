@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import plasticity as pl
+from plasticity.weight_clipping import WeightClipping, fan_in
+
+
+def test_linear_bounds_by_hand():
+    model = nn.Linear(4, 2)  # fan_in 4 -> bound kappa / 2
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.1, 1.0, -1.0, 0.9], [-0.2, 5.0, -0.95, 0.0]]))
+        model.bias.copy_(torch.tensor([2.0, -0.3]))
+    clip = WeightClipping(model, kappa=1.9)  # bound 0.95
+    clip.after_step()
+    torch.testing.assert_close(
+        model.weight, torch.tensor([[0.1, 0.95, -0.95, 0.9], [-0.2, 0.95, -0.95, 0.0]])
+    )
+    torch.testing.assert_close(model.bias, torch.tensor([0.95, -0.3]))
+    assert clip.updates == 1
+    # 0.95 twice, -0.95 twice in the weight (one was already exactly at -0.95), 0.95 in the bias
+    assert clip.metrics()["wclip_frac_at_bound"] == pytest.approx(5 / 10)
+
+
+def test_conv_fan_in_and_bias_option():
+    conv = nn.Conv2d(2, 3, kernel_size=(3, 2), groups=1)  # fan_in = 2*3*2 = 12
+    grouped = nn.Conv2d(4, 4, kernel_size=3, groups=2)  # fan_in = 2*3*3 = 18
+    assert fan_in(conv) == 12 and fan_in(grouped) == 18 and fan_in(nn.Linear(7, 1)) == 7
+    model = nn.Sequential(conv, nn.ReLU(), grouped)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.linspace(-5, 5, p.numel()).view_as(p))
+    biases = [conv.bias.detach().clone(), grouped.bias.detach().clone()]
+    WeightClipping(model, kappa=3.0, clip_bias=False).after_step()
+    for layer, bound in [(conv, 3 / math.sqrt(12)), (grouped, 3 / math.sqrt(18))]:
+        w = layer.weight
+        assert w.max().item() == pytest.approx(bound) and w.min().item() == pytest.approx(-bound)
+        expected = torch.linspace(-5, 5, w.numel()).clamp(-bound, bound).view_as(w)
+        torch.testing.assert_close(w, expected)
+    torch.testing.assert_close(conv.bias, biases[0])  # untouched
+    torch.testing.assert_close(grouped.bias, biases[1])
+
+
+def test_default_init_is_inside_the_bound():
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
+    before = [p.detach().clone() for p in model.parameters()]
+    WeightClipping(model).after_step()  # kappa 3 > 1: default U(+-1/sqrt(fan_in)) init is kept
+    for p, q in zip(model.parameters(), before):
+        assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("kappa", [0.0, -1.0, "3"])
+def test_bad_kappa(kappa):
+    with pytest.raises(ValueError) as err:
+        WeightClipping(nn.Linear(2, 2), kappa=kappa)
+    assert str(err.value) == f"wclip: kappa must be > 0, got {kappa!r}"
+    assert pl.WeightClipping is WeightClipping
