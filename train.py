@@ -64,10 +64,12 @@ def train(cfg: TrainConfig, run_dir: Path, comp: Components, resume_state: dict 
     updates_per_step = comp.updates_per_env_step
     next_log = step + cfg.log_every
     next_ckpt = step + cfg.checkpoint_every if cfg.checkpoint_every else None
+    next_eval = step + cfg.eval.every if cfg.eval.every and cfg.eval.episodes else None
     obs = schedule.reset()
     if resume_state is None or not log.visits or log.visits[-1].visit != schedule.visit:
         log.start_visit(schedule.visit, schedule.task_index, step)
     visit_start = comp.visit_start_step(step)
+    ready = False  # enough transitions to learn from (checked until true: len() costs a reduction)
     try:
         while not schedule.finished:
             task = schedule.task_index
@@ -88,7 +90,8 @@ def train(cfg: TrainConfig, run_dir: Path, comp: Components, resume_state: dict 
             # 4. learn: `updates_per_step` gradient steps per stored transition
             new = int(res.valid.sum()) if res.valid.dtype == torch.bool else obs.shape[0]
             learn_steps += new
-            if step >= learning_starts and len(replay) >= comp.batch_size:
+            ready = ready or (step >= learning_starts and len(replay) >= comp.batch_size)
+            if ready:
                 grad_credit += new * updates_per_step
                 while grad_credit >= 1.0:
                     grad_credit -= 1.0
@@ -106,6 +109,9 @@ def train(cfg: TrainConfig, run_dir: Path, comp: Components, resume_state: dict 
                     agent.on_task_switch(res.switch.current)
                 log.start_visit(res.switch.visit, res.switch.current, step)
                 visit_start = step
+            if next_eval is not None and step >= next_eval and not schedule.finished:
+                next_eval += cfg.eval.every
+                log.evaluation(schedule.task_index, evaluate_policy(comp, schedule.task_index), step)
             log.advance(res.rewards.shape[0])
             if step >= next_log:
                 next_log += cfg.log_every

@@ -245,6 +245,17 @@ class SAC(Agent):
             return torch.tanh(mean)
         return torch.tanh(mean + log_std.exp() * self._noise(obs.shape[0]))
 
+    @torch.no_grad()
+    def extra_metrics(self, batch: Any) -> dict[str, float]:
+        """Policy entropy −E[log π(a|s)] and the critic's mean Q on a monitoring batch (its own
+        noise generator, so measuring does not change the training run's random stream)."""
+        obs = batch.obs.flatten(1).float()
+        gen = torch.Generator(device=self.device).manual_seed(self.updates)
+        eps = torch.randn(obs.shape[0], self.action_dim, device=self.device, generator=gen)
+        actions, log_prob = squashed_sample(*self.actor(obs), eps)
+        q1, q2 = self.critic(obs, actions)
+        return {"policy_entropy": float(-log_prob.mean()), "q_mean": float(torch.min(q1, q2).mean())}
+
     # --- learning ---------------------------------------------------------------------------
 
     def _critic_loss(self, obs, actions, rewards, next_obs, discounts, weights, alpha, eps_next):

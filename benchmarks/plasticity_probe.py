@@ -33,6 +33,13 @@ interventions' own randomness use torch's global generator, seeded identically.
 
 Writes ``benchmarks/plasticity_probe/results.json`` and ``accuracy.png`` (``--quick``
 writes to a temporary directory unless ``--out`` is given) and prints a markdown table.
+
+Budget and hyper-parameters. Adam lr 2e-3, batch 100, 25 epochs (250 updates) per task:
+a fresh network memorises ~96-98% of the random labels, and the baseline falls to chance
+within ~12 tasks (lr 1e-3 with 25 epochs stays at ~80% from task 1 on; lr 3e-3 collapses
+by task 5). Each intervention's defaults below were picked on a separate tuning seed (10,
+20 tasks, 1 run per value) by the mean accuracy over all tasks, see TUNING; the evaluation
+seeds (0, 1, 2) were not used for tuning.
 """
 
 from __future__ import annotations
@@ -58,6 +65,22 @@ import plasticity as pl  # noqa: E402
 from plasticity import adalin, metrics  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "plasticity_probe"
+
+#: how the default hyper-parameters were chosen: value tried -> mean accuracy over all 20
+#: tasks (tuning seed 10, one run each); the chosen value is the best of its row
+TUNING = {
+    "swr --swr-lam (paper grid)": {"1": 0.543, "1e-1": 0.577, "1e-2": 0.717, "1e-3": 0.711,
+                                   "1e-4": 0.410},
+    "l2 --l2-coef": {"1e-2": 0.683, "1e-3": 0.812, "1e-4": 0.447, "1e-5": 0.399},
+    "l2init --l2init-coef": {"1e-2": 0.876, "3e-3": 0.975, "1e-3": 0.918, "1e-4": 0.539},
+    "cbp --cbp-rate/--cbp-maturity": {"1e-4/100": 0.536, "1e-3/100": 0.854,
+                                      "3e-3/100": 0.939, "1e-2/100": 0.953,
+                                      "1e-2/250": 0.938},
+    "redo --redo-every (tau 0.1)": {"50": 0.991, "250": 0.953},
+    "snp --snp-alpha/--snp-sigma": {"0.4/0.1": 0.962, "0.8/0.1": 0.978, "0.8/0.01": 0.972},
+    "wclip --wclip-kappa": {"1": 0.585, "1.5": 0.720, "2": 0.758, "3": 0.592, "5": 0.424},
+    "baseline (reference)": {"-": 0.386},
+}
 
 #: method name -> one-line description (also the order of the table and the plot)
 METHODS: dict[str, str] = {
@@ -308,13 +331,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--swr-lam", type=float, default=1e-2, help="SWR lambda (all layers)")
     g.add_argument("--redo-tau", type=float, default=0.1)
     g.add_argument("--redo-every", type=int, default=50, help="ReDo check period (updates)")
-    g.add_argument("--cbp-rate", type=float, default=1e-3, help="CBP replacement rate rho")
+    g.add_argument("--cbp-rate", type=float, default=1e-2, help="CBP replacement rate rho")
     g.add_argument("--cbp-maturity", type=int, default=100, help="CBP maturity (updates)")
-    g.add_argument("--snp-alpha", type=float, default=0.4, help="Shrink & Perturb shrink")
+    g.add_argument("--snp-alpha", type=float, default=0.8, help="Shrink & Perturb shrink")
     g.add_argument("--snp-sigma", type=float, default=0.1, help="Shrink & Perturb noise")
-    g.add_argument("--l2-coef", type=float, default=1e-4)
-    g.add_argument("--l2init-coef", type=float, default=1e-3)
-    g.add_argument("--wclip-kappa", type=float, default=3.0)
+    g.add_argument("--l2-coef", type=float, default=1e-3)
+    g.add_argument("--l2init-coef", type=float, default=3e-3)
+    g.add_argument("--wclip-kappa", type=float, default=2.0)
     args = p.parse_args(argv)
     if args.quick:
         args.tasks, args.seeds, args.epochs, args.images = 3, 1, 2, 200
@@ -368,6 +391,7 @@ def main(argv: list[str] | None = None) -> None:
         "accuracy_definition": "accuracy on all training images of the task, with the weights "
                                "at the end of the task (eval mode); last_epoch_accuracy is the "
                                "running minibatch accuracy during the task's last epoch",
+        "tuning": TUNING,
         "wall_time_seconds": wall,
         "methods": summary,
     }

@@ -68,9 +68,8 @@ class Components:
 
     @property
     def updates_per_env_step(self) -> float:
-        if self.cfg.agent == "dqn":
-            return self.cfg.dqn.gradient_steps / self.cfg.dqn.train_freq
-        return float(self.cfg.sac.gradient_steps)
+        agent_cfg = self.cfg.dqn if self.cfg.agent == "dqn" else self.cfg.sac
+        return agent_cfg.gradient_steps / agent_cfg.train_freq
 
     @property
     def prioritized(self) -> bool:
@@ -170,7 +169,7 @@ def build(cfg: TrainConfig) -> Components:
             schedule.frame_stack,
             action_shape=() if schedule.discrete else (schedule.action_dim,),
             action_dtype=torch.long if schedule.discrete else torch.float32,
-            n_step=cfg.dqn.n_step if is_dqn else 1,
+            n_step=cfg.dqn.n_step if is_dqn else cfg.sac.n_step,
             gamma=cfg.dqn.gamma if is_dqn else cfg.sac.gamma,
             reward_clip=cfg.dqn.reward_clip if is_dqn else None,
             device=device, seed=cfg.seed, alpha=cfg.replay.alpha, beta0=cfg.replay.beta0,

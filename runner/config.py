@@ -84,6 +84,8 @@ class EvalConfig:
 
     episodes: int = 0
     """Episodes per evaluation (0 disables evaluation)."""
+    every: int = 0
+    """Also evaluate the current task every this many environment steps (0: only at visit ends)."""
     epsilon: float = 0.0
     """ε of the evaluation policy (DQN)."""
     random_episodes: int = 0
@@ -141,8 +143,8 @@ class TrainConfig:
             raise ValueError(f"--log-every must be > 0, got {self.log_every}")
         if self.monitor.every < 0:
             raise ValueError(f"--monitor.every must be >= 0, got {self.monitor.every}")
-        if self.eval.episodes < 0:
-            raise ValueError(f"--eval.episodes must be >= 0, got {self.eval.episodes}")
+        if self.eval.episodes < 0 or self.eval.every < 0:
+            raise ValueError(f"--eval.episodes and --eval.every must be >= 0, got {self.eval.episodes} and {self.eval.every}")
 
 
 def _replace(obj, **changes):
@@ -161,7 +163,7 @@ def _quickstart() -> TrainConfig:
                       epsilon_restart=True, hidden=(128, 128)),
         monitor=MonitorConfig(every=500),
         eval=EvalConfig(episodes=5, random_episodes=10, max_steps=1_000),
-        checkpoint_every=0, log_every=500,
+        checkpoint_every=0, log_every=500, threads=1,
     )
 
 
@@ -193,7 +195,7 @@ def _pendulum() -> TrainConfig:
         replay=ReplayConfig(capacity=100_000),
         sac=SACConfig(learning_starts=1_000),
         eval=EvalConfig(episodes=10, random_episodes=5, max_steps=1_000),
-        checkpoint_every=0, log_every=1_000,
+        checkpoint_every=0, log_every=1_000, threads=1,
     )
 
 
