@@ -135,7 +135,7 @@ def build(method: str, args: argparse.Namespace):
     if method == "reset":
         ivs.append(pl.Reset(model, opt, layers="all", at_task_switch=True))
     elif method == "swr":
-        ivs.append(pl.SWR(model, opt, lam=args.swr_lam))
+        ivs.append(pl.SWR(model, opt, lam=args.swr_lam, head_lam=args.swr_head_lam))
     elif method == "redo":
         ivs.append(pl.ReDo(model, opt, tau=args.redo_tau, every=args.redo_every))
     elif method == "cbp":
@@ -265,43 +265,57 @@ def table(summary: dict[str, dict], last: int, seeds: int) -> str:
 
 
 def plot(summary: dict[str, dict], path: Path, title: str) -> None:
+    """2x2 figure: accuracy per task (full range and zoomed on the top), parameter norm
+    and dormant ratio per task; mean over seeds with a ±std band."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.6))
-    cmap = plt.get_cmap("tab20")
-    styles = ["-", "--", "-.", ":"]
-    for i, (method, s) in enumerate(summary.items()):
-        color = "black" if method == "baseline" else cmap(i % 20)
-        lw = 2.6 if method == "baseline" else 1.6
-        ls = styles[i % len(styles)] if method != "baseline" else "-"
-        for ax, key in zip(axes, ("accuracy", "param_norm", "dormant_ratio")):
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    (ax_acc, ax_zoom), (ax_norm, ax_dorm) = axes
+    colors = iter(plt.get_cmap("tab10").colors)
+    markers = iter("osD^v<>ph*X")
+    for method, s in summary.items():
+        base = method == "baseline"
+        style = dict(color="black" if base else next(colors), lw=2.8 if base else 1.5,
+                     marker="o" if base else next(markers), ms=3.5, label=method,
+                     ls="-" if base else ("--" if method == "reset" else "-"))
+        for ax, key in ((ax_acc, "accuracy"), (ax_zoom, "accuracy"),
+                        (ax_norm, "param_norm"), (ax_dorm, "dormant_ratio")):
             mean = np.array(s[key]["mean"])
             std = np.array(s[key]["std"])
             t = np.arange(1, len(mean) + 1)
-            ax.plot(t, mean, ls, color=color, lw=lw, label=method, marker="o", ms=2.5)
-            ax.fill_between(t, mean - std, mean + std, color=color, alpha=0.12, lw=0)
-    axes[0].axhline(0.1, color="grey", lw=0.8, ls=":")
-    axes[0].text(1, 0.115, "chance", color="grey", fontsize=8)
-    axes[0].set_ylim(0, 1.02)
-    axes[0].set_ylabel("training accuracy at end of task")
-    axes[0].set_title("Memorisation accuracy per task")
-    axes[1].set_yscale("log")
-    axes[1].set_ylabel("||theta|| (all parameters, end of task)")
-    axes[1].set_title("Parameter norm per task")
-    axes[2].set_ylim(-0.02, 1.02)
-    axes[2].set_ylabel("dormant ratio (tau = 0.025, all hidden units)")
-    axes[2].set_title("Dormant units per task")
-    for ax in axes:
+            ax.plot(t, mean, **style)
+            ax.fill_between(t, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+    ax_acc.axhline(0.1, color="grey", lw=0.8, ls=":")
+    ax_acc.text(1, 0.115, "chance (10 classes)", color="grey", fontsize=8)
+    ax_acc.set_ylim(0, 1.02)
+    ax_acc.set_ylabel("training accuracy at end of task")
+    ax_acc.set_title("Memorisation accuracy per task")
+    ax_zoom.set_ylim(0.9, 1.002)
+    ax_zoom.set_ylabel("training accuracy at end of task")
+    ax_zoom.set_title("Same, zoomed on 0.9-1.0")
+    ax_norm.set_ylabel("||theta||, all parameters, end of task")
+    ax_norm.set_title("Parameter norm per task")
+    ax_dorm.set_ylim(-0.02, 1.02)
+    ax_dorm.set_ylabel("dormant ratio (tau = 0.025), all hidden units")
+    ax_dorm.set_title("Dormant units per task (plasticity.Monitor, all training images)")
+    for ax in axes.flat:
         ax.set_xlabel("task")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower left", fontsize=8, ncol=2, framealpha=0.9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    handles, labels = ax_acc.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=10, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 0.9, 0.97))
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def title_of(args) -> str:
+    return (f"Random-label memorisation on sklearn digits: {args.images} images, {args.tasks} "
+            f"tasks x {args.epochs} epochs, MLP 64-{args.hidden}-{args.hidden}-10, Adam "
+            f"lr={args.lr:g}, batch {args.batch_size}; mean ± std over {args.seeds} seed(s)")
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -327,8 +341,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help=f"output directory (default {DEFAULT_OUT}; a temp dir with --quick)")
     p.add_argument("--verbose", action="store_true", help="print every task")
+    p.add_argument("--replot", action="store_true",
+                   help="redraw the PNG and reprint the table from OUT/results.json; no training")
     g = p.add_argument_group("intervention hyper-parameters")
-    g.add_argument("--swr-lam", type=float, default=1e-2, help="SWR lambda (all layers)")
+    g.add_argument("--swr-lam", type=float, default=1e-2, help="SWR lambda")
+    g.add_argument("--swr-head-lam", type=float, default=None,
+                   help="SWR lambda of the output layer (default: --swr-lam)")
     g.add_argument("--redo-tau", type=float, default=0.1)
     g.add_argument("--redo-every", type=int, default=50, help="ReDo check period (updates)")
     g.add_argument("--cbp-rate", type=float, default=1e-2, help="CBP replacement rate rho")
@@ -353,8 +371,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def replot(out: Path) -> None:
+    """Redraw accuracy.png and reprint the table from an existing results.json."""
+    result = json.loads((out / "results.json").read_text())
+    cfg = argparse.Namespace(**result["config"])
+    plot(result["methods"], out / "accuracy.png", title_of(cfg))
+    print(table(result["methods"], min(cfg.last, cfg.tasks), cfg.seeds))
+    print(f"\nwall time of that run {result['wall_time_seconds']:.0f} s; "
+          f"redrew {out / 'accuracy.png'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.replot:
+        replot(args.out)
+        return
     torch.set_num_threads(1)
     x = load_data(args.images)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
@@ -397,10 +428,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=1))
-    title = (f"Random-label memorisation on sklearn digits: {args.images} images, {args.tasks} "
-             f"tasks x {args.epochs} epochs, MLP 64-{args.hidden}-{args.hidden}-10, Adam "
-             f"lr={args.lr:g}, batch {args.batch_size}; mean ± std over {args.seeds} seed(s)")
-    plot(summary, args.out / "accuracy.png", title)
+    plot(summary, args.out / "accuracy.png", title_of(args))
     print()
     print(table(summary, last, args.seeds))
     print(f"\ntotal wall time {wall:.0f} s ({args.workers} worker(s)); "

@@ -21,7 +21,7 @@ online and target agree on the reset layers right after a reset, as in the paper
 resets target networks along with the online ones). Pass ``targets=()`` to leave them
 alone.
 
-Defaults: ``layers="all"``, ``every=None``, ``at_task_switch=False``. At least one trigger
+Defaults: ``layers="all"``, ``every=None``, ``at_task_switch=True``. At least one trigger
 must be set, otherwise the intervention would do nothing and construction fails.
 Metrics: ``reset_count`` (resets done so far).
 """
@@ -50,7 +50,7 @@ class Reset(Intervention):
 
     def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  targets: Sequence[nn.Module] = (), layers: str | int = "all", every: int | None = None,
-                 at_task_switch: bool = False) -> None:
+                 at_task_switch: bool = True) -> None:
         super().__init__()
         n_layers = len(weight_layers(module))
         if isinstance(layers, str):

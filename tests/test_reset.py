@@ -94,7 +94,7 @@ def test_targets_equal_online_after_reset_and_untouched_elsewhere():
 
 def test_periodic_schedule_and_task_switch_flag():
     m = make()
-    r = Reset(m, None, layers=1, every=3)
+    r = Reset(m, None, layers=1, every=3, at_task_switch=False)
     counts, changed = [], []
     for _ in range(7):
         w = m[6].weight.detach().clone()
@@ -138,7 +138,7 @@ class WithLogStd(nn.Module):
     (dict(layers="last", every=1), "got 'last'"),
     (dict(layers=True, every=1), "got True"),
     (dict(every=0), "reset: every must be None or an int >= 1, got 0"),
-    (dict(), "would never reset"),
+    (dict(at_task_switch=False), "would never reset"),
 ])
 def test_bad_values_raise_one_line(kwargs, msg):
     with pytest.raises(ValueError) as e:
