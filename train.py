@@ -48,6 +48,7 @@ def train(cfg: TrainConfig, run_dir: Path, comp: Components, resume_state: dict 
                     progress=cfg.progress, purge_step=step if resume_state else None)
     if resume_state is not None:
         log.visits = resume_state["visits"]
+        comp.random_baselines = resume_state["random_baselines"]
     else:
         comp.random_baselines = comp.measure_random_baselines()
 

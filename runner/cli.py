@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +73,22 @@ def default_run_dir(cfg: TrainConfig) -> str:
     return str(Path("runs") / name)
 
 
+def _tyro_cli(argv: list[str], base: TrainConfig, description: str) -> TrainConfig:
+    """tyro's parser; its boxed error message is reduced to one line (a ValueError)."""
+    if "-h" in argv or "--help" in argv:
+        return tyro.cli(TrainConfig, args=argv, default=base, description=description)
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer), contextlib.redirect_stdout(buffer):
+            return tyro.cli(TrainConfig, args=argv, default=base, description=description)
+    except SystemExit:
+        lines = [ln.strip(" │╭╮╰╯─-|+") for ln in buffer.getvalue().splitlines()]
+        lines = [ln for ln in lines if ln and not ln.startswith(("For full helptext", "Argument helptext"))]
+        # a boxed title ("Invalid choice", "Value error") and then the message
+        detail = lines[1] if len(lines) > 1 else (lines[0] if lines else "could not parse the arguments")
+        raise ValueError(f"{detail} (see python train.py --help)") from None
+
+
 def parse_args(argv: list[str]) -> tuple[TrainConfig, dict | None]:
     """The resolved configuration, and the checkpoint to resume from (or None)."""
     if "--plasticity-help" in argv:
@@ -87,7 +105,7 @@ def parse_args(argv: list[str]) -> tuple[TrainConfig, dict | None]:
     name, argv = _take(argv, "--preset")
     base = preset(name or "quickstart")
     description = TrainConfig.__doc__ + "\n\n" + preset_help() + "\n\nInterventions: see --plasticity-help."
-    cfg = tyro.cli(TrainConfig, args=_shorthands(argv), default=base, description=description)
+    cfg = _tyro_cli(_shorthands(argv), base, description)
     cfg = dataclasses.replace(cfg, preset=base.preset)
     if cfg.run_dir is None:
         cfg = dataclasses.replace(cfg, run_dir=default_run_dir(cfg))

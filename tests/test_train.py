@@ -156,6 +156,9 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     (["--plasticity", "redo:tauu=1"], "unknown parameter 'tauu' for redo"),
     (["--dqn.lr", "-1"], "--dqn.lr must be > 0, got -1.0"),
     (["--agent", "sac"], "--agent sac needs continuous actions"),
+    (["--agent", "foo"], "invalid choice 'foo' for argument '--agent'"),
+    (["--dqn.lr", "abc"], "--dqn.lr"),
+    (["--resume", "/nonexistent/run"], "no checkpoint.pt there"),
 ])
 def test_bad_input_is_one_line_nonzero_exit_no_run_dir(tmp_path, capsys, args, message):
     run_dir = tmp_path / "run"
@@ -179,3 +182,48 @@ def test_same_seed_same_run(tmp_path):
         a, b = scalars(dirs[0], tag), scalars(dirs[1], tag)
         assert a and a == b, tag
     assert scalars(dirs[0], "losses/td_loss")[-1][0] == 2000  # the first 2000 steps, compared
+
+
+SAC_ARGS = [
+    "--agent", "sac", "--env.tasks", "gym:Pendulum-v1", "gym:MountainCarContinuous-v0",
+    "--env.steps-per-visit", "250", "--env.cycles", "2", "--sac.learning-starts", "50",
+    "--sac.batch-size", "32", "--sac.hidden", "32", "32", "--replay.capacity", "2000",
+    "--monitor.every", "20", "--monitor.batch-size", "32", "--log-every", "50", "--threads", "1",
+    "--eval.episodes", "0", "--eval.random-episodes", "0", "--no-progress",
+]
+
+
+def test_sac_continuous_cycle_switches_once_per_visit_and_logs_losses(tmp_path):
+    run_dir = tmp_path / "run"
+    assert train.main([*SAC_ARGS, "--plasticity", "redo:on=critic,every=20", "--run-dir", str(run_dir)]) == 0
+    acc = events(run_dir)
+    visits = scalars(acc, "task/index")
+    assert [v for _, v in visits] == [0, 1, 0, 1] and [s for s, _ in visits] == [0, 250, 500, 750]
+    tags = set(acc.Tags()["scalars"])
+    expected = {"losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "losses/alpha_loss",
+                "losses/q_values", "charts/episodic_return", "charts/SPS", "plasticity/actor/dormant_ratio",
+                "plasticity/critic/dormant_ratio", "plasticity/policy_entropy", "plasticity/redo_recycled/critic"}
+    assert expected <= tags, f"missing: {sorted(expected - tags)}"
+
+
+def test_sac_resume_after_kill_continues(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*SAC_ARGS, "--env.steps-per-visit", "600", "--checkpoint-every", "200", "--run-dir", str(run_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = run_dir / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), "no checkpoint in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    import torch
+
+    assert 200 <= torch.load(ckpt, weights_only=False)["step"] < 2400
+    resumed = run_cli(["--resume", str(run_dir), "--no-progress"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(ckpt, weights_only=False)["step"] == 2400
+    visits = scalars(events(run_dir), "task/index")
+    assert [s for s, _ in visits] == [0, 600, 1200, 1800]
