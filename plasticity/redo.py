@@ -9,9 +9,10 @@ neuron i of layer ℓ by its mean absolute activation, normalised by the layer's
 
 (for a conv channel the expectation also runs over spatial positions; if the whole layer
 is silent the scores are 0). Neuron i is dormant if s_i ≤ τ. Dormant neurons are recycled:
-fresh incoming weights from the layer's initialiser, zero bias, zero outgoing weights (so
-the network's output is unchanged at the moment of recycling, when no LayerNorm/GroupNorm
-mixes the units), and the optimizer moments (Adam's exp_avg, exp_avg_sq, max_exp_avg_sq)
+fresh incoming weights from the layer's initialiser, zero bias, zero outgoing weights (so a
+recycled unit contributes nothing at the moment of recycling: the output is exactly unchanged
+for dead units, and loses only the small contribution of units dormant but not dead; a
+LayerNorm/GroupNorm that mixes the units breaks this), and the optimizer moments (Adam's exp_avg, exp_avg_sq, max_exp_avg_sq)
 of exactly those entries zeroed. The output layer is never recycled. Hidden layers,
 activations and outgoing weights are found by plasticity.layers.neuron_groups (read its
 docstring for the registration-order assumption; `pairs` gives the structure explicitly).

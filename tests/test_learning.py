@@ -19,12 +19,14 @@ def eval_returns(run_dir, tag: str) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(tag)]
 
 
-# DQN on CartPole with the settings of the RL Baselines3 Zoo (lr 2.3e-3, batch 64,
-# target update every 10 gradient steps, 128 gradient steps per 256 env steps, 256-256 MLP).
+# DQN on CartPole with the settings of the RL Baselines3 Zoo (lr 2.3e-3, batch 64, 128 gradient
+# steps per 256 env steps, 256-256 MLP). The zoo's target update "every 10 steps" counts env steps
+# between bursts of 128 gradient steps, i.e. one target copy per burst: 128 gradient steps here.
+# DQN on CartPole oscillates (500 one evaluation, 80 the next): the check is that it *reaches* 400.
 CARTPOLE = [
     "--env.tasks", "gym:CartPole-v1", "--env.steps-per-visit", "60000", "--env.cycles", "1",
     "--dqn.lr", "2.3e-3", "--dqn.batch-size", "64", "--replay.capacity", "100000",
-    "--dqn.learning-starts", "1000", "--dqn.target-update-interval", "10",
+    "--dqn.learning-starts", "1000", "--dqn.target-update-interval", "128",
     "--dqn.train-freq", "256", "--dqn.gradient-steps", "128", "--dqn.exploration-fraction", "0.16",
     "--dqn.epsilon-end", "0.04", "--dqn.hidden", "256", "256", "--dqn.no-epsilon-restart",
     "--eval.episodes", "10", "--eval.every", "5000", "--eval.random-episodes", "0",
