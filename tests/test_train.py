@@ -34,6 +34,27 @@ def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProces
                           timeout=timeout, cwd=ROOT, env=env)
 
 
+def start_cli(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def kill_after_first_checkpoint(args: list[str], run_dir: Path) -> int:
+    """Start train.py, SIGKILL it once a checkpoint exists; return the checkpoint's step."""
+    import torch
+
+    proc = start_cli(args)
+    ckpt = run_dir / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return torch.load(ckpt, weights_only=False)["step"]
+
+
 ATARI_ARGS = [
     "--preset", "atari-cycle", "--env.games", "Pong", "Breakout", "--env.steps-per-visit", "160",
     "--env.cycles", "2", "--env.max-episode-frames", "240", "--dqn.learning-starts", "64",
@@ -100,20 +121,11 @@ QUICK_ARGS = [
 def test_kill_then_resume_continues_the_step_count(tmp_path):
     run_dir = tmp_path / "run"
     args = [*QUICK_ARGS, "--env.steps-per-visit", "1500", "--checkpoint-every", "400", "--run-dir", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = run_dir / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), proc.stderr.read() if proc.poll() is not None else "no checkpoint in time"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    killed_at = kill_after_first_checkpoint(args, run_dir)
+    assert 400 <= killed_at < 6_000
     import torch
 
-    killed_at = torch.load(ckpt, weights_only=False)["step"]
-    assert 400 <= killed_at < 6_000
+    ckpt = run_dir / "checkpoint.pt"
     resumed = run_cli(["--resume", str(run_dir), "--no-progress"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     final = torch.load(ckpt, weights_only=False)
@@ -128,9 +140,7 @@ def test_kill_then_resume_continues_the_step_count(tmp_path):
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path):
     run_dir = tmp_path / "run"
     args = [*QUICK_ARGS, "--env.steps-per-visit", "100000", "--run-dir", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli(args)
     deadline = time.time() + 300
     while not list(run_dir.glob("events.out.tfevents.*")) and time.time() < deadline:
         time.sleep(0.2)
@@ -209,19 +219,10 @@ def test_sac_continuous_cycle_switches_once_per_visit_and_logs_losses(tmp_path):
 def test_sac_resume_after_kill_continues(tmp_path):
     run_dir = tmp_path / "run"
     args = [*SAC_ARGS, "--env.steps-per-visit", "600", "--checkpoint-every", "200", "--run-dir", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = run_dir / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert ckpt.exists(), "no checkpoint in time"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert 200 <= kill_after_first_checkpoint(args, run_dir) < 2400
     import torch
 
-    assert 200 <= torch.load(ckpt, weights_only=False)["step"] < 2400
+    ckpt = run_dir / "checkpoint.pt"
     resumed = run_cli(["--resume", str(run_dir), "--no-progress"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(ckpt, weights_only=False)["step"] == 2400
