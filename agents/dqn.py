@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from agents.base import Agent, Learnable, after_step, extra_loss
+from agents.base import Agent, Learnable, after_step, extra_loss, make_adam
 from agents.networks import QNetwork, make_encoder
 
 
@@ -119,7 +119,7 @@ class DQN(Agent):
         self.memory_format = torch.channels_last if self.image else torch.contiguous_format
         self.q = self.q.to(memory_format=self.memory_format)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.optimizer = make_adam(self.q.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.learnables = {"q": Learnable(self.q, self.optimizer, [self.q_target], inputs=lambda b: b.obs)}
         self.updates = 0
         self.generator = torch.Generator(device=self.device)

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import Agent, Learnable, after_step, extra_loss
+from agents.base import Agent, Learnable, after_step, extra_loss, make_adam
 from agents.networks import ACTIVATIONS, NORMS, MLPEncoder
 
 LOG_STD_MIN = -20.0
@@ -207,12 +207,12 @@ class SAC(Agent):
         self.actor = self.actor.to(self.device)
         self.critic = self.critic.to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
-        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr_actor)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr_critic)
+        self.actor_optimizer = make_adam(self.actor.parameters(), lr=cfg.lr_actor)
+        self.critic_optimizer = make_adam(self.critic.parameters(), lr=cfg.lr_critic)
         self.target_entropy = float(-action_dim if cfg.target_entropy is None else cfg.target_entropy)
         self.log_alpha = torch.tensor(math.log(cfg.alpha_init), device=self.device,
                                       requires_grad=cfg.autotune)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.lr_alpha)
+        self.alpha_optimizer = make_adam([self.log_alpha], lr=cfg.lr_alpha)
         self.learnables = {
             "actor": Learnable(self.actor, self.actor_optimizer, [], inputs=lambda b: b.obs),
             "critic": Learnable(self.critic, self.critic_optimizer, [self.critic_target],

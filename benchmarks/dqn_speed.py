@@ -114,7 +114,7 @@ def run_ours(args, extra: list[str], env: dict | None = None) -> dict:
     # time of the warm-up window (holds the first update, and torch.compile's compilation)
     warm = sum(LOG_EVERY / v for s, v in events if args.learning_starts < s <= start)
     return {"sps": steps / seconds, "seconds": seconds, "warmup_s": warm, "wall_s": wall,
-            "recompiles": proc.stderr.count("Recompiling"), "intervals": [round(v, 1) for _, v in inside]}
+            "recompiles": proc.stderr.count("Recompiling") if env else None, "intervals": [round(v, 1) for _, v in inside]}
 
 
 # ----------------------------------------------------------------------------- SB3
@@ -192,7 +192,7 @@ def interleaved(args, names: list[str]) -> dict[str, list[dict]]:
             results[name].append(res)
             print(f"repeat {r} {name:14s} SPS {res['sps']:7.1f}  window {res['seconds']:6.1f}s  "
                   f"warm-up {res['warmup_s']:5.1f}s  wall {res['wall_s']:6.1f}s"
-                  + (f"  recompiles {res['recompiles']}" if 'recompiles' in res else ""), flush=True)
+                  + (f"  recompiles {res['recompiles']}" if res.get("recompiles") is not None else ""), flush=True)
     return results
 
 
@@ -229,7 +229,7 @@ def speed(args) -> None:
         sps = [r["sps"] for r in results[n]]
         print(f"| {n} | {', '.join(f'{x:.1f}' for x in sps)} | {statistics.median(sps):.1f} | "
               f"{statistics.median(r['warmup_s'] for r in results[n]):.1f} | "
-              f"{results[n][0].get('recompiles', '-')} |")
+              f"{'-' if results[n][0].get('recompiles') is None else results[n][0]['recompiles']} |")
     print()
     print("| ratio | median of per-repeat ratios | ratio of summed window times | per repeat |")
     print("|---|---|---|---|")
@@ -381,7 +381,8 @@ def profile(args) -> None:
                 print(f"| {ct:.2f} | {nc} | {ct / max(nc, 1) * 1e3:.2f} | `{name}` |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    breakdown(args)
+    if not args.profile_only:
+        breakdown(args)
 
 
 def breakdown(args) -> None:
@@ -401,6 +402,7 @@ def breakdown(args) -> None:
     model, env = make_sb3(args, learning_starts=fill, total=fill)
     model.learn(total_timesteps=fill, progress_bar=False)  # fills SB3's buffer, no training
     model.exploration_rate = 0.01
+    env = model.get_env()  # VecTransposeImage(VecFrameStack(...)), as SB3's learn() steps it
     obs = sched.reset()
     for _ in range(fill):  # fill ours with real frames
         a = random_actions(comp, 0, 1)
@@ -408,17 +410,30 @@ def breakdown(args) -> None:
         replay.add(obs, a, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
         obs = res.obs
 
-    ours_t = {k: [] for k in ("act", "env step", "replay add", "replay sample", "update", "total/env step")}
-    sb3_t = {k: [] for k in ("act", "env step", "replay add", "replay sample", "update", "total/env step")}
+    import dataclasses
+
+    from agents.dqn import DQN
+
+    pieces = ("act", "env step", "replay add", "replay sample", "update", "total/env step")
+    agents = {"ours": agent}
+    if args.breakdown_compile:
+        agents["ours-compile"] = DQN(dataclasses.replace(cfg.dqn, compile=True), sched.obs_shape, sched.num_actions,
+                                     sched.action_masks, comp.device, cfg.seed)
+        t = time.perf_counter()
+        agents["ours-compile"].update(replay.sample(32))
+        print(f"torch.compile of the update step (first call): {time.perf_counter() - t:.1f} s", flush=True)
+    times = {name: {k: [] for k in pieces} for name in [*agents, "sb3"]}
+    sb3_t = times["sb3"]
     n = args.breakdown_steps
 
-    def ours_round() -> None:
+    def ours_round(name: str) -> None:
         nonlocal obs
-        acc = dict.fromkeys(ours_t, 0.0)
+        learner = agents[name]
+        acc = dict.fromkeys(pieces, 0.0)
         t_all = time.perf_counter()
         for i in range(n):
             t0 = time.perf_counter()
-            actions = agent.act(obs, 0, 0.01)
+            actions = learner.act(obs, 0, 0.01)
             t1 = time.perf_counter()
             res = sched.step(actions)
             t2 = time.perf_counter()
@@ -431,13 +446,13 @@ def breakdown(args) -> None:
             if i % 4 == 3:
                 batch = replay.sample(32)
                 t4 = time.perf_counter()
-                agent.update(batch)
+                learner.update(batch)
                 t5 = time.perf_counter()
                 acc["replay sample"] += t4 - t3
                 acc["update"] += t5 - t4
         acc["total/env step"] = time.perf_counter() - t_all
         for k, v in acc.items():
-            ours_t[k].append(v / n)
+            times[name][k].append(v / n)
 
     def sb3_round() -> None:
         acc = dict.fromkeys(sb3_t, 0.0)
@@ -471,6 +486,14 @@ def breakdown(args) -> None:
     fmt = agent._format
     inner = {k: [] for k in ("target fwd (no grad)", "online fwd on next_obs (no grad, Double DQN)",
                              "online fwd + loss + backward", "clip_grad_norm_", "Adam step")}
+    # not part of the update: what Adam(fused=True) would cost on the same gradients
+    import copy
+
+    q_fused = copy.deepcopy(q)
+    adam_fused = torch.optim.Adam(q_fused.parameters(), lr=cfg.dqn.lr, eps=cfg.dqn.adam_eps, fused=True)
+    fused_t: list[float] = []
+
+    acc_fused = [0.0]
 
     def inner_round(reps: int = 5) -> None:
         acc = dict.fromkeys(inner, 0.0)
@@ -492,17 +515,25 @@ def breakdown(args) -> None:
             t5 = time.perf_counter()
             for k, dt in zip(inner, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
                 acc[k] += dt
+            for pf, p in zip(q_fused.parameters(), q.parameters()):
+                pf.grad = p.grad
+            t6 = time.perf_counter()
+            adam_fused.step()
+            acc_fused[0] += time.perf_counter() - t6
         for k, v in acc.items():
             inner[k].append(v / reps)
+        fused_t.append(acc_fused[0] / reps)
+        acc_fused[0] = 0.0
 
-    ours_round()
-    sb3_round()
-    inner_round(2)
-    for k in (*ours_t.values(), *sb3_t.values(), *inner.values()):
+    jobs = [*(lambda name=name: ours_round(name) for name in agents), sb3_round, inner_round]
+    for job in jobs:  # warm-up round, discarded
+        job()
+    for k in (*(v for t in times.values() for v in t.values()), *inner.values()):
         k.clear()
+    fused_t.clear()
     for r in range(args.breakdown_rounds):
-        for f in ((ours_round, sb3_round, inner_round) if r % 2 == 0 else (sb3_round, inner_round, ours_round)):
-            f()
+        for job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
+            job()
     sched.close()
     env.close()
     shutil.rmtree(tmp, ignore_errors=True)
@@ -511,12 +542,22 @@ def breakdown(args) -> None:
     print(f"### Per-piece time per env step, in-process, {args.breakdown_rounds} interleaved rounds of {n} env steps "
           f"(medians; ε = 0.01; threads {torch.get_num_threads()})")
     print()
-    print("| piece (per env step; sample/update once every 4 steps) | ours ms | SB3 ms | ours / SB3 |")
-    print("|---|---|---|---|")
-    for k in ours_t:
-        o, s = statistics.median(ours_t[k]) * 1e3, statistics.median(sb3_t[k]) * 1e3
-        print(f"| {k} | {o:.3f} | {s:.3f} | {o / s:.2f} |")
-    upd = statistics.median(ours_t["update"]) * 4e3
+    names = list(times)
+    print("| piece (per env step; sample/update once every 4 steps) | " + " | ".join(f"{n} ms" for n in names)
+          + " | " + " | ".join(f"{n} / sb3" for n in names if n != "sb3") + " |")
+    print("|---" * (2 * len(names)) + "|")
+    for k in pieces:
+        med = {n: statistics.median(times[n][k]) * 1e3 for n in names}
+        print(f"| {k} | " + " | ".join(f"{med[n]:.3f}" for n in names) + " | "
+              + " | ".join(f"{med[n] / med['sb3']:.2f}" for n in names if n != "sb3") + " |")
+    print()
+    print("Per-round speed ratio (SB3 time per env step / ours), i.e. ours' SPS / SB3's SPS:")
+    print()
+    for n in names:
+        if n != "sb3":
+            per = [s / o for s, o in zip(times["sb3"]["total/env step"], times[n]["total/env step"])]
+            print(f"- {n} / sb3: median {statistics.median(per):.3f}; per round " + ", ".join(f"{x:.3f}" for x in per))
+    upd = statistics.median(times["ours"]["update"]) * 4e3
     print()
     print(f"Inside ours' gradient step (eager; one update ≈ {upd:.1f} ms in the loop above):")
     print()
@@ -525,6 +566,8 @@ def breakdown(args) -> None:
     tot = sum(statistics.median(v) for v in inner.values())
     for k, v in inner.items():
         print(f"| {k} | {statistics.median(v) * 1e3:.2f} | {statistics.median(v) / tot:.0%} |")
+    print(f"| (for comparison, not in the update: Adam(fused=True) step on the same gradients) | "
+          f"{statistics.median(fused_t) * 1e3:.2f} | |")
     _ = np  # numpy imported for SB3
 
 
@@ -551,6 +594,10 @@ def main() -> None:
     parser.add_argument("--breakdown-steps", type=int, default=200, help="env steps per breakdown round")
     parser.add_argument("--breakdown-rounds", type=int, default=4)
     parser.add_argument("--breakdown-fill", type=int, default=2000, help="transitions stored before timing")
+    parser.add_argument("--breakdown-compile", action=argparse.BooleanOptionalAction, default=True,
+                        help="include ours with --dqn.compile in the breakdown")
+    parser.add_argument("--breakdown-only", action="store_true", help="--profile without the cProfile run")
+    parser.add_argument("--profile-only", action="store_true", help="--profile without the breakdown")
     parser.add_argument("--child-sb3", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     for name in ("learning_starts", "warmup_steps", "measure_steps"):
@@ -562,6 +609,8 @@ def main() -> None:
         child_sb3(args)
     elif args.monitor:
         monitor(args)
+    elif args.breakdown_only:
+        breakdown(args)
     elif args.profile:
         profile(args)
     else:

@@ -75,10 +75,11 @@ def plot(run_dirs: list[str], labels: list[str], out: str, title: str) -> None:
             if ax is axes[0]:
                 ax.annotate(name, (step, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
                             textcoords="offset points", fontsize=8, color="dimgrey")
-    axes[0].legend(loc="upper right")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), frameon=False)
     axes[-1].set_xlabel("environment steps")
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     print(f"wrote {out}")
