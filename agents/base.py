@@ -110,9 +110,11 @@ class Agent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, l in self.learnables.items():
             s = state[name]
+            # interventions first: one that changed the structure (plasticity injection)
+            # rebuilds it, so the module, optimizer and target states below fit
+            for iv, ivs in zip(l.interventions, s["interventions"]):
+                iv.load_state_dict(ivs)
             l.module.load_state_dict(s["module"])
             l.optimizer.load_state_dict(s["optimizer"])
             for t, ts in zip(l.targets, s["targets"]):
                 t.load_state_dict(ts)
-            for iv, ivs in zip(l.interventions, s["interventions"]):
-                iv.load_state_dict(ivs)
