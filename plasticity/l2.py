@@ -47,10 +47,35 @@ def _select(module: nn.Module, weights_only: bool, name: str) -> list[nn.Paramet
     return params
 
 
-class L2(Intervention):
+class _Penalty(Intervention):
+    """coef/2 * sum_p ||theta_p - anchor_p||^2 over a fixed parameter set; ``_offsets``
+    gives the differences theta_p - anchor_p (the anchor is 0 for L2, theta_0 for L2-Init)."""
+
+    metric = "penalty"  # key of the norm of the offsets in ``metrics()``
+
+    def _setup(self, module: nn.Module, coef: Any, weights_only: bool) -> None:
+        self.coef = _check_coef(self.name, coef)
+        self.weights_only = bool(weights_only)
+        self.params = _select(module, self.weights_only, self.name)
+
+    def _offsets(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def loss(self) -> torch.Tensor:
+        total = torch.stack([d.square().sum() for d in self._offsets()]).sum()
+        return 0.5 * self.coef * total
+
+    @torch.no_grad()
+    def metrics(self) -> dict[str, float]:
+        norms = torch.stack([torch.linalg.vector_norm(d) for d in self._offsets()])
+        return {self.metric: float(torch.linalg.vector_norm(norms))}
+
+
+class L2(_Penalty):
     """coef/2 * sum of squared parameters, added to the loss."""
 
     name = "l2"
+    metric = "l2_param_norm"
 
     def __init__(
         self,
@@ -62,24 +87,17 @@ class L2(Intervention):
         weights_only: bool = False,
     ) -> None:
         super().__init__()
-        self.coef = _check_coef(self.name, coef)
-        self.weights_only = bool(weights_only)
-        self.params = _select(module, self.weights_only, self.name)
+        self._setup(module, coef, weights_only)
 
-    def loss(self) -> torch.Tensor:
-        total = torch.stack([p.square().sum() for p in self.params]).sum()
-        return 0.5 * self.coef * total
-
-    @torch.no_grad()
-    def metrics(self) -> dict[str, float]:
-        norms = torch.stack([torch.linalg.vector_norm(p) for p in self.params])
-        return {"l2_param_norm": float(torch.linalg.vector_norm(norms))}
+    def _offsets(self) -> list[torch.Tensor]:
+        return self.params
 
 
-class L2Init(Intervention):
+class L2Init(_Penalty):
     """coef/2 * squared distance of the parameters from their initial values."""
 
     name = "l2init"
+    metric = "l2init_distance"
 
     def __init__(
         self,
@@ -91,23 +109,13 @@ class L2Init(Intervention):
         weights_only: bool = False,
     ) -> None:
         super().__init__()
-        self.coef = _check_coef(self.name, coef)
-        self.weights_only = bool(weights_only)
-        self.params = _select(module, self.weights_only, self.name)
+        self._setup(module, coef, weights_only)
         self.init = [p.detach().clone() for p in self.params]
 
-    def loss(self) -> torch.Tensor:
+    def _offsets(self) -> list[torch.Tensor]:
         if self.init[0].device != self.params[0].device:  # the module was moved
             self.init = [t.to(p.device) for t, p in zip(self.init, self.params)]
-        total = torch.stack([(p - p0).square().sum() for p, p0 in zip(self.params, self.init)])
-        return 0.5 * self.coef * total.sum()
-
-    @torch.no_grad()
-    def metrics(self) -> dict[str, float]:
-        dists = torch.stack(
-            [torch.linalg.vector_norm(p - p0) for p, p0 in zip(self.params, self.init)]
-        )
-        return {"l2init_distance": float(torch.linalg.vector_norm(dists))}
+        return [p - p0 for p, p0 in zip(self.params, self.init)]
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates, "init": [t.clone() for t in self.init]}
