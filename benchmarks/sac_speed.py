@@ -1,0 +1,551 @@
+"""End-to-end SAC training speed on HalfCheetah-v5: ours (``train.py``) versus Stable-Baselines3.
+
+What is measured: environment steps per second (SPS) of the whole training loop (acting with
+the policy, MuJoCo step, replay add, replay sample, one SAC gradient step per env step:
+twin-Q critic step, actor step, temperature step, Polyak target step), batch 256, 256-256
+MLPs, 1 env, ``--threads`` (2) torch threads, over the same window of every run: env steps
+``(L + W, L + W + M]``, i.e. after learning starts at ``L`` and after a warm-up of ``W``
+steps. The warm-up holds the first updates, hence torch.compile's compilation, for every
+variant alike; start-up, the random-action phase, the warm-up and what follows the window
+(ours writes its final checkpoint) are all excluded.
+
+* ``ours``: ``python train.py --agent sac --env.tasks gym:HalfCheetah-v5 --env.cycles 1
+  --env.steps-per-visit L+W+M --sac.learning-starts L --replay.capacity 1000000 --threads T
+  --monitor.every 0 --checkpoint-every 0 --eval.episodes 0 --eval.random-episodes 0
+  --no-progress --log-every 250 --seed 1 --run-dir TMP`` as a subprocess (all other SAC
+  settings are SACConfig's defaults, which are SB3's: lr 3e-4, γ 0.99, τ 0.005, α auto
+  from 1.0, target entropy −|A|). SPS = M / (sum over the window's ``charts/SPS`` events
+  of 250 / SPS), i.e. the intervals weighted by their duration. ``--replay.capacity`` is
+  set to SB3's 1M (the quickstart preset that ``--agent sac`` starts from has 50k).
+* ``ours-compile``: the same with ``--sac.compile`` (the critic and actor loss functions go
+  through torch.compile; backward and Adam stay eager). Both compile at the first update,
+  at step L, inside the excluded warm-up; the warm-up's extra seconds over ``ours`` are the
+  compile cost, reported separately (with Inductor's on-disk cache warm from an earlier run
+  that cost is small; the ``ours-compile-cold`` variant disables the caches to show the
+  first-time cost); recompilations are counted from
+  ``TORCH_LOGS=recompiles`` (0 means the window is clean).
+* ``sb3``: Stable-Baselines3's ``SAC("MlpPolicy", gym.make("HalfCheetah-v5"),
+  policy_kwargs=dict(net_arch=[256, 256]), batch_size=256, buffer_size=1_000_000,
+  learning_rate=3e-4, learning_starts=L, train_freq=1, gradient_steps=1,
+  ent_coef="auto", device="cpu", seed=1)`` after ``torch.set_num_threads(T)``, in a
+  subprocess, timed by a callback at env steps L+W and L+W+M (its ``_on_step`` runs after
+  each env step, before that step's gradient step, so the window holds M env steps and M
+  gradient steps, as ours).
+
+Runs are interleaved (repeat r runs every variant, the order rotated by r) so the shared
+machine's load hits all variants alike; the table gives every repeat's ratio.
+
+``--omp-wait-policy PASSIVE`` (or ACTIVE) sets ``OMP_WAIT_POLICY`` for every subprocess
+alike. On an oversubscribed machine (more runnable threads than cores) PyTorch's OpenMP
+worker threads spin-wait at every parallel region and the 2-thread runs slow down ~10x;
+PASSIVE makes the waiting threads sleep. ``--omp-wait-policy default`` leaves it unset.
+
+    python benchmarks/sac_speed.py                                  # ours, ours-compile, sb3
+    python benchmarks/sac_speed.py --omp-wait-policy PASSIVE
+    python benchmarks/sac_speed.py --profile                        # where ours spends its time (vs SB3)
+
+``--profile`` runs ours under cProfile, then times each piece of both loops in one process,
+interleaved rounds (act on batch 1, env step, replay add, replay sample, gradient step), and
+inside ours' gradient step each piece (critic forward+loss, critic backward, critic Adam,
+actor forward+loss, actor backward, actor Adam, α step, Polyak update, metrics), next to
+the same pieces written the way SB3 does them where they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG_EVERY = 250
+ENV_ID = "HalfCheetah-v5"
+
+
+def machine_line(threads: int) -> str:
+    import torch
+
+    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, os.cpu_count()={os.cpu_count()}, "
+            f"torch {torch.__version__}, torch threads {threads}, python {platform.python_version()}")
+
+
+def window(args) -> tuple[int, int]:
+    start = args.learning_starts + args.warmup_steps
+    return start, start + args.measure_steps
+
+
+def child_env(args, extra: dict | None = None) -> dict:
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if args.omp_wait_policy != "default":
+        env["OMP_WAIT_POLICY"] = args.omp_wait_policy
+    env.update(extra or {})
+    return env
+
+
+# ----------------------------------------------------------------------------- ours (train.py)
+def ours_argv(args, run_dir: str, extra: list[str] = (), total: int | None = None) -> list[str]:
+    _, end = window(args)
+    return ["--agent", "sac", "--env.tasks", f"gym:{ENV_ID}", "--env.cycles", "1",
+            "--env.steps-per-visit", str(total or end), "--sac.learning-starts", str(args.learning_starts),
+            "--replay.capacity", str(args.capacity), "--threads", str(args.threads),
+            "--monitor.every", "0", "--checkpoint-every", "0", "--eval.episodes", "0",
+            "--eval.random-episodes", "0", "--no-progress", "--log-every", str(LOG_EVERY),
+            "--seed", str(args.seed), "--run-dir", run_dir, *extra]
+
+
+def sps_events(run_dir: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    return [(e.step, e.value) for e in acc.Scalars("charts/SPS")]
+
+
+def run_ours(args, extra: list[str], env: dict | None = None) -> dict:
+    start, end = window(args)
+    tmp = tempfile.mkdtemp(prefix="sac_speed_")
+    run_dir = os.path.join(tmp, "run")
+    cmd = [sys.executable, "train.py", *ours_argv(args, run_dir, extra)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(args, env))
+    wall = time.perf_counter() - t0
+    try:
+        if proc.returncode != 0:
+            raise RuntimeError(f"train.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        events = sps_events(run_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    inside = [(s, v) for s, v in events if start < s <= end]
+    steps = LOG_EVERY * len(inside)
+    if steps != args.measure_steps:
+        raise RuntimeError(f"expected {args.measure_steps} window steps from SPS events, got {steps}: {events}")
+    seconds = sum(LOG_EVERY / v for _, v in inside)
+    # the first update (and compilation) runs at step L, before the SPS flush of step L, so it is
+    # in the interval (L - 250, L]: the warm-up column spans (L - 250, L + W] (250 random steps,
+    # about 0.2 s, are included)
+    warm = sum(LOG_EVERY / v for s, v in events if args.learning_starts - LOG_EVERY < s <= start)
+    return {"sps": steps / seconds, "seconds": seconds, "warmup_s": warm, "wall_s": wall,
+            "recompiles": proc.stderr.count("Recompiling"), "intervals": [round(v, 1) for _, v in inside]}
+
+
+# ----------------------------------------------------------------------------- SB3
+def make_sb3(args, learning_starts: int):
+    import gymnasium as gym
+    from stable_baselines3 import SAC
+
+    env = gym.make(ENV_ID)
+    model = SAC("MlpPolicy", env, policy_kwargs=dict(net_arch=[256, 256]), batch_size=256,
+                buffer_size=args.capacity, learning_rate=3e-4, learning_starts=learning_starts,
+                train_freq=1, gradient_steps=1, ent_coef="auto", device="cpu", seed=args.seed, verbose=0)
+    return model
+
+
+def child_sb3(args) -> None:
+    """Runs inside the subprocess: SB3 SAC timed by a callback; prints one JSON line."""
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    torch.set_num_threads(args.threads)
+    start, end = window(args)
+    model = make_sb3(args, args.learning_starts)
+    marks: dict[int, float] = {}
+    learn_at = args.learning_starts
+
+    class Timer(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps in (learn_at, start, end):
+                marks[self.num_timesteps] = time.perf_counter()
+            return True
+
+    model.learn(total_timesteps=end, callback=Timer(), progress_bar=False)
+    seconds = marks[end] - marks[start]
+    print(json.dumps({"sps": args.measure_steps / seconds, "seconds": seconds,
+                      "warmup_s": marks[start] - marks[learn_at], "threads": torch.get_num_threads()}))
+
+
+def run_sb3(args) -> dict:
+    cmd = [sys.executable, __file__, "--child-sb3", "--learning-starts", str(args.learning_starts),
+           "--warmup-steps", str(args.warmup_steps), "--measure-steps", str(args.measure_steps),
+           "--threads", str(args.threads), "--capacity", str(args.capacity), "--seed", str(args.seed)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(args))
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"sb3 child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["wall_s"] = wall
+    return out
+
+
+# ----------------------------------------------------------------------------- comparisons
+def _one_thread(args):
+    return argparse.Namespace(**{**vars(args), "threads": 1})
+
+
+VARIANTS = {
+    "ours": lambda a: run_ours(a, []),
+    "ours-compile": lambda a: run_ours(a, ["--sac.compile"], env={"TORCH_LOGS": "recompiles"}),
+    # compile with Inductor's on-disk caches disabled: the warm-up then holds the full compile cost
+    "ours-compile-cold": lambda a: run_ours(a, ["--sac.compile"], env={
+        "TORCH_LOGS": "recompiles", "TORCHINDUCTOR_FORCE_DISABLE_CACHES": "1"}),
+    "sb3": run_sb3,
+    # the same with 1 torch thread (for the thread-count question; not part of the issue target)
+    "ours-t1": lambda a: run_ours(_one_thread(a), []),
+    "sb3-t1": lambda a: run_sb3(_one_thread(a)),
+}
+
+
+def interleaved(args, names: list[str]) -> dict[str, list[dict]]:
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(args.repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for name in order:
+            res = VARIANTS[name](args)
+            results[name].append(res)
+            print(f"repeat {r} {name:14s} SPS {res['sps']:7.1f}  window {res['seconds']:6.1f}s  "
+                  f"warm-up {res['warmup_s']:5.1f}s  wall {res['wall_s']:6.1f}s"
+                  + (f"  recompiles {res['recompiles']}" if 'recompiles' in res else ""), flush=True)
+    return results
+
+
+def ratio_rows(results: dict[str, list[dict]], pairs: list[tuple[str, str]]) -> list[str]:
+    rows = []
+    for a, b in pairs:
+        ratios = [x["sps"] / y["sps"] for x, y in zip(results[a], results[b])]
+        total = sum(r["seconds"] for r in results[b]) / sum(r["seconds"] for r in results[a])
+        rows.append(f"| {a} / {b} (SPS) | {statistics.median(ratios):.3f} | {total:.3f} | "
+                    f"{min(ratios):.3f}–{max(ratios):.3f} | " + ", ".join(f"{x:.3f}" for x in ratios) + " |")
+    return rows
+
+
+def print_header(args, title: str) -> None:
+    print()
+    print(f"## {title}")
+    print()
+    print(f"command: `python benchmarks/sac_speed.py {' '.join(sys.argv[1:])}`".replace("  ", " "))
+    print(f"machine: {machine_line(args.threads)}; OMP_WAIT_POLICY="
+          f"{args.omp_wait_policy if args.omp_wait_policy != 'default' else 'unset'}")
+    print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
+    start, end = window(args)
+    print(f"window: env steps ({start}, {end}] (learning starts {args.learning_starts}, warm-up {args.warmup_steps}); "
+          f"repeats {args.repeats}, interleaved; load average at start {os.getloadavg()[0]:.1f}")
+    print()
+
+
+def speed(args) -> None:
+    names = args.variants.split(",")
+    load0 = os.getloadavg()
+    results = interleaved(args, names)
+    print_header(args, f"SAC training speed, {ENV_ID}, env steps/s after learning starts")
+    print(f"load average (1 min) before / after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f}")
+    print()
+    print("| variant | SPS per repeat | median SPS | warm-up s (incl. compile) | recompiles |")
+    print("|---|---|---|---|---|")
+    for n in names:
+        sps = [r["sps"] for r in results[n]]
+        print(f"| {n} | {', '.join(f'{x:.1f}' for x in sps)} | {statistics.median(sps):.1f} | "
+              f"{', '.join(format(r['warmup_s'], '.1f') for r in results[n])} | "
+              f"{results[n][0].get('recompiles', '-')} |")
+    print()
+    print("| ratio | median of per-repeat ratios | ratio of summed window times | range | per repeat |")
+    print("|---|---|---|---|---|")
+    pairs = [(n, "sb3") for n in names if n.startswith("ours") and not n.endswith("-t1") and "sb3" in names]
+    if "ours-t1" in names and "sb3-t1" in names:
+        pairs.append(("ours-t1", "sb3-t1"))
+    if "ours" in names:
+        pairs += [(n, "ours") for n in names if n != "ours" and n.startswith("ours")]
+    if "sb3" in names and "sb3-t1" in names:
+        pairs.append(("sb3-t1", "sb3"))
+    for row in ratio_rows(results, pairs):
+        print(row)
+    print()
+    print("issue target: ours / sb3 >= 1.5")
+
+
+# ----------------------------------------------------------------------------- profile
+def profile(args) -> None:
+    import pstats
+
+    tmp = tempfile.mkdtemp(prefix="sac_profile_")
+    try:
+        prof = os.path.join(tmp, "ours.prof")
+        cmd = [sys.executable, "-m", "cProfile", "-o", prof, "train.py",
+               *ours_argv(args, os.path.join(tmp, "run"))]
+        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env=child_env(args))
+        stats = pstats.Stats(prof)
+        total = stats.total_tt
+        rows = []
+        for (file, line, fn), (cc, nc, tt, ct, callers) in stats.stats.items():
+            rows.append((tt, ct, nc, f"{Path(file).name}:{line}({fn})"))
+        print_header(args, "cProfile of ours (whole run: start-up, random phase and window)")
+        print(f"total profiled time {total:.1f} s")
+        print()
+        print("| tottime s | share | cumtime s | calls | function |")
+        print("|---|---|---|---|---|")
+        for tt, ct, nc, name in sorted(rows, reverse=True)[: args.top]:
+            print(f"| {tt:.2f} | {tt / total:.1%} | {ct:.2f} | {nc} | `{name}` |")
+        print()
+        print("| cumtime s | calls | per call ms | function |")
+        print("|---|---|---|---|")
+        wanted = ("update", "act", "sample", "add", "step", "_critic_loss", "_actor_loss", "soft_update",
+                  "flush_scalars", "accumulate", "backward", "_single_tensor_adam", "squashed_sample",
+                  "_host_actions", "random_actions", "gather")
+        for tt, ct, nc, name in sorted(rows, key=lambda r: -r[1]):
+            fn = name.split("(")[-1].rstrip(")")
+            if fn in wanted and ct > 0.005 * total:
+                print(f"| {ct:.2f} | {nc} | {ct / max(nc, 1) * 1e3:.2f} | `{name}` |")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.omp_wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # too late for this process's OpenMP;
+        # the breakdown runs in a child so the policy applies
+    cmd = [sys.executable, __file__, "--child-breakdown", *sys.argv[1:]]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(args))
+    if proc.returncode != 0:
+        raise RuntimeError(f"breakdown failed:\n{proc.stderr[-3000:]}")
+    print(proc.stdout)
+
+
+def breakdown(args) -> None:
+    """Per-piece times of both loops, in one process, interleaved rounds."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from agents.sac import squashed_sample, temperature_loss
+    from runner.cli import parse_args
+    from runner.components import build, random_actions
+    from runner.logger import RunLogger
+
+    tmp = tempfile.mkdtemp(prefix="sac_breakdown_")
+    n = args.breakdown_steps
+    fill = args.breakdown_fill
+    total = fill + n * (2 * args.breakdown_rounds + 2) + 10
+    cfg, _ = parse_args(ours_argv(args, os.path.join(tmp, "run"), total=total))
+    comp = build(cfg)  # sets torch threads
+    sched, agent, replay = comp.schedule, comp.agent, comp.replay
+    log = RunLogger(os.path.join(tmp, "log"), [ENV_ID], sched.total_steps, progress=False)
+    model = make_sb3(args, learning_starts=fill)
+    model.learn(total_timesteps=fill, progress_bar=False)  # fills SB3's buffer (random actions), no training
+    env = model.get_env()
+    obs = sched.reset()
+    for _ in range(fill):
+        a = random_actions(comp, 0, 1)
+        res = sched.step(a)
+        replay.add(obs, a, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
+        obs = res.obs
+    keys = ("act", "env step", "replay add", "replay sample", "update", "total/env step")
+    ours_t = {k: [] for k in keys}
+    sb3_t = {k: [] for k in keys}
+
+    def ours_round() -> None:
+        nonlocal obs
+        acc = dict.fromkeys(keys, 0.0)
+        t_all = time.perf_counter()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            actions = agent.act(obs, 0)
+            t1 = time.perf_counter()
+            res = sched.step(actions)
+            t2 = time.perf_counter()
+            replay.add(obs, actions, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
+            t3 = time.perf_counter()
+            obs = res.obs
+            batch = replay.sample(256)
+            t4 = time.perf_counter()
+            log.accumulate(agent.update(batch))
+            t5 = time.perf_counter()
+            for k, dt in zip(keys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                acc[k] += dt
+        acc["total/env step"] = time.perf_counter() - t_all
+        for k, v in acc.items():
+            ours_t[k].append(v / n)
+
+    def sb3_round() -> None:
+        acc = dict.fromkeys(keys, 0.0)
+        t_all = time.perf_counter()
+        for _ in range(n):
+            t0 = time.perf_counter()
+            actions, buffer_actions = model._sample_action(0, None, env.num_envs)
+            t1 = time.perf_counter()
+            new_obs, rewards, dones, infos = env.step(actions)
+            t2 = time.perf_counter()
+            model.num_timesteps += 1
+            model._store_transition(model.replay_buffer, buffer_actions, new_obs, rewards, dones, infos)
+            t3 = time.perf_counter()
+            model.replay_buffer.sample(256, env=model._vec_normalize_env)  # timed alone ...
+            t4 = time.perf_counter()
+            model.train(gradient_steps=1, batch_size=256)  # ... and again inside train()
+            t5 = time.perf_counter()
+            for k, dt in zip(keys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                acc[k] += dt
+        acc["total/env step"] = time.perf_counter() - t_all - acc["replay sample"]
+        for k, v in acc.items():
+            sb3_t[k].append(v / n)
+
+    # inside ours' gradient step, eager, piece by piece (same math as SAC.update)
+    batch = replay.sample(256)
+    o = batch.obs.flatten(1).float()
+    no = batch.next_obs.flatten(1).float()
+    act = batch.actions.float()
+    inner_keys = ("critic fwd+loss (incl. target, no-grad actor on s')", "critic backward", "critic Adam",
+                  "actor fwd+loss (actor + both Q on s, ã)", "actor backward (inputs=actor params)", "actor Adam",
+                  "α loss+backward+Adam", "Polyak (lerp_ per tensor)", "Polyak (torch._foreach_lerp_)",
+                  "metrics dict (detach, q.mean, α)",
+                  "alt: critic Adam, per-tensor loop foreach=False (copy)", "alt: critic Adam foreach=True (copy)",
+                  "alt: critic Adam fused=True (copy)")
+    alt_keys = inner_keys[-3:]
+    inner = {k: [] for k in inner_keys}
+    tgt_params = list(agent.critic_target.parameters())
+    src_params = list(agent.critic.parameters())
+    # optimizer variants on copies of the critic's parameters with gradients of the same shape
+    alt_opts = []
+    for kw in (dict(foreach=False), dict(foreach=True), dict(fused=True)):
+        ps = [p.detach().clone().requires_grad_(True) for p in src_params]
+        for p in ps:
+            p.grad = torch.randn_like(p) * 1e-3
+        alt_opts.append(torch.optim.Adam(ps, lr=3e-4, **kw))
+
+    def inner_round(reps: int = 10) -> None:
+        acc = dict.fromkeys(inner_keys, 0.0)
+        for _ in range(reps):
+            alpha = agent.alpha
+            t0 = time.perf_counter()
+            qf1, qf2, q1, td = agent._critic_loss(o, act, batch.rewards, no, batch.discounts, batch.weights,
+                                                  alpha, agent._noise(256))
+            total = qf1 + qf2
+            t1 = time.perf_counter()
+            agent.critic_optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            t2 = time.perf_counter()
+            agent.critic_optimizer.step()
+            t3 = time.perf_counter()
+            actor_loss, log_prob = agent._actor_loss(o, alpha, agent._noise(256))
+            t4 = time.perf_counter()
+            agent.actor_optimizer.zero_grad(set_to_none=True)
+            params = [p for p in agent.actor.parameters() if p.requires_grad]
+            actor_loss.backward(inputs=params)
+            t5 = time.perf_counter()
+            agent.actor_optimizer.step()
+            t6 = time.perf_counter()
+            al = temperature_loss(agent.log_alpha, log_prob.detach(), agent.target_entropy)
+            agent.alpha_optimizer.zero_grad(set_to_none=True)
+            al.backward()
+            agent.alpha_optimizer.step()
+            t7 = time.perf_counter()
+            with torch.no_grad():
+                for tp, sp in zip(tgt_params, src_params):
+                    tp.lerp_(sp, 0.005)
+            t8 = time.perf_counter()
+            with torch.no_grad():
+                torch._foreach_lerp_(tgt_params, src_params, 0.005)
+            t9 = time.perf_counter()
+            {"qf1_loss": qf1.detach(), "qf2_loss": qf2.detach(), "q_values": q1.mean(), "alpha": agent.alpha,
+             "td_abs": td}
+            t10 = time.perf_counter()
+            for k, dt in zip(inner_keys, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7,
+                                          t9 - t8, t10 - t9)):
+                acc[k] += dt
+            for k, opt in zip(alt_keys, alt_opts):
+                ta = time.perf_counter()
+                opt.step()
+                acc[k] += time.perf_counter() - ta
+        for k, v in acc.items():
+            inner[k].append(v / reps)
+
+    ours_round()
+    sb3_round()
+    inner_round(2)
+    for k in (*ours_t.values(), *sb3_t.values(), *inner.values()):
+        k.clear()
+    for r in range(args.breakdown_rounds):
+        for f in ((ours_round, sb3_round, inner_round) if r % 2 == 0 else (sb3_round, inner_round, ours_round)):
+            f()
+    sched.close()
+    env.close()
+    log.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+    print(f"### Per-piece time per env step, in-process, {args.breakdown_rounds} interleaved rounds of {n} env steps "
+          f"(medians; one gradient step per env step; threads {torch.get_num_threads()}; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
+    print()
+    print("| piece (per env step) | ours ms | SB3 ms | ours / SB3 | ours per round | SB3 per round |")
+    print("|---|---|---|---|---|---|")
+    for k in keys:
+        o_, s_ = statistics.median(ours_t[k]) * 1e3, statistics.median(sb3_t[k]) * 1e3
+        print(f"| {k} | {o_:.3f} | {s_:.3f} | {o_ / s_:.2f} | {', '.join(f'{x * 1e3:.2f}' for x in ours_t[k])} | "
+              f"{', '.join(f'{x * 1e3:.2f}' for x in sb3_t[k])} |")
+    tot_o = [x for x in ours_t["total/env step"]]
+    tot_s = [x for x in sb3_t["total/env step"]]
+    print()
+    print("SB3's 'update' is its whole `train(1)` (its own replay sample included, so SB3's total subtracts the "
+          "separately timed sample once). Per-round ratio SB3/ours of total time per env step (= ours' speed-up): "
+          + ", ".join(f"{s / o:.2f}" for o, s in zip(tot_o, tot_s)))
+    print()
+    kind = ("fused" if agent.critic_optimizer.defaults.get("fused") else
+            "foreach" if agent.critic_optimizer.defaults.get("foreach") else "per-tensor loop (PyTorch's CPU default)")
+    print(f"Inside ours' gradient step (eager, pieces timed separately, same math as SAC.update; "
+          f"ours' Adam: {kind}):")
+    print()
+    print("| piece of one update | ms (median) | share of the pieces | per round |")
+    print("|---|---|---|---|")
+    extra = ("Polyak (torch._foreach_lerp_)", *alt_keys)  # alternatives, not part of the update
+    tot = sum(statistics.median(inner[k]) for k in inner_keys if k not in extra)
+    for k in inner_keys:
+        v = inner[k]
+        share = "—" if k in extra else f"{statistics.median(v) / tot:.0%}"
+        print(f"| {k} | {statistics.median(v) * 1e3:.3f} | {share} | {', '.join(f'{x * 1e3:.2f}' for x in v)} |")
+    _ = (np, F, squashed_sample)
+
+
+# ----------------------------------------------------------------------------- main
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--learning-starts", type=int, default=1000, help="L: env steps before learning")
+    parser.add_argument("--warmup-steps", type=int, default=500, help="W: steps after L excluded (compile, caches)")
+    parser.add_argument("--measure-steps", type=int, default=3000, help="M: env steps in the timed window")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every variant")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides (the -t1 variants use 1)")
+    parser.add_argument("--capacity", type=int, default=1_000_000, help="replay capacity of both sides")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--variants", default="ours,ours-compile,sb3",
+                        help=f"comma-separated, from: {', '.join(VARIANTS)}")
+    parser.add_argument("--omp-wait-policy", default="default", choices=["default", "PASSIVE", "ACTIVE"],
+                        help="OMP_WAIT_POLICY of every subprocess (default: leave unset)")
+    parser.add_argument("--profile", action="store_true", help="profile ours and time each piece vs SB3")
+    parser.add_argument("--top", type=int, default=25, help="rows of the cProfile table")
+    parser.add_argument("--breakdown-steps", type=int, default=100, help="env steps per breakdown round")
+    parser.add_argument("--breakdown-rounds", type=int, default=4)
+    parser.add_argument("--breakdown-fill", type=int, default=1000, help="transitions stored before timing")
+    parser.add_argument("--child-sb3", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-breakdown", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    for name in ("learning_starts", "warmup_steps", "measure_steps"):
+        if getattr(args, name) % LOG_EVERY:
+            parser.error(f"--{name.replace('_', '-')} must be a multiple of {LOG_EVERY}")
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    if args.child_sb3:
+        child_sb3(args)
+    elif args.child_breakdown:
+        breakdown(args)
+    elif args.profile:
+        profile(args)
+    else:
+        speed(args)
+
+
+if __name__ == "__main__":
+    main()
