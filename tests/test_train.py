@@ -228,3 +228,22 @@ def test_sac_resume_after_kill_continues(tmp_path):
     assert torch.load(ckpt, weights_only=False)["step"] == 2400
     visits = scalars(events(run_dir), "task/index")
     assert [s for s, _ in visits] == [0, 600, 1200, 1800]
+
+
+INTERVENTIONS = ["swr", "l2", "l2init", "clip", "reset", "snp", "redo:every=10", "cbp:maturity=10",
+                 "injection", "adalin", "crelu", "layernorm"]
+
+
+@pytest.mark.parametrize("agent", ["dqn", "sac"])
+@pytest.mark.parametrize("spec", INTERVENTIONS)
+def test_every_intervention_runs_with_both_agents(tmp_path, agent, spec):
+    if agent == "sac":
+        if spec == "injection":
+            spec = "injection:on=actor,head=mean"  # SAC's networks have no `head`: name one
+        args = [*SAC_ARGS, "--env.steps-per-visit", "100", "--monitor.every", "25"]
+    else:
+        args = [*QUICK_ARGS, "--env.steps-per-visit", "150", "--dqn.learning-starts", "50", "--threads", "1",
+                "--monitor.every", "25"]
+    run_dir = tmp_path / "run"
+    assert train.main([*args, "--plasticity", spec, "--run-dir", str(run_dir)]) == 0
+    assert scalars(events(run_dir), "task/index")[-1][1] == 1
