@@ -270,6 +270,9 @@ def speed(args) -> None:
         print(row)
     print()
     print("issue target: ours / sb3 >= 1.5")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"argv": sys.argv[1:], "results": results}, indent=1))
+        print(f"per-run results (incl. every SPS interval of ours) written to {args.json}")
 
 
 # ----------------------------------------------------------------------------- profile
@@ -524,6 +527,7 @@ def main() -> None:
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--omp-wait-policy", default="default", choices=["default", "PASSIVE", "ACTIVE"],
                         help="OMP_WAIT_POLICY of every subprocess (default: leave unset)")
+    parser.add_argument("--json", default=None, help="also write every run's numbers (and ours' SPS intervals) here")
     parser.add_argument("--profile", action="store_true", help="profile ours and time each piece vs SB3")
     parser.add_argument("--top", type=int, default=25, help="rows of the cProfile table")
     parser.add_argument("--breakdown-steps", type=int, default=100, help="env steps per breakdown round")
