@@ -48,7 +48,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -57,20 +56,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from speed_common import interleaved, machine_line, sps_events, window
+
 ROOT = Path(__file__).resolve().parent.parent
 LOG_EVERY = 500
-
-
-def machine_line(threads: int) -> str:
-    import torch
-
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, os.cpu_count()={os.cpu_count()}, "
-            f"torch {torch.__version__}, torch threads {threads}, python {platform.python_version()}")
-
-
-def window(args) -> tuple[int, int]:
-    start = args.learning_starts + args.warmup_steps
-    return start, start + args.measure_steps
 
 
 # ----------------------------------------------------------------------------- ours (train.py)
@@ -82,14 +71,6 @@ def ours_argv(args, run_dir: str, extra: list[str] = ()) -> list[str]:
             "--threads", str(args.threads), "--monitor.every", "0", "--checkpoint-every", "0",
             "--eval.episodes", "0", "--no-progress", "--log-every", str(LOG_EVERY), "--seed", str(args.seed),
             "--run-dir", run_dir, *extra]
-
-
-def sps_events(run_dir: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("charts/SPS")]
 
 
 def run_ours(args, extra: list[str], env: dict | None = None) -> dict:
@@ -183,19 +164,6 @@ VARIANTS = {
 }
 
 
-def interleaved(args, names: list[str]) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {n: [] for n in names}
-    for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            res = VARIANTS[name](args)
-            results[name].append(res)
-            print(f"repeat {r} {name:14s} SPS {res['sps']:7.1f}  window {res['seconds']:6.1f}s  "
-                  f"warm-up {res['warmup_s']:5.1f}s  wall {res['wall_s']:6.1f}s"
-                  + (f"  recompiles {res['recompiles']}" if res.get("recompiles") is not None else ""), flush=True)
-    return results
-
-
 def ratio_rows(results: dict[str, list[dict]], pairs: list[tuple[str, str]]) -> list[str]:
     rows = []
     for a, b in pairs:
@@ -221,7 +189,7 @@ def print_header(args, title: str) -> None:
 
 def speed(args) -> None:
     names = args.variants.split(",")
-    results = interleaved(args, names)
+    results = interleaved(args, names, VARIANTS)
     print_header(args, "DQN training speed, Breakout, env steps/s after learning starts")
     print("| variant | SPS per repeat | median SPS | warm-up (compile) s | recompiles |")
     print("|---|---|---|---|---|")
@@ -247,7 +215,6 @@ def monitor_cost_in_process(args) -> dict:
     """Seconds of one monitoring step (Components.after_update at a measuring update), and
     seconds of the training it is amortised over (`every` updates, each with 4 loop steps),
     measured interleaved in one process on a replay filled with real Breakout frames."""
-    import torch
 
     from runner.cli import parse_args
     from runner.components import build, random_actions
@@ -310,7 +277,7 @@ def monitor(args) -> None:
     if args.monitor_every is None:
         args.monitor_every = default.every
     cost = monitor_cost_in_process(args)
-    results = interleaved(args, ["ours-monitor", "ours"]) if args.repeats else None
+    results = interleaved(args, ["ours-monitor", "ours"], VARIANTS) if args.repeats else None
     print_header(args, "Monitoring overhead (ours)")
     print(f"MonitorConfig default: every={default.every} gradient steps, batch_size={default.batch_size}, "
           f"histogram_every={default.histogram_every}; measured with every={args.monitor_every}")

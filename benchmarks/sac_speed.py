@@ -57,7 +57,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -66,21 +65,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from speed_common import interleaved, machine_line, sps_events, window
+
 ROOT = Path(__file__).resolve().parent.parent
 LOG_EVERY = 250
 ENV_ID = "HalfCheetah-v5"
-
-
-def machine_line(threads: int) -> str:
-    import torch
-
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, os.cpu_count()={os.cpu_count()}, "
-            f"torch {torch.__version__}, torch threads {threads}, python {platform.python_version()}")
-
-
-def window(args) -> tuple[int, int]:
-    start = args.learning_starts + args.warmup_steps
-    return start, start + args.measure_steps
 
 
 def child_env(args, extra: dict | None = None) -> dict:
@@ -101,14 +90,6 @@ def ours_argv(args, run_dir: str, extra: list[str] = (), total: int | None = Non
             "--monitor.every", "0", "--checkpoint-every", "0", "--eval.episodes", "0",
             "--eval.random-episodes", "0", "--no-progress", "--log-every", str(LOG_EVERY),
             "--seed", str(args.seed), "--run-dir", run_dir, *extra]
-
-
-def sps_events(run_dir: str) -> list[tuple[int, float]]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
-    acc.Reload()
-    return [(e.step, e.value) for e in acc.Scalars("charts/SPS")]
 
 
 def run_ours(args, extra: list[str], env: dict | None = None) -> dict:
@@ -205,19 +186,6 @@ VARIANTS = {
 }
 
 
-def interleaved(args, names: list[str]) -> dict[str, list[dict]]:
-    results: dict[str, list[dict]] = {n: [] for n in names}
-    for r in range(args.repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            res = VARIANTS[name](args)
-            results[name].append(res)
-            print(f"repeat {r} {name:14s} SPS {res['sps']:7.1f}  window {res['seconds']:6.1f}s  "
-                  f"warm-up {res['warmup_s']:5.1f}s  wall {res['wall_s']:6.1f}s"
-                  + (f"  recompiles {res['recompiles']}" if 'recompiles' in res else ""), flush=True)
-    return results
-
-
 def ratio_rows(results: dict[str, list[dict]], pairs: list[tuple[str, str]]) -> list[str]:
     rows = []
     for a, b in pairs:
@@ -245,7 +213,7 @@ def print_header(args, title: str) -> None:
 def speed(args) -> None:
     names = args.variants.split(",")
     load0 = os.getloadavg()
-    results = interleaved(args, names)
+    results = interleaved(args, names, VARIANTS)
     print_header(args, f"SAC training speed, {ENV_ID}, env steps/s after learning starts")
     print(f"load average (1 min) before / after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f}")
     print()
