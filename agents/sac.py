@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import Agent, Learnable, after_step, extra_loss, make_adam
+from agents.compiled_grad import CompiledGrad
 from agents.networks import ACTIVATIONS, NORMS, MLPEncoder
 
 LOG_STD_MIN = -20.0
@@ -92,7 +93,9 @@ class SACConfig:
     max_grad_norm: float = 0.0
     """Clip each network's gradient global norm to this value (<= 0 disables, as in SB3/CleanRL)."""
     compile: bool = False
-    """torch.compile the loss computations (worth it for long runs; costs tens of seconds first)."""
+    """Compile each network's forward + backward into one graph (agents/compiled_grad.py): ~20 %
+    faster updates on CPU, tens of seconds of compilation first; eager while a hook watches the
+    training forward (e.g. CBP)."""
 
     def validate(self) -> None:
         checks = {
@@ -178,11 +181,15 @@ def temperature_loss(log_alpha: torch.Tensor, log_prob: torch.Tensor, target_ent
     return -(log_alpha * (log_prob.detach() + target_entropy)).mean()
 
 
+def temperature_grad(log_prob: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """∂L(α)/∂log α = −mean[log π + H̄] (the temperature loss is linear in log α)."""
+    return -(log_prob.detach() + target_entropy).mean()
+
+
 @torch.no_grad()
 def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """Polyak step θ' ← τθ + (1 − τ)θ' on parameters; buffers (if any) are copied."""
-    for t, p in zip(target.parameters(), online.parameters()):
-        t.lerp_(p, tau)
+    """Polyak step θ' ← τθ + (1 − τ)θ' on parameters (one multi-tensor kernel); buffers (if any) are copied."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
     for tb, b in zip(target.buffers(), online.buffers()):
         tb.copy_(b)
 
@@ -224,8 +231,8 @@ class SAC(Agent):
         zero = torch.zeros((), device=self.device)
         # the actor's metrics of its last step, returned on steps that skip the actor
         self._actor_metrics = {"actor_loss": zero, "alpha_loss": zero.clone(), "entropy": zero.clone()}
-        self._critic_loss_fn = torch.compile(self._critic_loss) if cfg.compile else self._critic_loss
-        self._actor_loss_fn = torch.compile(self._actor_loss) if cfg.compile else self._actor_loss
+        self._critic_grad = CompiledGrad(self.critic, self._critic_objective) if cfg.compile else None
+        self._actor_grad = CompiledGrad(self.actor, self._actor_objective) if cfg.compile else None
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -276,6 +283,15 @@ class SAC(Agent):
         actor_loss = (alpha * log_prob - torch.min(q1, q2)).mean()
         return actor_loss, log_prob
 
+    # (loss, aux) forms for CompiledGrad: the same math
+    def _critic_objective(self, *args):
+        qf1_loss, qf2_loss, q1, td_abs = self._critic_loss(*args)
+        return qf1_loss + qf2_loss, (qf1_loss.detach(), qf2_loss.detach(), q1, td_abs)
+
+    def _actor_objective(self, obs, alpha, eps):
+        actor_loss, log_prob = self._actor_loss(obs, alpha, eps)
+        return actor_loss, (actor_loss.detach(), log_prob.detach())
+
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """One critic step (+ actor and α every policy_frequency); detached scalars, no host sync."""
         cfg = self.cfg
@@ -287,14 +303,20 @@ class SAC(Agent):
 
         # critic
         critic = self.learnables["critic"]
-        qf1_loss, qf2_loss, q1, td_abs = self._critic_loss_fn(
-            obs, actions, batch.rewards, next_obs, batch.discounts, batch.weights, alpha, self._noise(n))
-        total = qf1_loss + qf2_loss
-        extra = extra_loss(critic)
-        if extra is not None:
-            total = total + extra
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        args = (obs, actions, batch.rewards, next_obs, batch.discounts, batch.weights, alpha, self._noise(n))
+        if self._critic_grad is not None and self._critic_grad.usable():
+            qf1_loss, qf2_loss, q1, td_abs = self._critic_grad(*args)  # sets the critic's p.grad
+            extra = extra_loss(critic)
+            if extra is not None:
+                extra.backward()  # accumulates onto the compiled gradients
+        else:
+            qf1_loss, qf2_loss, q1, td_abs = self._critic_loss(*args)
+            total = qf1_loss + qf2_loss
+            extra = extra_loss(critic)
+            if extra is not None:
+                total = total + extra
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            total.backward()
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
         self.critic_optimizer.step()
@@ -303,23 +325,30 @@ class SAC(Agent):
         # actor and temperature (delayed: every policy_frequency critic steps, first on step 0)
         if self.updates % cfg.policy_frequency == 0:
             actor = self.learnables["actor"]
-            actor_loss, log_prob = self._actor_loss_fn(obs, alpha, self._noise(n))
-            total = actor_loss
-            extra = extra_loss(actor)
-            if extra is not None:
-                total = total + extra
-            self.actor_optimizer.zero_grad(set_to_none=True)
             params = [p for p in self.actor.parameters() if p.requires_grad]
-            total.backward(inputs=params)  # no gradient lands on the critic
+            if self._actor_grad is not None and self._actor_grad.usable():
+                actor_loss, log_prob = self._actor_grad(obs, alpha, self._noise(n))  # actor's p.grad only
+                extra = extra_loss(actor)
+                if extra is not None:
+                    extra.backward(inputs=params)
+            else:
+                actor_loss, log_prob = self._actor_loss(obs, alpha, self._noise(n))
+                total = actor_loss
+                extra = extra_loss(actor)
+                if extra is not None:
+                    total = total + extra
+                self.actor_optimizer.zero_grad(set_to_none=True)
+                total.backward(inputs=params)  # no gradient lands on the critic
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             self.actor_optimizer.step()
             after_step(actor, batch)
             log_prob = log_prob.detach()
             if cfg.autotune:
-                alpha_loss = temperature_loss(self.log_alpha, log_prob, self.target_entropy)
-                self.alpha_optimizer.zero_grad(set_to_none=True)
-                alpha_loss.backward()
+                # ∂L_α/∂log α = −mean(log π + H̄), written directly: no autograd pass for one scalar
+                grad = temperature_grad(log_prob, self.target_entropy)
+                alpha_loss = self.log_alpha.detach() * grad  # = temperature_loss(log α, log π, H̄)
+                self.log_alpha.grad = grad
                 self.alpha_optimizer.step()
             else:
                 alpha_loss = torch.zeros((), device=self.device)

@@ -203,13 +203,14 @@ def _mujoco_cycle() -> TrainConfig:
     """SAC on one body under changing dynamics is not in Gymnasium; this cycles several bodies:
     HalfCheetah-v5 (17 obs, 6 actions) and Hopper-v5 (11 obs, 3 actions) and Walker2d-v5
     (17 obs, 6 actions), observations zero-padded to 17 and actions to 6 (a smaller task ignores
-    the extra dimensions); each visit 100k steps, two cycles. Needs the [mujoco] extra."""
+    the extra dimensions); each visit 100k steps, two cycles; compiled SAC updates (~10 s of
+    compilation for ~20 % faster updates over 600k steps). Needs the [mujoco] extra."""
     return TrainConfig(
         preset="mujoco-cycle", agent="sac",
         env=EnvConfig(tasks=("gym:HalfCheetah-v5", "gym:Hopper-v5", "gym:Walker2d-v5"),
                       steps_per_visit=100_000, cycles=2),
         replay=ReplayConfig(capacity=1_000_000),
-        sac=SACConfig(learning_starts=5_000),
+        sac=SACConfig(learning_starts=5_000, compile=True),
         monitor=MonitorConfig(every=5_000),
         checkpoint_every=100_000, log_every=5_000,
     )

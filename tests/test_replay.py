@@ -13,8 +13,16 @@ import torch
 from test_replay_reference import FakeStackedVectorEnv, ReferenceReplay, check_buffer
 
 from agents.replay import Batch, make_replay
+from agents.replay.storage import FrameStorage
 
 T, F = True, False
+
+
+@pytest.fixture(autouse=True, params=["host-add", "vectorised-add"])
+def add_path(request, monkeypatch):
+    """Every test here runs with both ways of writing (storage.py's module docstring)."""
+    monkeypatch.setattr(FrameStorage, "host_path_default", request.param == "host-add")
+    return request.param
 
 
 def vec_buffer(kind: str = "uniform", capacity: int = 64, num_envs: int = 1, **kw):
@@ -167,9 +175,11 @@ def draw_counts(buf, draws: int, batch: int = 500) -> torch.Tensor:
     return counts
 
 
-def test_uniform_sampler_is_uniform_over_sampleable_slots_after_wrap():
+@pytest.mark.parametrize("sync_free", [True, False], ids=["sync-free", "host-loop"])
+def test_uniform_sampler_is_uniform_over_sampleable_slots_after_wrap(sync_free):
     env = FakeStackedVectorEnv(num_envs=3, stack=4, max_len=5, seed=2)
     buf = make_replay("uniform", 3 * 40, 3, (4, 3), torch.float32, 4, seed=5)
+    buf.sampler.sync_free = sync_free
     drive_fake(buf, ReferenceReplay(3, 40, 4, 1, 0.99, None), env, steps=100, check_every=99)
     valid = buf.storage.sampleable()
     counts = draw_counts(buf, 60_000)
@@ -227,10 +237,16 @@ def test_prioritized_update_does_not_revive_overwritten_slots():
 
 
 # ---------------------------------------------------------------- state, errors
-@pytest.mark.parametrize("kind", ["uniform", "prioritized"])
-def test_state_dict_round_trip_samples_the_same(kind):
+@pytest.mark.parametrize("kind,sync_free", [("uniform", True), ("uniform", False), ("prioritized", None)])
+def test_state_dict_round_trip_samples_the_same(kind, sync_free):
     env = FakeStackedVectorEnv(num_envs=2, stack=4, max_len=8, seed=4)
-    make = lambda: make_replay(kind, 2 * 30, 2, (4, 3), torch.float32, 4, n_step=2, seed=11)  # noqa: E731
+
+    def make():
+        buf = make_replay(kind, 2 * 30, 2, (4, 3), torch.float32, 4, n_step=2, seed=11)
+        if sync_free is not None:
+            buf.sampler.sync_free = sync_free
+        return buf
+
     buf = make()
     drive_fake(buf, ReferenceReplay(2, 30, 4, 2, 0.99, None), env, steps=80, check_every=100)
     first = buf.sample(32)

@@ -15,7 +15,7 @@ from torch.distributions import Normal, TransformedDistribution
 from torch.distributions.transforms import TanhTransform
 
 from agents.sac import (LOG_STD_MAX, LOG_STD_MIN, SAC, GaussianPolicy, SACConfig, TwinQ, soft_update,
-                        squashed_sample, tanh_log_det, temperature_loss)
+                        squashed_sample, tanh_log_det, temperature_grad, temperature_loss)
 from plasticity.base import Intervention
 
 OBS, ACT = 3, 2
@@ -117,6 +117,8 @@ def test_temperature_loss_and_gradient_by_hand():
     loss.backward()
     assert log_alpha.grad.item() == pytest.approx(0.5)  # −mean(log π + H̄)
     assert log_prob.grad is None  # log π is a constant for the temperature
+    # the closed form SAC.update uses instead of a backward pass
+    assert temperature_grad(log_prob, -1.0).item() == pytest.approx(log_alpha.grad.item())
 
 
 def test_policy_clamps_log_std():

@@ -47,18 +47,24 @@ class Sampler(Protocol):
 
 
 class UniformSampler:
-    """Uniform over sampleable starts.
+    """Uniform over sampleable starts, by rejection from the rectangle of envs x written ring slots.
 
-    Each batch row draws ``proposals`` candidates uniformly from the rectangle of envs x
-    written ring slots and keeps the first sampleable one: every sampleable start is
-    equally likely. A row whose candidates all miss (probability ``(1 - f)^proposals``
-    with ``f`` the sampleable fraction of the written slots: below 1e-19 once f >= 3/4)
-    takes the newest sampleable start instead, so no host round trip is needed.
+    Two ways to draw, the same distribution (every sampleable start equally likely):
+
+    * ``sync_free`` (the default off the CPU): each batch row draws ``proposals`` candidates
+      at once and keeps the first sampleable one, with no host round trip. A row whose
+      candidates all miss (probability ``(1 - f)^proposals`` with ``f`` the sampleable
+      fraction of the written slots: below 1e-19 once f >= 3/4) takes the newest sampleable
+      start instead.
+    * host loop (the default on the CPU, where reading a tensor costs nothing): one candidate
+      per row, redrawn for the rows that missed until every row holds a sampleable start;
+      a few small ops instead of ``batch x proposals`` candidates.
     """
 
-    def __init__(self, storage: FrameStorage, seed: int = 0, proposals: int = 32):
+    def __init__(self, storage: FrameStorage, seed: int = 0, proposals: int = 32, sync_free: bool | None = None):
         self.storage = storage
         self.proposals = proposals
+        self.sync_free = storage.device.type != "cpu" if sync_free is None else sync_free
         self.generator = _generator(storage.device, seed)
 
     def starts_changed(self, rows: torch.Tensor) -> None:
@@ -66,6 +72,9 @@ class UniformSampler:
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         storage, device = self.storage, self.storage.device
+        weights = torch.ones(batch_size, dtype=torch.float32, device=device)
+        if not self.sync_free:
+            return self._sample_host_loop(batch_size), weights
         shape = (batch_size, self.proposals)
         written = storage.next_slot.max().clamp(min=1, max=storage.slots)
         envs = torch.randint(0, storage.num_envs, shape, generator=self.generator, device=device)
@@ -75,7 +84,25 @@ class UniformSampler:
         first_ok = ok.to(torch.uint8).argmax(dim=1, keepdim=True)  # argmax returns the first maximum
         chosen = candidates.gather(1, first_ok).squeeze(1)
         indices = torch.where(ok.any(dim=1), chosen, storage.latest_start)
-        return indices, torch.ones(batch_size, dtype=torch.float32, device=device)
+        return indices, weights
+
+    def _draw(self, n: int, written: int) -> torch.Tensor:
+        cell = torch.randint(0, self.storage.num_envs * written, (n,), generator=self.generator,
+                             device=self.storage.device)
+        return cell // written * self.storage.slots + cell % written
+
+    def _sample_host_loop(self, batch_size: int) -> torch.Tensor:
+        storage = self.storage
+        written = min(max(int(storage.next_slot.max()), 1), storage.slots)
+        indices = self._draw(batch_size, written)
+        missed = (~storage.start_valid[indices]).nonzero().squeeze(1)
+        for _ in range(10_000):  # each round keeps a fraction f of the misses; f > 0 once sampling is allowed
+            if len(missed) == 0:
+                return indices
+            redrawn = self._draw(len(missed), written)
+            indices[missed] = redrawn
+            missed = missed[~storage.start_valid[redrawn]]
+        return torch.where(storage.start_valid[indices], indices, storage.latest_start)
 
     def update_priorities(self, indices: torch.Tensor, td_errors_abs: torch.Tensor) -> None:
         """Uniform replay has no priorities."""

@@ -32,6 +32,11 @@ reset by the caller outside auto-reset must be flagged ``truncated`` on their la
 
 Capacity counts slots: each episode also uses F slots that are not transitions (F-1
 padding + the final observation), which is < 1% of the buffer for Atari-length episodes.
+
+Two ways to write, the same result: on an accelerator ``add`` is a fixed sequence of
+vectorised tensor ops with no host decision (no sync); on the CPU, where reading a value
+costs nothing, it walks the envs in Python over NumPy views of the same tensors (a few
+scalar writes per env instead of ~60 tensor ops). ``host_path`` picks one (default: by device).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.replay.n_step import n_step_window
@@ -61,6 +67,9 @@ class Gathered:
 
 class FrameStorage:
     """Per-env frame rings with transition metadata; see the module docstring."""
+
+    #: write with the per-env host loop (None: on the CPU only)
+    host_path_default: bool | None = None
 
     def __init__(
         self,
@@ -122,6 +131,8 @@ class FrameStorage:
         self._overwrite_reach = torch.arange(2 * frame_stack, device=dev)
         self._window = torch.arange(n_step, device=dev)
         self._last_in_window = self._window == n_step - 1
+        default = self.host_path_default
+        self.host_path = dev.type == "cpu" if default is None else default
 
     # ------------------------------------------------------------------ writing
     def _rows(self, absolute: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -176,6 +187,9 @@ class FrameStorage:
             touched += self.end_open_episodes()
         self.current_task = int(task)
 
+        if self.host_path and self.device.type == "cpu":
+            touched.append(self._add_host(obs, actions, rewards, next_obs, terminated, truncated, valid, int(task)))
+            return touched
         dev, n_envs, stack = self.device, self.num_envs, self.frame_stack
         valid = torch.as_tensor(valid, device=dev).reshape(n_envs).bool()
         terminated = torch.as_tensor(terminated, device=dev).reshape(n_envs).bool()
@@ -214,6 +228,63 @@ class FrameStorage:
         self.next_slot = new_pos
         return touched
 
+    def _add_host(self, obs, actions, rewards, next_obs, terminated, truncated, valid, task: int) -> torch.Tensor:
+        """``add`` for CPU storage, env by env on NumPy views; the same writes as the vectorised path."""
+        n_envs, stack, slots, n = self.num_envs, self.frame_stack, self.slots, self.n_step
+
+        def host(x, shape, dtype=None):
+            t = torch.as_tensor(x).detach().cpu().reshape(shape)
+            return (t if dtype is None else t.to(dtype)).numpy()
+
+        valid = host(valid, n_envs, torch.bool)
+        terminated = host(terminated, n_envs, torch.bool)
+        truncated = host(truncated, n_envs, torch.bool)
+        rewards = host(rewards, n_envs, torch.float32)
+        if self.reward_clip is not None:
+            rewards = rewards.clip(-self.reward_clip, self.reward_clip)
+        obs = torch.as_tensor(obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)
+        newest = torch.as_tensor(next_obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)[:, -1]
+        actions = host(actions, (n_envs, *self.actions.shape[1:]))
+        frames, acts, rews = self.frames.numpy(), self.actions.numpy(), self.rewards.numpy()
+        flags, tasks, start_valid = self.flags.numpy(), self.tasks.numpy(), self.start_valid.numpy()
+        next_slot, open_, first = self.next_slot.numpy(), self.episode_open.numpy(), self.episode_first.numpy()
+        touched: list[int] = []
+        newest_valid = -1
+        for e in np.flatnonzero(valid):
+            base, pos = e * slots, int(next_slot[e])
+            if open_[e]:
+                current = pos - 1
+            else:  # a new episode: its whole initial stack
+                for k in range(stack):
+                    frames[base + (pos + k) % slots] = obs[e, k].numpy()
+                current = pos - 1 + stack
+                first[e] = current
+            frames[base + (current + 1) % slots] = newest[e].numpy()
+            row = base + current % slots
+            acts[row] = actions[e]
+            rews[row] = rewards[e]
+            flags[row] = TERMINATED * terminated[e] + TRUNCATED * truncated[e]
+            tasks[row] = task
+            new_pos = current + 2
+            # the overwritten slots pos .. new_pos-1 break the starts that read them
+            for k in range(min(new_pos - pos + stack - 1, 2 * stack)):
+                r = base + (pos + k) % slots
+                start_valid[r] = False
+                touched.append(r)
+            ends = bool(terminated[e] or truncated[e])
+            for k in range(n):  # starts whose n-step window is now fixed
+                start = current - k
+                if (k == n - 1 or ends) and start >= first[e]:
+                    r = base + start % slots
+                    start_valid[r] = True
+                    touched.append(r)
+                    newest_valid = max(newest_valid, r)
+            open_[e] = not ends
+            next_slot[e] = new_pos
+        if newest_valid >= 0:
+            self.latest_start.fill_(newest_valid)
+        return torch.tensor(touched, dtype=torch.long)
+
     # ------------------------------------------------------------------ reading
     def sampleable(self) -> torch.Tensor:
         """(N * S,) bool: which flat starts may be sampled now."""
@@ -224,6 +295,8 @@ class FrameStorage:
 
     def _stacks(self, flat: torch.Tensor) -> torch.Tensor:
         """Stacked observations ending at the flat slots ``flat`` (B,)."""
+        if self.frame_stack == 1:  # a slot holds the whole observation
+            return self.frames.index_select(0, flat)
         ring = flat % self.slots
         rows = (flat - ring)[:, None] + (ring[:, None] + self._stack_back) % self.slots
         return self.frames.index_select(0, rows.reshape(-1)).view(len(flat), *self.obs_shape)
@@ -231,14 +304,20 @@ class FrameStorage:
     def gather(self, flat: torch.Tensor) -> Gathered:
         """Rebuild the n-step transitions starting at the flat slots ``flat`` (B,)."""
         ring = flat % self.slots
-        window = ((flat - ring)[:, None] + (ring[:, None] + self._window) % self.slots).reshape(-1)
-        flags = self.flags.index_select(0, window).view(len(flat), self.n_step)
-        rewards, discounts, steps = n_step_window(
-            self.rewards.index_select(0, window).view(len(flat), self.n_step),
-            (flags & TERMINATED) > 0,
-            (flags & TRUNCATED) > 0,
-            self.gamma,
-        )
+        if self.n_step == 1:  # n_step_window with one step, in fewer ops
+            rewards = self.rewards.index_select(0, flat)
+            terminal = (self.flags.index_select(0, flat) & TERMINATED) > 0
+            discounts = torch.where(terminal, 0.0, self.gamma).to(rewards.dtype)
+            steps = 1
+        else:
+            window = ((flat - ring)[:, None] + (ring[:, None] + self._window) % self.slots).reshape(-1)
+            flags = self.flags.index_select(0, window).view(len(flat), self.n_step)
+            rewards, discounts, steps = n_step_window(
+                self.rewards.index_select(0, window).view(len(flat), self.n_step),
+                (flags & TERMINATED) > 0,
+                (flags & TRUNCATED) > 0,
+                self.gamma,
+            )
         return Gathered(
             obs=self._stacks(flat),
             actions=self.actions.index_select(0, flat),
