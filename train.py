@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from runner.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from runner.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from runner.components import Components, build, epsilon_at, random_actions
 from runner.config import TrainConfig
 from runner.evaluate import evaluate_policy

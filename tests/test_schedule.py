@@ -255,7 +255,7 @@ def test_state_dict_round_trip_restores_the_position() -> None:
     try:
         first.reset()
         for _ in range(4):
-            res = first.step(torch.zeros(2, dtype=torch.long))
+            first.step(torch.zeros(2, dtype=torch.long))
         state = first.state_dict()
         assert (state["visit"], state["steps"]) == (1, 8)
         second.load_state_dict(state)
