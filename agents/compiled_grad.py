@@ -21,14 +21,15 @@ ordinary `backward()`, which accumulates onto these gradients, since gradients a
 `module`'s parameters are differentiated (other tensors are constants of the graph, and
 the call runs under `torch.no_grad()` so nothing records an eager graph either). `aux` is
 returned detached. The parameters are re-read at every call (a structure change such as
-plasticity injection just triggers a recompilation); forward hooks on `module` are not
-seen by a compiled graph, so `usable()` tells the caller to take its eager path when a hook
-is attached (an intervention or a monitor watching the training forward).
+plasticity injection just triggers a recompilation). A compiled graph cannot run forward
+hooks faithfully, so `usable()` tells the caller to take its eager path while a hook is
+attached to any module `fn` calls (`watch`, default `[module]`): an intervention or a
+monitor watching the training forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -55,8 +56,10 @@ def has_hooks(module: nn.Module) -> bool:
 class CompiledGrad:
     """`p.grad` of `module`'s trainable parameters for the loss `fn(*args)[0]`, in one compiled graph."""
 
-    def __init__(self, module: nn.Module, fn: Callable[..., tuple[torch.Tensor, Any]], compile: bool = True):
+    def __init__(self, module: nn.Module, fn: Callable[..., tuple[torch.Tensor, Any]], compile: bool = True,
+                 watch: Sequence[nn.Module] = ()):
         self.module = module
+        self.watch = [module, *watch]
         objective = _Objective(module, fn)
 
         def loss_of(params: dict[str, torch.Tensor], *args: Any) -> tuple[torch.Tensor, Any]:
@@ -66,8 +69,8 @@ class CompiledGrad:
         self._grad = torch.compile(grad) if compile else grad
 
     def usable(self) -> bool:
-        """False while a forward hook is attached to the module (the caller should go eager)."""
-        return not has_hooks(self.module)
+        """False while a forward hook is attached to a watched module (the caller should go eager)."""
+        return not any(has_hooks(m) for m in self.watch)
 
     def __call__(self, *args: Any) -> Any:
         """Set `p.grad` (replacing any previous value) of every trainable parameter; return aux."""

@@ -231,8 +231,10 @@ class SAC(Agent):
         zero = torch.zeros((), device=self.device)
         # the actor's metrics of its last step, returned on steps that skip the actor
         self._actor_metrics = {"actor_loss": zero, "alpha_loss": zero.clone(), "entropy": zero.clone()}
-        self._critic_grad = CompiledGrad(self.critic, self._critic_objective) if cfg.compile else None
-        self._actor_grad = CompiledGrad(self.actor, self._actor_objective) if cfg.compile else None
+        # a hook on any network a loss calls (CBP watching the training forward) means eager
+        self._critic_grad = (CompiledGrad(self.critic, self._critic_objective, watch=[self.actor, self.critic_target])
+                             if cfg.compile else None)
+        self._actor_grad = CompiledGrad(self.actor, self._actor_objective, watch=[self.critic]) if cfg.compile else None
 
     @property
     def alpha(self) -> torch.Tensor:

@@ -245,6 +245,12 @@ def speed(args) -> None:
 
 # ----------------------------------------------------------------------------- profile
 def profile(args) -> None:
+    if not args.breakdown_only:
+        profile_run(args)
+    run_breakdown(args)
+
+
+def profile_run(args) -> None:
     import pstats
 
     tmp = tempfile.mkdtemp(prefix="sac_profile_")
@@ -277,6 +283,9 @@ def profile(args) -> None:
                 print(f"| {ct:.2f} | {nc} | {ct / max(nc, 1) * 1e3:.2f} | `{name}` |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_breakdown(args) -> None:
     if args.omp_wait_policy != "default":
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy  # too late for this process's OpenMP;
         # the breakdown runs in a child so the policy applies
@@ -302,7 +311,8 @@ def breakdown(args) -> None:
     n = args.breakdown_steps
     fill = args.breakdown_fill
     total = fill + n * (2 * args.breakdown_rounds + 2) + 10
-    cfg, _ = parse_args(ours_argv(args, os.path.join(tmp, "run"), total=total))
+    extra = ["--sac.compile"] if args.breakdown_compile else []
+    cfg, _ = parse_args(ours_argv(args, os.path.join(tmp, "run"), extra, total=total))
     comp = build(cfg)  # sets torch threads
     sched, agent, replay = comp.schedule, comp.agent, comp.replay
     log = RunLogger(os.path.join(tmp, "log"), [ENV_ID], sched.total_steps, progress=False)
@@ -448,7 +458,8 @@ def breakdown(args) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"### Per-piece time per env step, in-process, {args.breakdown_rounds} interleaved rounds of {n} env steps "
-          f"(medians; one gradient step per env step; threads {torch.get_num_threads()}; "
+          f"(medians; ours {'with' if args.breakdown_compile else 'without'} --sac.compile; "
+          f"one gradient step per env step; threads {torch.get_num_threads()}; "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})")
     print()
     print("| piece (per env step) | ours ms | SB3 ms | ours / SB3 | ours per round | SB3 per round |")
@@ -501,6 +512,9 @@ def main() -> None:
     parser.add_argument("--breakdown-steps", type=int, default=100, help="env steps per breakdown round")
     parser.add_argument("--breakdown-rounds", type=int, default=4)
     parser.add_argument("--breakdown-fill", type=int, default=1000, help="transitions stored before timing")
+    parser.add_argument("--breakdown-compile", action=argparse.BooleanOptionalAction, default=False,
+                        help="ours with --sac.compile in the breakdown (compiled in its first, untimed round)")
+    parser.add_argument("--breakdown-only", action="store_true", help="--profile without the cProfile run")
     parser.add_argument("--child-sb3", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-breakdown", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -513,7 +527,7 @@ def main() -> None:
         child_sb3(args)
     elif args.child_breakdown:
         breakdown(args)
-    elif args.profile:
+    elif args.profile or args.breakdown_only:
         profile(args)
     else:
         speed(args)

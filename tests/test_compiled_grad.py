@@ -66,30 +66,48 @@ def test_frozen_parameters_get_no_gradient():
     assert f[0].weight.grad is None and f[0].bias.grad is not None
 
 
-def test_a_forward_hook_makes_it_unusable():
+def test_a_forward_hook_on_a_watched_module_makes_it_unusable():
     f, g = nets()
-    cg = CompiledGrad(f, loss_fn(f, g), compile=False)
+    cg = CompiledGrad(f, loss_fn(f, g), compile=False, watch=[g])
     assert cg.usable() and not has_hooks(f)
-    handle = f[1].register_forward_hook(lambda m, i, o: None)
-    assert not cg.usable()
-    handle.remove()
-    assert cg.usable()
+    for hooked in (f[1], g[0]):  # the differentiated module, or another one the loss calls
+        handle = hooked.register_forward_hook(lambda m, i, o: None)
+        assert not cg.usable()
+        handle.remove()
+        assert cg.usable()
 
 
 def test_sac_with_a_hooked_critic_takes_the_eager_path():
-    """compile=True but a hook on the critic: that network's update is the eager one (no compilation)."""
+    """compile=True but a hook on the critic, which both losses call: both updates are the
+    eager ones (no compilation), and the hook sees every training forward."""
     eager = SAC(small_cfg(), (OBS,), ACT, seed=0)
     compiled = SAC(small_cfg(compile=True), (OBS,), ACT, seed=0)
     seen = []
     compiled.critic.q1[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
-    compiled._actor_grad = None  # keep this test free of compilation: actor eager as well
+    assert not compiled._critic_grad.usable() and not compiled._actor_grad.usable()
     batch = make_batch()
     me, mc = eager.update(batch), compiled.update(batch)
-    assert seen  # the hook saw the training forward
+    assert len(seen) == 2  # critic loss and actor loss forwards
     for k in me:
         assert torch.equal(me[k], mc[k]), k
     for p, q in zip(eager.critic.parameters(), compiled.critic.parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("specs", [
+    ["l2:on=critic", "injection:on=actor,head=mean", "swr:on=actor"],  # penalty, recompile, rewrite
+    ["cbp:on=critic,maturity=10", "l2:on=actor"],  # a hook on the critic: both losses go eager
+])
+def test_compiled_sac_runs_interventions_through_train_py(tmp_path, specs):
+    import train
+    from test_train import SAC_ARGS, events, scalars
+
+    run_dir = tmp_path / "run"
+    args = [*SAC_ARGS, "--env.steps-per-visit", "100", "--sac.compile", "--plasticity", *specs,
+            "--run-dir", str(run_dir)]
+    assert train.main(args) == 0
+    assert scalars(events(run_dir), "task/index")[-1][1] == 1
 
 
 @pytest.mark.slow
