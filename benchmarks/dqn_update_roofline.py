@@ -8,7 +8,10 @@ and of SB3's (the same without the online forward on s'), times the update ops w
 torch.profiler, and compares the achieved rate of the convolution and linear kernels with
 the rate of a large square matrix product on the same threads (the practical peak).
 
-    python benchmarks/dqn_update_roofline.py --threads 2
+    python benchmarks/dqn_update_roofline.py --threads 2 [--bf16]
+
+``--bf16`` also times the update under ``torch.autocast("cpu", torch.bfloat16)`` (this CPU has
+AVX512-BF16), interleaved with fp32 updates.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--updates", type=int, default=30)
+    parser.add_argument("--bf16", action="store_true", help="also time the update under bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     agent = DQN(DQNConfig(), (4, 84, 84), A, torch.ones(1, A, dtype=torch.bool), seed=0)
@@ -98,6 +102,16 @@ def main() -> None:
     print(f"| {2048}x{2048} matrix product on the same threads | {peak:.0f} GFLOP/s |")
     print(f"| kernels' rate / matrix-product rate | {ours / kernels / 1e9 / peak:.2f} |")
     print(f"| SB3's update at that same rate, kernels only (lower bound) | {sb3 / (ours / kernels) * 1e3:.2f} ms |")
+    if args.bf16:
+        fp32, bf16 = [], []
+        for _ in range(args.updates):  # interleaved, one update each
+            for out, on in ((fp32, False), (bf16, True)):
+                t = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=on):
+                    agent.update(batch)
+                out.append(time.perf_counter() - t)
+        print(f"| update with bf16 autocast / fp32, interleaved medians | {statistics.median(bf16) * 1e3:.2f} / "
+              f"{statistics.median(fp32) * 1e3:.2f} ms |")
 
 
 if __name__ == "__main__":
