@@ -285,7 +285,24 @@ class SAC(Agent):
         actor_loss = (alpha * log_prob - torch.min(q1, q2)).mean()
         return actor_loss, log_prob
 
-    # (loss, aux) forms for CompiledGrad: the same math
+    def _gradients(self, learnable: Learnable, compiled: CompiledGrad | None, objective, args: tuple,
+                   inputs: list[torch.Tensor] | None = None) -> Any:
+        """`p.grad` of `objective(*args)[0]` + the interventions' loss terms, for the learnable's
+        parameters (or `inputs`); returns the objective's detached aux values. Compiled when
+        possible; a loss term then adds its gradient by an ordinary backward (gradients add)."""
+        if compiled is not None and compiled.usable():
+            aux = compiled(*args)  # replaces p.grad
+            total = extra_loss(learnable)
+        else:
+            loss, aux = objective(*args)
+            extra = extra_loss(learnable)
+            total = loss if extra is None else loss + extra
+            learnable.optimizer.zero_grad(set_to_none=True)
+        if total is not None:
+            total.backward(inputs=inputs)
+        return aux
+
+    # (loss, detached aux) forms of the two losses, for _gradients and CompiledGrad
     def _critic_objective(self, *args):
         qf1_loss, qf2_loss, q1, td_abs = self._critic_loss(*args)
         return qf1_loss + qf2_loss, (qf1_loss.detach(), qf2_loss.detach(), q1, td_abs)
@@ -306,19 +323,7 @@ class SAC(Agent):
         # critic
         critic = self.learnables["critic"]
         args = (obs, actions, batch.rewards, next_obs, batch.discounts, batch.weights, alpha, self._noise(n))
-        if self._critic_grad is not None and self._critic_grad.usable():
-            qf1_loss, qf2_loss, q1, td_abs = self._critic_grad(*args)  # sets the critic's p.grad
-            extra = extra_loss(critic)
-            if extra is not None:
-                extra.backward()  # accumulates onto the compiled gradients
-        else:
-            qf1_loss, qf2_loss, q1, td_abs = self._critic_loss(*args)
-            total = qf1_loss + qf2_loss
-            extra = extra_loss(critic)
-            if extra is not None:
-                total = total + extra
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            total.backward()
+        qf1_loss, qf2_loss, q1, td_abs = self._gradients(critic, self._critic_grad, self._critic_objective, args)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
         self.critic_optimizer.step()
@@ -328,24 +333,13 @@ class SAC(Agent):
         if self.updates % cfg.policy_frequency == 0:
             actor = self.learnables["actor"]
             params = [p for p in self.actor.parameters() if p.requires_grad]
-            if self._actor_grad is not None and self._actor_grad.usable():
-                actor_loss, log_prob = self._actor_grad(obs, alpha, self._noise(n))  # actor's p.grad only
-                extra = extra_loss(actor)
-                if extra is not None:
-                    extra.backward(inputs=params)
-            else:
-                actor_loss, log_prob = self._actor_loss(obs, alpha, self._noise(n))
-                total = actor_loss
-                extra = extra_loss(actor)
-                if extra is not None:
-                    total = total + extra
-                self.actor_optimizer.zero_grad(set_to_none=True)
-                total.backward(inputs=params)  # no gradient lands on the critic
+            # inputs=params: no gradient lands on the critic
+            actor_loss, log_prob = self._gradients(actor, self._actor_grad, self._actor_objective,
+                                                   (obs, alpha, self._noise(n)), inputs=params)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             self.actor_optimizer.step()
             after_step(actor, batch)
-            log_prob = log_prob.detach()
             if cfg.autotune:
                 # ∂L_α/∂log α = −mean(log π + H̄), written directly: no autograd pass for one scalar
                 grad = temperature_grad(log_prob, self.target_entropy)
@@ -354,7 +348,7 @@ class SAC(Agent):
                 self.alpha_optimizer.step()
             else:
                 alpha_loss = torch.zeros((), device=self.device)
-            self._actor_metrics = {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
+            self._actor_metrics = {"actor_loss": actor_loss, "alpha_loss": alpha_loss.detach(),
                                    "entropy": -log_prob.mean()}
 
         self.updates += 1
