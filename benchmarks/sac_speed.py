@@ -65,7 +65,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from speed_common import interleaved, machine_line, sps_events, window
+from speed_common import interleaved, learn_timed, machine_line, run_sb3_child, sps_events, window
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_EVERY = 250
@@ -134,38 +134,14 @@ def make_sb3(args, learning_starts: int):
 def child_sb3(args) -> None:
     """Runs inside the subprocess: SB3 SAC timed by a callback; prints one JSON line."""
     import torch
-    from stable_baselines3.common.callbacks import BaseCallback
 
     torch.set_num_threads(args.threads)
-    start, end = window(args)
     model = make_sb3(args, args.learning_starts)
-    marks: dict[int, float] = {}
-    learn_at = args.learning_starts
-
-    class Timer(BaseCallback):
-        def _on_step(self) -> bool:
-            if self.num_timesteps in (learn_at, start, end):
-                marks[self.num_timesteps] = time.perf_counter()
-            return True
-
-    model.learn(total_timesteps=end, callback=Timer(), progress_bar=False)
-    seconds = marks[end] - marks[start]
-    print(json.dumps({"sps": args.measure_steps / seconds, "seconds": seconds,
-                      "warmup_s": marks[start] - marks[learn_at], "threads": torch.get_num_threads()}))
+    learn_timed(model, args)
 
 
 def run_sb3(args) -> dict:
-    cmd = [sys.executable, __file__, "--child-sb3", "--learning-starts", str(args.learning_starts),
-           "--warmup-steps", str(args.warmup_steps), "--measure-steps", str(args.measure_steps),
-           "--threads", str(args.threads), "--capacity", str(args.capacity), "--seed", str(args.seed)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=child_env(args))
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise RuntimeError(f"sb3 child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    out["wall_s"] = wall
-    return out
+    return run_sb3_child(__file__, args, child_env(args))
 
 
 # ----------------------------------------------------------------------------- comparisons
