@@ -8,7 +8,8 @@ costs about as much as the matrix products. `CompiledGrad` instead traces
     grads, aux = torch.func.grad(lambda params: functional_call(module, params, fn)(*args))
 
 under `torch.compile`, so the forward, the backward and every element-wise op between them
-become one graph (the matrix products stay library calls), and writes the result into
+become one graph (the matrix products stay library calls; a bias joins the element-wise
+kernel after its product, `agents/inductor_passes.py`), and writes the result into
 `p.grad` of the module's trainable parameters. The optimizer step that follows is the
 usual eager one; a loss term added afterwards (an intervention's penalty) is handled by an
 ordinary `backward()`, which accumulates onto these gradients, since gradients add.
@@ -34,6 +35,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from agents.inductor_passes import UnfuseBiasAddmm
 
 
 class _Objective(nn.Module):
@@ -66,7 +69,7 @@ class CompiledGrad:
             return torch.func.functional_call(objective, params, args)
 
         grad = torch.func.grad(loss_of, has_aux=True)
-        self._grad = torch.compile(grad) if compile else grad
+        self._grad = torch.compile(grad, options={"post_grad_custom_post_pass": UnfuseBiasAddmm()}) if compile else grad
 
     def usable(self) -> bool:
         """False while a forward hook is attached to a watched module (the caller should go eager)."""

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from agents.base import Agent, Learnable, after_step, extra_loss, make_adam
+from agents.base import Agent, Learnable, after_step, extra_loss, make_adam, optimizer_step
 from agents.networks import QNetwork, make_encoder
 
 
@@ -180,7 +180,7 @@ class DQN(Agent):
         total.backward()
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
         after_step(learnable, batch)
         self.updates += 1
         if self.updates % self.cfg.target_update_interval == 0:

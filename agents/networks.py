@@ -83,6 +83,25 @@ class MLPEncoder(nn.Sequential):
         self.out_dim = width
 
 
+class ScalarHead(nn.Linear):
+    """`nn.Linear(in_features, 1)`: one value per sample (a critic's Q(s, a)).
+
+    Eager, it is `nn.Linear`. Inside `torch.compile` it is written as a multiply and a row
+    sum, `(x * w).sum(-1) + b`, which Inductor fuses with the neighbouring element-wise work,
+    forward and backward; as a one-column matrix product it would be three BLAS calls per
+    update (the forward, the outer product of the input gradient, the weight gradient) that
+    cost far more than their arithmetic on a CPU. Same parameters, same state dict.
+    """
+
+    def __init__(self, in_features: int):
+        super().__init__(in_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return (x * self.weight).sum(-1, keepdim=True) + self.bias
+        return super().forward(x)
+
+
 class ScaleImage(nn.Module):
     """uint8 frames → float in [0, 1]; float inputs pass through unchanged."""
 

@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import Agent, Learnable, after_step, extra_loss, make_adam
+from agents.base import Agent, Learnable, after_step, extra_loss, make_adam, optimizer_step
 from agents.compiled_grad import CompiledGrad
-from agents.networks import ACTIVATIONS, NORMS, MLPEncoder
+from agents.networks import ACTIVATIONS, NORMS, MLPEncoder, ScalarHead
 
 LOG_STD_MIN = -20.0
 LOG_STD_MAX = 2.0
@@ -142,7 +142,7 @@ class QNetworkSA(nn.Sequential):
     def __init__(self, obs_dim: int, action_dim: int, hidden: tuple[int, ...] = (256, 256),
                  activation: str = "relu", norm: str | None = None):
         encoder = MLPEncoder(obs_dim + action_dim, hidden, activation, norm)
-        super().__init__(encoder, nn.Linear(encoder.out_dim, 1))
+        super().__init__(encoder, ScalarHead(encoder.out_dim))
 
 
 class TwinQ(nn.Module):
@@ -326,7 +326,7 @@ class SAC(Agent):
         qf1_loss, qf2_loss, q1, td_abs = self._gradients(critic, self._critic_grad, self._critic_objective, args)
         if cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.max_grad_norm)
-        self.critic_optimizer.step()
+        optimizer_step(self.critic_optimizer)
         after_step(critic, batch)
 
         # actor and temperature (delayed: every policy_frequency critic steps, first on step 0)
@@ -338,14 +338,14 @@ class SAC(Agent):
                                                    (obs, alpha, self._noise(n)), inputs=params)
             if cfg.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            self.actor_optimizer.step()
+            optimizer_step(self.actor_optimizer)
             after_step(actor, batch)
             if cfg.autotune:
                 # ∂L_α/∂log α = −mean(log π + H̄), written directly: no autograd pass for one scalar
                 grad = temperature_grad(log_prob, self.target_entropy)
                 alpha_loss = self.log_alpha.detach() * grad  # = temperature_loss(log α, log π, H̄)
                 self.log_alpha.grad = grad
-                self.alpha_optimizer.step()
+                optimizer_step(self.alpha_optimizer)
             else:
                 alpha_loss = torch.zeros((), device=self.device)
             self._actor_metrics = {"actor_loss": actor_loss, "alpha_loss": alpha_loss.detach(),

@@ -12,7 +12,11 @@ from test_sac import ACT, OBS, _Probe, make_batch, small_cfg
 from torch import nn
 
 from agents.compiled_grad import CompiledGrad, has_hooks
+from agents.inductor_passes import UnfuseBiasAddmm
+from agents.networks import ScalarHead
 from agents.sac import SAC
+
+aten = torch.ops.aten
 
 
 def nets():
@@ -92,6 +96,56 @@ def test_sac_with_a_hooked_critic_takes_the_eager_path():
         assert torch.equal(me[k], mc[k]), k
     for p, q in zip(eager.critic.parameters(), compiled.critic.parameters()):
         assert torch.equal(p, q)
+
+
+def traced(fn, *args):
+    from torch.fx.experimental.proxy_tensor import make_fx
+    return make_fx(fn, tracing_mode="fake")(*args)
+
+
+def targets(gm):
+    return [n.target for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def test_unfuse_pass_moves_a_bias_out_of_addmm_before_element_wise_ops_only():
+    x, w, b, w2 = torch.randn(8, 5), torch.randn(4, 5), torch.randn(4), torch.randn(3, 4)
+
+    def mlp(x, w, b, w2):
+        h = torch.relu(nn.functional.linear(x, w, b))  # addmm feeding relu: rewritten
+        return nn.functional.linear(nn.functional.linear(x, w, b), w2), h  # addmm feeding a product: kept
+
+    gm = traced(mlp, x, w, b, w2)
+    assert targets(gm).count(aten.addmm.default) == 2
+    UnfuseBiasAddmm()(gm.graph)
+    gm.recompile()
+    assert targets(gm).count(aten.addmm.default) == 1 and targets(gm).count(aten.mm.default) == 2
+    add = next(n for n in gm.graph.nodes if n.target is aten.add.Tensor)
+    assert add.args[0].target is aten.mm.default and add.args[1].name == "b_1"
+    assert [u.target for u in add.users] == [aten.relu.default]
+    for got, want in zip(gm(x, w, b, w2), mlp(x, w, b, w2)):
+        assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_scalar_head_is_a_one_output_linear():
+    torch.manual_seed(0)
+    head = ScalarHead(7)
+    ref = nn.Linear(7, 1)
+    ref.load_state_dict(head.state_dict())
+    x = torch.randn(5, 7)
+    assert isinstance(head, nn.Linear) and head.state_dict().keys() == ref.state_dict().keys()
+    assert torch.equal(head(x), ref(x))
+
+
+@pytest.mark.slow
+def test_scalar_head_compiled_matches_eager_forward_and_backward():
+    torch.manual_seed(0)
+    head = ScalarHead(7)
+    x = torch.randn(64, 7)
+    eager = torch.func.grad(lambda p, x: torch.func.functional_call(head, p, (x,)).pow(2).mean())
+    params = {k: v.detach() for k, v in head.named_parameters()}
+    compiled = torch.compile(eager)
+    for k, g in compiled(params, x).items():
+        assert torch.allclose(g, eager(params, x)[k], atol=1e-6), k
 
 
 @pytest.mark.slow

@@ -1,0 +1,99 @@
+"""optimizer_step: the same parameters and optimizer state as `optimizer.step()`, bit for bit,
+on its direct path and on every case it hands to `step()`."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from agents.base import _fast_adam_ok, make_adam, optimizer_step
+
+
+def twins(make_opt):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))
+    other = copy.deepcopy(net)
+    return (net, make_opt(net)), (other, make_opt(other))
+
+
+def set_grads(net, k):
+    g = torch.Generator().manual_seed(k)
+    for p in net.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+def assert_same(a, b):
+    (na, oa), (nb, ob) = a, b
+    for p, q in zip(na.parameters(), nb.parameters()):
+        assert torch.equal(p, q)
+    sa, sb = oa.state_dict()["state"], ob.state_dict()["state"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        for name in sa[k]:
+            assert torch.equal(sa[k][name], sb[k][name]), (k, name)
+
+
+def two_groups(net):
+    return torch.optim.Adam([{"params": net[0].parameters()},
+                             {"params": net[2].parameters(), "lr": 1e-2, "weight_decay": 0.1}],
+                            lr=3e-4, betas=(0.8, 0.95), eps=1e-6, fused=True)
+
+
+@pytest.mark.parametrize("make_opt", [lambda n: make_adam(n.parameters(), lr=1e-3), two_groups])
+def test_equals_step_bit_for_bit(make_opt):
+    ref, fast = twins(make_opt)
+    for k in range(6):
+        set_grads(ref[0], k)
+        set_grads(fast[0], k)
+        if k == 3:  # a parameter without a gradient this step is left alone
+            ref[0][2].bias.grad = fast[0][2].bias.grad = None
+        ref[1].step()
+        optimizer_step(fast[1])
+        assert_same(ref, fast)
+    assert _fast_adam_ok(fast[1])  # the steps after the first took the direct path
+
+
+def test_first_step_and_a_cleared_state_go_through_step():
+    ref, fast = twins(lambda n: make_adam(n.parameters(), lr=1e-3))
+    set_grads(fast[0], 0)
+    assert not _fast_adam_ok(fast[1])  # no state yet
+    for k in range(4):
+        if k == 2:  # a reset clears one parameter's moments
+            for net, opt in (ref, fast):
+                opt.state[net[0].weight].clear()
+            assert not _fast_adam_ok(fast[1])
+        set_grads(ref[0], k)
+        set_grads(fast[0], k)
+        ref[1].step()
+        optimizer_step(fast[1])
+        assert_same(ref, fast)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda n: torch.optim.Adam(n.parameters(), lr=1e-3),  # not fused
+    lambda n: torch.optim.Adam(n.parameters(), lr=1e-3, fused=True, amsgrad=True),
+    lambda n: torch.optim.AdamW(n.parameters(), lr=1e-3, fused=True),
+    lambda n: torch.optim.SGD(n.parameters(), lr=1e-2, momentum=0.9),
+])
+def test_other_optimizers_take_step(make_opt):
+    ref, fast = twins(make_opt)
+    for k in range(3):
+        set_grads(ref[0], k)
+        set_grads(fast[0], k)
+        ref[1].step()
+        optimizer_step(fast[1])
+        assert not _fast_adam_ok(fast[1])
+        assert_same(ref, fast)
+
+
+def test_step_hooks_still_run():
+    _, (net, opt) = twins(lambda n: make_adam(n.parameters(), lr=1e-3))
+    calls = []
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append(1))
+    for k in range(3):
+        set_grads(net, k)
+        optimizer_step(opt)
+    assert len(calls) == 3
