@@ -39,9 +39,10 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     `torch.optim.Adam.step` spends ~50-80 µs per call on a CPU gathering its tensors (grad-mode
     handling, state checks, grouping by device and dtype) around the one `_fused_adam_` kernel
     that does the work: a SAC update takes three steps. Where nothing calls for that machinery
-    (a fused, non-AMSGrad, non-maximising Adam with float hyper-parameters, no step hooks, every
-    parameter with a gradient already having state) this calls the same two ops the optimizer
-    would; anything else (the first step, a state cleared by a reset, a hook) takes `step()`.
+    (a fused, non-AMSGrad, non-maximising Adam with float hyper-parameters, no step hooks, no
+    `step` wrapped by an LR scheduler, every parameter with a gradient already having state) this
+    calls the same two ops the optimizer would; anything else (the first step, a state cleared
+    by a reset, a hook) takes `step()`.
     """
     if not _fast_adam_ok(optimizer):
         optimizer.step()
@@ -68,7 +69,7 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
 
 
 def _fast_adam_ok(optimizer: torch.optim.Optimizer) -> bool:
-    if type(optimizer) is not torch.optim.Adam or optimizer._optimizer_step_pre_hooks \
+    if type(optimizer) is not torch.optim.Adam or "step" in vars(optimizer) or optimizer._optimizer_step_pre_hooks \
             or optimizer._optimizer_step_post_hooks or _optim._global_optimizer_pre_hooks \
             or _optim._global_optimizer_post_hooks:
         return False

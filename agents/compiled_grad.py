@@ -7,25 +7,34 @@ costs about as much as the matrix products. `CompiledGrad` instead traces
 
     grads, aux = torch.func.grad(lambda params: functional_call(module, params, fn)(*args))
 
-under `torch.compile`, so the forward, the backward and every element-wise op between them
-become one graph (the matrix products stay library calls; a bias joins the element-wise
-kernel after its product, `agents/inductor_passes.py`), and writes the result into
-`p.grad` of the module's trainable parameters. The optimizer step that follows is the
-usual eager one; a loss term added afterwards (an intervention's penalty) is handled by an
-ordinary `backward()`, which accumulates onto these gradients, since gradients add.
+once into an ATen graph (`make_fx`), the backward written out op by op, and hands it to
+Inductor (`compile_fx`): the forward, the backward and every element-wise op between them
+become one compiled function (the matrix products stay library calls; a bias joins the
+element-wise kernel after its product, `agents/inductor_passes.py`). A call writes the
+result into `p.grad` of the module's trainable parameters. The optimizer step that follows
+is the usual eager one; a loss term added afterwards (an intervention's penalty) is handled
+by an ordinary `backward()`, which accumulates onto these gradients, since gradients add.
 
     critic_grad = CompiledGrad(critic, lambda obs, a, y: ((critic(obs, a) - y).pow(2).mean(), None))
     aux = critic_grad(obs, a, y)       # critic's p.grad set; nothing else receives a gradient
     optimizer.step()
 
-`fn(*args)` returns `(loss, aux)`. It may call `module` and any other module: only
-`module`'s parameters are differentiated (other tensors are constants of the graph, and
-the call runs under `torch.no_grad()` so nothing records an eager graph either). `aux` is
-returned detached. The parameters are re-read at every call (a structure change such as
-plasticity injection just triggers a recompilation). A compiled graph cannot run forward
-hooks faithfully, so `usable()` tells the caller to take its eager path while a hook is
-attached to any module `fn` calls (`watch`, default `[module]`): an intervention or a
-monitor watching the training forward.
+`fn(*args)` returns `(loss, aux)`. It may call `module` and the `watch` modules: only
+`module`'s parameters are differentiated; the watch modules' parameters and buffers are
+inputs of the graph too, read afresh at every call, so their updates are seen. `aux` (a
+pytree of tensors) is returned detached. Every tensor `fn` uses must come through `args` or
+those modules (tracing refuses any other, with a message saying so); other Python values it
+reads are fixed when it is traced.
+
+Why not `torch.compile`: it would guard every call on ~1,100 conditions (the modules'
+structure, the functorch and pytree internals `grad` and `functional_call` run through),
+~0.2 ms per call here. The conditions that matter are few and known, so this class keys
+its compiled functions on them itself: the names, shapes, dtypes and `requires_grad` of the
+modules' tensors, the modules' training flags, and the shapes and dtypes of the tensor
+arguments (other arguments by value). A structure change (plasticity injection, a frozen
+layer) compiles once more; a compiled graph cannot run forward hooks faithfully, so
+`usable()` tells the caller to take its eager path while a hook is attached to a watched
+module (an intervention or a monitor watching the training forward).
 """
 
 from __future__ import annotations
@@ -35,20 +44,41 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils import _pytree as pytree
 
 from agents.inductor_passes import UnfuseBiasAddmm
+from agents.networks import tracing_for_compile
 
 
 class _Objective(nn.Module):
-    """Holds `module` as a submodule so `functional_call` can swap its parameters while `fn` runs."""
+    """Holds the modules as submodules so `functional_call` can swap their tensors while `fn` runs."""
 
-    def __init__(self, module: nn.Module, fn: Callable[..., tuple[torch.Tensor, Any]]):
+    def __init__(self, modules: Sequence[nn.Module], fn: Callable[..., tuple[torch.Tensor, Any]]):
         super().__init__()
-        self.module = module
+        self.nets = nn.ModuleList(modules)
         self.fn = fn
 
     def forward(self, *args: Any) -> tuple[torch.Tensor, Any]:
         return self.fn(*args)
+
+
+_registrations = [0]  # parameters, buffers and submodules registered on any module so far (see below)
+
+
+def _count_registrations() -> None:
+    """Count every registration of a parameter, buffer or submodule on any module (global
+    hooks, installed once): a `CompiledGrad` re-walks its modules only after one."""
+    if getattr(_count_registrations, "installed", False):
+        return
+
+    def bump(*_: Any) -> None:
+        _registrations[0] += 1
+
+    from torch.nn.modules import module as module_mod
+    module_mod.register_module_parameter_registration_hook(bump)
+    module_mod.register_module_buffer_registration_hook(bump)
+    module_mod.register_module_module_registration_hook(bump)
+    _count_registrations.installed = True
 
 
 def has_hooks(module: nn.Module) -> bool:
@@ -62,24 +92,108 @@ class CompiledGrad:
     def __init__(self, module: nn.Module, fn: Callable[..., tuple[torch.Tensor, Any]], compile: bool = True,
                  watch: Sequence[nn.Module] = ()):
         self.module = module
-        self.watch = [module, *watch]
-        objective = _Objective(module, fn)
-
-        def loss_of(params: dict[str, torch.Tensor], *args: Any) -> tuple[torch.Tensor, Any]:
-            return torch.func.functional_call(objective, params, args)
-
-        grad = torch.func.grad(loss_of, has_aux=True)
-        self._grad = torch.compile(grad, options={"post_grad_custom_post_pass": UnfuseBiasAddmm()}) if compile else grad
+        self.watch = [module, *(m for m in watch if m is not module)]
+        self.compile = compile
+        self._objective = _Objective(self.watch, fn)
+        self._compiled: dict[tuple, tuple[Callable, Any]] = {}
+        self._walk: tuple | None = None
+        _count_registrations()
 
     def usable(self) -> bool:
         """False while a forward hook is attached to a watched module (the caller should go eager)."""
         return not any(has_hooks(m) for m in self.watch)
 
+    def _tensors(self) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, torch.Tensor]]]:
+        """(the differentiated parameters, every other tensor of the watched modules), by name;
+        one walk over the modules (a tensor shared by several is listed once, by its first name)."""
+        diff, rest, seen = [], [], set()
+        for prefix, m in self._objective.named_modules(remove_duplicate=False):
+            owned = prefix == "nets.0" or prefix.startswith("nets.0.")
+            for kind, tensors in ((0, m._parameters), (1, m._buffers)):
+                for name, t in tensors.items():
+                    if t is None or id(t) in seen:
+                        continue
+                    seen.add(id(t))
+                    entry = (f"{prefix}.{name}", t)
+                    (diff if kind == 0 and owned and t.requires_grad else rest).append(entry)
+        return diff, rest
+
+    def _function(self, diff_names: list[str], rest_names: list[str], args: tuple) -> Callable:
+        """f(*diff, *rest, *tensor_args) -> flat [grads..., aux leaves...]; the aux spec in self._spec."""
+        n_diff, n_tensors = len(diff_names), len(diff_names) + len(rest_names)
+        tensor_at = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
+        objective, spec = self._objective, {}
+
+        def f(*xs: torch.Tensor) -> list[torch.Tensor]:
+            rest = dict(zip(rest_names, xs[n_diff:n_tensors]))
+            full = list(args)
+            for i, x in zip(tensor_at, xs[n_tensors:]):
+                full[i] = x
+
+            def loss_of(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+                return torch.func.functional_call(objective, {**params, **rest}, tuple(full))
+
+            grads, aux = torch.func.grad(loss_of, has_aux=True)(dict(zip(diff_names, xs[:n_diff])))
+            leaves, spec["aux"] = pytree.tree_flatten(aux)
+            return [*(grads[n] for n in diff_names), *leaves]
+
+        f.spec = spec
+        return f
+
+    def _key(self, diff, rest, args: tuple) -> tuple:
+        return (tuple((n, p.shape, p.dtype) for n, p in diff),
+                tuple((n, t.shape, t.dtype, t.requires_grad) for n, t in rest),
+                tuple(m.training for m in self.watch))
+
+    def _current(self) -> tuple[list, list, list[torch.Tensor], tuple]:
+        """(diff, rest, their tensors, key without the arguments), re-walked only when a module
+        registered a tensor or a submodule anywhere since the last walk, or a listed tensor
+        changed shape or `requires_grad`, or a watched module switched train/eval."""
+        c = self._walk
+        if c is not None and c[0] == _registrations[0] \
+                and all(t.shape == shape and t.requires_grad == rg for t, shape, rg in c[5]) \
+                and all(m.training == flag for m, flag in zip(self.watch, c[6])):
+            return c[1], c[2], c[3], c[4]
+        diff, rest = self._tensors()
+        key = self._key(diff, rest, ())
+        tensors = [t for _, t in [*diff, *rest]]  # the tensors themselves: a `.data` swap is seen
+        checks = [(t, t.shape, t.requires_grad) for _, t in [*diff, *rest]]
+        self._walk = (_registrations[0], diff, rest, tensors, key, checks, [m.training for m in self.watch])
+        return diff, rest, tensors, key
+
     def __call__(self, *args: Any) -> Any:
         """Set `p.grad` (replacing any previous value) of every trainable parameter; return aux."""
-        named = [(f"module.{n}", p) for n, p in self.module.named_parameters() if p.requires_grad]
+        diff, rest, tensors, key = self._current()
+        tensor_args = [a for a in args if isinstance(a, torch.Tensor)]
         with torch.no_grad():
-            grads, aux = self._grad({n: p.detach() for n, p in named}, *args)
-        for n, p in named:
-            p.grad = grads[n]
-        return aux
+            if not self.compile:
+                f = self._function([n for n, _ in diff], [n for n, _ in rest], args)
+                out, spec = f(*tensors, *tensor_args), f.spec["aux"]
+            else:
+                key = (key, tuple((a.shape, a.dtype, a.device) if isinstance(a, torch.Tensor) else (type(a), a)
+                                  for a in args))
+                if key not in self._compiled:
+                    self._compiled[key] = self._build(diff, rest, args, [*tensors, *tensor_args])
+                compiled, spec = self._compiled[key]
+                out = compiled(*tensors, *tensor_args)
+        for (_, p), g in zip(diff, out):
+            p.grad = g
+        return pytree.tree_unflatten([x.detach() for x in out[len(diff):]], spec)
+
+    def _build(self, diff, rest, args: tuple, inputs: list[torch.Tensor]) -> tuple[Callable, Any]:
+        from torch._inductor import config as inductor_config
+        from torch._inductor.compile_fx import compile_fx
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        f = self._function([n for n, _ in diff], [n for n, _ in rest], args)
+        try:
+            with tracing_for_compile():
+                graph = make_fx(f, tracing_mode="fake")(*inputs)
+        except AssertionError as err:
+            if "FakeTensor" not in str(err):
+                raise
+            raise ValueError("CompiledGrad: the loss reads a tensor that is neither an argument nor a parameter or "
+                             "buffer of the module or of a `watch` module; pass its module in `watch`") from err
+        with inductor_config.patch({"post_grad_custom_post_pass": UnfuseBiasAddmm()}):
+            compiled = compile_fx(graph, inputs)
+        return compiled, f.spec["aux"]

@@ -83,10 +83,24 @@ class MLPEncoder(nn.Sequential):
         self.out_dim = width
 
 
+class tracing_for_compile:  # noqa: N801 (a context manager used as `with tracing_for_compile():`)
+    """While active, modules take the forms meant for a compiler (`ScalarHead`): set by a
+    caller that traces a graph for Inductor itself (`agents/compiled_grad.py`), where
+    `torch.compiler.is_compiling()` is false."""
+
+    active = False
+
+    def __enter__(self) -> None:
+        self._before, tracing_for_compile.active = tracing_for_compile.active, True
+
+    def __exit__(self, *exc: object) -> None:
+        tracing_for_compile.active = self._before
+
+
 class ScalarHead(nn.Linear):
     """`nn.Linear(in_features, 1)`: one value per sample (a critic's Q(s, a)).
 
-    Eager, it is `nn.Linear`. Inside `torch.compile` it is written as a multiply and a row
+    Eager, it is `nn.Linear`. Compiled (`torch.compile`, or `tracing_for_compile`) it is written as a multiply and a row
     sum, `(x * w).sum(-1) + b`, which Inductor fuses with the neighbouring element-wise work,
     forward and backward; as a one-column matrix product it would be three BLAS calls per
     update (the forward, the outer product of the input gradient, the weight gradient) that
@@ -97,7 +111,7 @@ class ScalarHead(nn.Linear):
         super().__init__(in_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling() or tracing_for_compile.active:
             return (x * self.weight).sum(-1, keepdim=True) + self.bias
         return super().forward(x)
 

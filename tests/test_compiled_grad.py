@@ -42,11 +42,39 @@ def test_gradients_equal_autograd_and_land_on_the_module_only(compile):
     ref_loss, ref_aux = loss_fn(ref_f, ref_g)(x, y)
     ref_loss.backward()
 
-    aux = CompiledGrad(f, loss_fn(f, g), compile=compile)(x, y)
+    aux = CompiledGrad(f, loss_fn(f, g), compile=compile, watch=[g])(x, y)
     for p, q in zip(f.parameters(), ref_f.parameters()):
         assert p.grad is not None and torch.allclose(p.grad, q.grad, atol=1e-6)
     assert all(p.grad is None for p in g.parameters())
     assert torch.allclose(aux, ref_aux) and not aux.requires_grad
+
+
+def test_a_tensor_from_outside_the_watched_modules_is_refused_when_compiling():
+    f, g = nets()  # the loss calls g, which is not watched: its weights would be frozen into the graph
+    with pytest.raises(ValueError, match="watch"):
+        CompiledGrad(f, loss_fn(f, g), compile=True)(torch.randn(4, 3), torch.randn(4))
+
+
+@pytest.mark.slow
+def test_compiled_gradients_follow_watched_and_structure_changes():
+    """The watched module's new weights are seen without recompiling; a new shape compiles again."""
+    f, g = nets()
+    cg = CompiledGrad(f, loss_fn(f, g), compile=True, watch=[g])
+    x, y = torch.randn(16, 3), torch.randn(16)
+    for step in range(3):
+        with torch.no_grad():
+            g[0].weight.mul_(1.5)  # an update of the watched module, in place
+        if step == 2:
+            f[0] = nn.Linear(3, 8)  # a replaced layer (same shapes): still one compiled function
+        cg(x, y)
+        ref_f = copy.deepcopy(f)
+        loss_fn(ref_f, g)(x, y)[0].backward()
+        for p, q in zip(f.parameters(), ref_f.parameters()):
+            assert torch.allclose(p.grad, q.grad, atol=1e-6)
+    assert len(cg._compiled) == 1
+    f[2] = nn.Linear(8, 1, bias=False)  # a structure change
+    cg(x, y)
+    assert len(cg._compiled) == 2 and f[2].weight.grad is not None
 
 
 def test_gradients_replace_old_ones_and_a_later_backward_adds():

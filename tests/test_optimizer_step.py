@@ -97,3 +97,13 @@ def test_step_hooks_still_run():
         set_grads(net, k)
         optimizer_step(opt)
     assert len(calls) == 3
+
+
+def test_a_scheduler_wrapped_step_is_called():
+    _, (net, opt) = twins(lambda n: make_adam(n.parameters(), lr=1e-3))
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    for k in range(3):
+        set_grads(net, k)
+        optimizer_step(opt)  # the scheduler's wrapper sees the call: no "scheduler before optimizer" warning
+        sched.step()
+    assert opt._opt_called and opt.param_groups[0]["lr"] == pytest.approx(1e-3 / 8)
