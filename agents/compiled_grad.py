@@ -97,11 +97,14 @@ class CompiledGrad:
         self._objective = _Objective(self.watch, fn)
         self._compiled: dict[tuple, tuple[Callable, Any]] = {}
         self._walk: tuple | None = None
+        self._modules: tuple | None = None
         _count_registrations()
 
     def usable(self) -> bool:
         """False while a forward hook is attached to a watched module (the caller should go eager)."""
-        return not any(has_hooks(m) for m in self.watch)
+        if self._modules is None or self._modules[0] != _registrations[0]:  # the module list, re-walked as _current
+            self._modules = (_registrations[0], [m for w in self.watch for m in w.modules()])
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._modules[1])
 
     def _tensors(self) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, torch.Tensor]]]:
         """(the differentiated parameters, every other tensor of the watched modules), by name;
@@ -194,6 +197,10 @@ class CompiledGrad:
                 raise
             raise ValueError("CompiledGrad: the loss reads a tensor that is neither an argument nor a parameter or "
                              "buffer of the module or of a `watch` module; pass its module in `watch`") from err
-        with inductor_config.patch({"post_grad_custom_post_pass": UnfuseBiasAddmm()}):
+        # on a CPU the wrapper that launches the kernels is C++ too: a Python wrapper's ~100 calls
+        # per graph cost ~7% of a SAC training step here (cached compilations take a few seconds
+        # longer the first time)
+        cpu = all(t.device.type == "cpu" for t in inputs)
+        with inductor_config.patch({"post_grad_custom_post_pass": UnfuseBiasAddmm(), "cpp_wrapper": cpu}):
             compiled = compile_fx(graph, inputs)
         return compiled, f.spec["aux"]

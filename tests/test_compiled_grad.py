@@ -109,6 +109,15 @@ def test_a_forward_hook_on_a_watched_module_makes_it_unusable():
         assert cg.usable()
 
 
+def test_a_hook_on_a_module_added_later_is_seen():
+    f, g = nets()
+    cg = CompiledGrad(f, loss_fn(f, g), compile=False, watch=[g])
+    assert cg.usable()
+    f[2] = nn.Linear(8, 1)  # a new layer (plasticity injection does the like)
+    f[2].register_forward_hook(lambda m, i, o: None)
+    assert not cg.usable()
+
+
 def test_sac_with_a_hooked_critic_takes_the_eager_path():
     """compile=True but a hook on the critic, which both losses call: both updates are the
     eager ones (no compilation), and the hook sees every training forward."""

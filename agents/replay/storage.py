@@ -133,6 +133,7 @@ class FrameStorage:
         self._last_in_window = self._window == n_step - 1
         default = self.host_path_default
         self.host_path = dev.type == "cpu" if default is None else default
+        self._host_views: tuple | None = None
 
     # ------------------------------------------------------------------ writing
     def _rows(self, absolute: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -233,8 +234,8 @@ class FrameStorage:
         n_envs, stack, slots, n = self.num_envs, self.frame_stack, self.slots, self.n_step
 
         def host(x, shape, dtype=None):
-            t = torch.as_tensor(x).detach().cpu().reshape(shape)
-            return (t if dtype is None else t.to(dtype)).numpy()
+            t = (x if isinstance(x, torch.Tensor) else torch.as_tensor(x)).detach().cpu().reshape(shape)
+            return (t if dtype is None or t.dtype == dtype else t.to(dtype)).numpy()
 
         valid = host(valid, n_envs, torch.bool)
         terminated = host(terminated, n_envs, torch.bool)
@@ -245,9 +246,11 @@ class FrameStorage:
         obs = torch.as_tensor(obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)
         newest = torch.as_tensor(next_obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)[:, -1]
         actions = host(actions, (n_envs, *self.actions.shape[1:]))
-        frames, acts, rews = self.frames.numpy(), self.actions.numpy(), self.rewards.numpy()
-        flags, tasks, start_valid = self.flags.numpy(), self.tasks.numpy(), self.start_valid.numpy()
-        next_slot, open_, first = self.next_slot.numpy(), self.episode_open.numpy(), self.episode_first.numpy()
+        state = (self.frames, self.actions, self.rewards, self.flags, self.tasks, self.start_valid, self.next_slot,
+                 self.episode_open, self.episode_first)
+        if self._host_views is None or any(a is not b for a, b in zip(state, self._host_views[0])):
+            self._host_views = (state, tuple(t.numpy() for t in state))  # NumPy views, rebuilt if a tensor is replaced
+        frames, acts, rews, flags, tasks, start_valid, next_slot, open_, first = self._host_views[1]
         touched: list[int] = []
         newest_valid = -1
         for e in np.flatnonzero(valid):
