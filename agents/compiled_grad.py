@@ -122,7 +122,7 @@ class CompiledGrad:
         return diff, rest
 
     def _function(self, diff_names: list[str], rest_names: list[str], args: tuple) -> Callable:
-        """f(*diff, *rest, *tensor_args) -> flat [grads..., aux leaves...]; the aux spec in self._spec."""
+        """f(*diff, *rest, *tensor_args) -> [grads..., aux leaves...]; the aux's pytree spec in f.spec["aux"]."""
         n_diff, n_tensors = len(diff_names), len(diff_names) + len(rest_names)
         tensor_at = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
         objective, spec = self._objective, {}
@@ -143,7 +143,7 @@ class CompiledGrad:
         f.spec = spec
         return f
 
-    def _key(self, diff, rest, args: tuple) -> tuple:
+    def _key(self, diff, rest) -> tuple:
         return (tuple((n, p.shape, p.dtype) for n, p in diff),
                 tuple((n, t.shape, t.dtype, t.requires_grad) for n, t in rest),
                 tuple(m.training for m in self.watch))
@@ -158,7 +158,7 @@ class CompiledGrad:
                 and all(m.training == flag for m, flag in zip(self.watch, c[6])):
             return c[1], c[2], c[3], c[4]
         diff, rest = self._tensors()
-        key = self._key(diff, rest, ())
+        key = self._key(diff, rest)
         tensors = [t for _, t in [*diff, *rest]]  # the tensors themselves: a `.data` swap is seen
         checks = [(t, t.shape, t.requires_grad) for _, t in [*diff, *rest]]
         self._walk = (_registrations[0], diff, rest, tensors, key, checks, [m.training for m in self.watch])

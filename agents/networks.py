@@ -13,8 +13,9 @@ are `uint8` and scaled to [0, 1] inside the encoder, so replay keeps frames as b
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -83,35 +84,37 @@ class MLPEncoder(nn.Sequential):
         self.out_dim = width
 
 
-class tracing_for_compile:  # noqa: N801 (a context manager used as `with tracing_for_compile():`)
-    """While active, modules take the forms meant for a compiler (`ScalarHead`): set by a
+_compile_forms = [False]  # set while a caller traces a graph for Inductor itself
+
+
+@contextlib.contextmanager
+def tracing_for_compile() -> Iterator[None]:
+    """Modules take the forms meant for a compiler (`ScalarHead`) inside this block: for a
     caller that traces a graph for Inductor itself (`agents/compiled_grad.py`), where
     `torch.compiler.is_compiling()` is false."""
-
-    active = False
-
-    def __enter__(self) -> None:
-        self._before, tracing_for_compile.active = tracing_for_compile.active, True
-
-    def __exit__(self, *exc: object) -> None:
-        tracing_for_compile.active = self._before
+    before, _compile_forms[0] = _compile_forms[0], True
+    try:
+        yield
+    finally:
+        _compile_forms[0] = before
 
 
 class ScalarHead(nn.Linear):
     """`nn.Linear(in_features, 1)`: one value per sample (a critic's Q(s, a)).
 
-    Eager, it is `nn.Linear`. Compiled (`torch.compile`, or `tracing_for_compile`) it is written as a multiply and a row
-    sum, `(x * w).sum(-1) + b`, which Inductor fuses with the neighbouring element-wise work,
-    forward and backward; as a one-column matrix product it would be three BLAS calls per
-    update (the forward, the outer product of the input gradient, the weight gradient) that
-    cost far more than their arithmetic on a CPU. Same parameters, same state dict.
+    Eager, it is `nn.Linear`. Compiled (`torch.compile`, or inside `tracing_for_compile`) it is
+    written as a multiply and a row sum, `(x * w).sum(-1) + b`, which Inductor fuses with the
+    neighbouring element-wise work, forward and backward; as a one-column matrix product it
+    would be three BLAS calls per update (the forward, the outer product of the input
+    gradient, the weight gradient) that cost far more than their arithmetic on a CPU. Same
+    parameters, same state dict.
     """
 
     def __init__(self, in_features: int):
         super().__init__(in_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() or tracing_for_compile.active:
+        if torch.compiler.is_compiling() or _compile_forms[0]:
             return (x * self.weight).sum(-1, keepdim=True) + self.bias
         return super().forward(x)
 

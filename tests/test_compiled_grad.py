@@ -173,6 +173,18 @@ def test_scalar_head_is_a_one_output_linear():
     assert torch.equal(head(x), ref(x))
 
 
+def test_scalar_head_traced_for_compile_is_a_fused_multiply_sum():
+    from agents.networks import tracing_for_compile
+
+    head, x = ScalarHead(7), torch.randn(5, 7)
+    eager = targets(traced(head, x))
+    with tracing_for_compile():
+        fused = targets(traced(head, x))
+    assert aten.addmm.default in eager
+    assert not {aten.addmm.default, aten.mm.default} & set(fused) and aten.sum.dim_IntList in fused
+    assert torch.allclose(head(x), (x * head.weight).sum(-1, keepdim=True) + head.bias, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_scalar_head_compiled_matches_eager_forward_and_backward():
     torch.manual_seed(0)
