@@ -135,9 +135,9 @@ def test_sac_with_a_hooked_critic_takes_the_eager_path():
         assert torch.equal(p, q)
 
 
-def traced(fn, *args):
+def traced(fn, *args, mode="fake"):
     from torch.fx.experimental.proxy_tensor import make_fx
-    return make_fx(fn, tracing_mode="fake")(*args)
+    return make_fx(fn, tracing_mode=mode)(*args)
 
 
 def targets(gm):
@@ -177,9 +177,9 @@ def test_scalar_head_traced_for_compile_is_a_fused_multiply_sum():
     from agents.networks import tracing_for_compile
 
     head, x = ScalarHead(7), torch.randn(5, 7)
-    eager = targets(traced(head, x))
+    eager = targets(traced(head, x, mode="real"))
     with tracing_for_compile():
-        fused = targets(traced(head, x))
+        fused = targets(traced(head, x, mode="real"))
     assert aten.addmm.default in eager
     assert not {aten.addmm.default, aten.mm.default} & set(fused) and aten.sum.dim_IntList in fused
     assert torch.allclose(head(x), (x * head.weight).sum(-1, keepdim=True) + head.bias, atol=1e-6)
