@@ -55,7 +55,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from speed_common import interleaved, learn_timed, machine_line, run_sb3_child, sps_events, window
+from speed_common import interleaved, learn_timed, machine_line, profile_train_py, run_sb3_child, sps_events, window
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_EVERY = 500
@@ -292,38 +292,11 @@ def monitor(args) -> None:
 
 # ----------------------------------------------------------------------------- profile
 def profile(args) -> None:
-    import cProfile  # noqa: F401  (run below as `python -m cProfile`)
-    import pstats
-
-    tmp = tempfile.mkdtemp(prefix="dqn_profile_")
-    try:
-        prof = os.path.join(tmp, "ours.prof")
-        cmd = [sys.executable, "-m", "cProfile", "-o", prof, "train.py",
-               *ours_argv(args, os.path.join(tmp, "run"))]
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
-        stats = pstats.Stats(prof)
-        total = stats.total_tt
-        rows = []
-        for (file, line, fn), (cc, nc, tt, ct, callers) in stats.stats.items():
-            rows.append((tt, ct, nc, f"{Path(file).name}:{line}({fn})"))
-        print_header(args, "cProfile of ours (whole run, random phase included)")
-        print(f"total profiled time {total:.1f} s")
-        print()
-        print("| tottime s | share | cumtime s | calls | function |")
-        print("|---|---|---|---|---|")
-        for tt, ct, nc, name in sorted(rows, reverse=True)[: args.top]:
-            print(f"| {tt:.2f} | {tt / total:.1%} | {ct:.2f} | {nc} | `{name}` |")
-        print()
-        print("| cumtime s | calls | per call ms | function |")
-        print("|---|---|---|---|")
-        wanted = ("update", "act", "sample", "add", "step", "_loss", "gather", "flush_scalars", "backward",
-                  "clip_grad_norm_", "_host_actions", "random_actions", "accumulate")
-        for tt, ct, nc, name in sorted(rows, key=lambda r: -r[1]):
-            fn = name.split("(")[-1].rstrip(")")
-            if fn in wanted and ct > 0.01 * total and ("site-packages" not in name or fn in ("backward", "step")):
-                print(f"| {ct:.2f} | {nc} | {ct / max(nc, 1) * 1e3:.2f} | `{name}` |")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    print_header(args, "cProfile of ours (whole run, random phase included)")
+    wanted = ("update", "act", "sample", "add", "step", "_loss", "gather", "flush_scalars", "backward",
+              "clip_grad_norm_", "_host_actions", "random_actions", "accumulate")
+    profile_train_py(ROOT, lambda run_dir: ours_argv(args, run_dir), args.top, wanted, min_share=0.01,
+                     library_fns=("backward", "step"))
     if not args.profile_only:
         breakdown(args)
 

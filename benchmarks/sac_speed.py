@@ -66,7 +66,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from speed_common import interleaved, learn_timed, machine_line, run_sb3_child, sps_events, window
+from speed_common import (
+    interleaved,
+    learn_timed,
+    machine_line,
+    profile_train_py,
+    run_sb3_child,
+    running_seconds,
+    sb3_child_cmd,
+    sps_events,
+    time_sliced,
+    window,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG_EVERY = 250
@@ -150,6 +161,54 @@ def _one_thread(args):
     return argparse.Namespace(**{**vars(args), "threads": 1})
 
 
+# ----------------------------------------------------------------------------- time-sliced
+SLICED = {  # variant -> (extra train.py flags, extra env), or None for SB3
+    "ours": ([], None), "ours-compile": (["--sac.compile"], None), "sb3": None,
+}
+
+
+def sliced_repeats(args, names: list[str]) -> dict[str, list[dict]]:
+    """Every repeat runs all variants at once, time-sliced (``speed_common.time_sliced``): SPS
+    is the window's env steps over the seconds the process actually ran inside its window."""
+    start, end = window(args)
+    unknown = [n for n in names if n not in SLICED]
+    if unknown:
+        raise SystemExit(f"--time-sliced runs {', '.join(SLICED)}; got {', '.join(unknown)}")
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(args.repeats):
+        tmp = tempfile.mkdtemp(prefix="sac_sliced_")
+        try:
+            commands, dirs = {}, {}
+            for n in names[r % len(names):] + names[: r % len(names)]:  # who starts first rotates
+                if SLICED[n] is None:
+                    commands[n] = (sb3_child_cmd(__file__, args), str(ROOT), child_env(args))
+                else:
+                    extra, env = SLICED[n]
+                    dirs[n] = os.path.join(tmp, n)
+                    commands[n] = ([sys.executable, "train.py", *ours_argv(args, dirs[n], extra)], str(ROOT),
+                                   child_env(args, env))
+            runs = time_sliced(commands, args.time_sliced)
+            for n, run in runs.items():
+                if run["returncode"] != 0:
+                    raise RuntimeError(f"{n} failed ({run['returncode']}):\n{run['stderr'][-3000:]}")
+                if n in dirs:
+                    events = sps_events(dirs[n], wall_time=True)
+                    at = {step: wall for step, _, wall in events}
+                    t0, t1 = at[start], at[end]
+                else:
+                    t0, t1 = json.loads(run["stdout"].strip().splitlines()[-1])["window_epoch"]
+                seconds = running_seconds(run["running"], t0, t1)
+                # (train.py's own SPS intervals count the stopped time too: not reported here)
+                res = {"sps": args.measure_steps / seconds, "seconds": seconds, "warmup_s": float("nan"),
+                       "wall_s": t1 - t0}
+                results[n].append(res)
+                print(f"repeat {r} {n:14s} SPS {res['sps']:7.1f}  ran {seconds:6.1f}s of its window's "
+                      f"{t1 - t0:6.1f}s", flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
 VARIANTS = {
     "ours": lambda a: run_ours(a, []),
     "ours-compile": lambda a: run_ours(a, ["--sac.compile"]),
@@ -182,14 +241,16 @@ def print_header(args, title: str) -> None:
     print(f"date: {datetime.datetime.now().isoformat(timespec='seconds')}")
     start, end = window(args)
     print(f"window: env steps ({start}, {end}] (learning starts {args.learning_starts}, warm-up {args.warmup_steps}); "
-          f"repeats {args.repeats}, interleaved; load average at start {os.getloadavg()[0]:.1f}")
+          f"repeats {args.repeats}, "
+          + (f"time-sliced ({args.time_sliced:g} s slices, all variants of a repeat at once)" if args.time_sliced
+             else "interleaved") + f"; load average at start {os.getloadavg()[0]:.1f}")
     print()
 
 
 def speed(args) -> None:
     names = args.variants.split(",")
     load0 = os.getloadavg()
-    results = interleaved(args, names, VARIANTS)
+    results = sliced_repeats(args, names) if args.time_sliced else interleaved(args, names, VARIANTS)
     print_header(args, f"SAC training speed, {ENV_ID}, env steps/s after learning starts")
     print(f"load average (1 min) before / after: {load0[0]:.1f} / {os.getloadavg()[0]:.1f}")
     print()
@@ -227,38 +288,11 @@ def profile(args) -> None:
 
 
 def profile_run(args) -> None:
-    import pstats
-
-    tmp = tempfile.mkdtemp(prefix="sac_profile_")
-    try:
-        prof = os.path.join(tmp, "ours.prof")
-        cmd = [sys.executable, "-m", "cProfile", "-o", prof, "train.py",
-               *ours_argv(args, os.path.join(tmp, "run"))]
-        subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, env=child_env(args))
-        stats = pstats.Stats(prof)
-        total = stats.total_tt
-        rows = []
-        for (file, line, fn), (cc, nc, tt, ct, callers) in stats.stats.items():
-            rows.append((tt, ct, nc, f"{Path(file).name}:{line}({fn})"))
-        print_header(args, "cProfile of ours (whole run: start-up, random phase and window)")
-        print(f"total profiled time {total:.1f} s")
-        print()
-        print("| tottime s | share | cumtime s | calls | function |")
-        print("|---|---|---|---|---|")
-        for tt, ct, nc, name in sorted(rows, reverse=True)[: args.top]:
-            print(f"| {tt:.2f} | {tt / total:.1%} | {ct:.2f} | {nc} | `{name}` |")
-        print()
-        print("| cumtime s | calls | per call ms | function |")
-        print("|---|---|---|---|")
-        wanted = ("update", "act", "sample", "add", "step", "_critic_loss", "_actor_loss", "soft_update",
-                  "flush_scalars", "accumulate", "backward", "_single_tensor_adam", "squashed_sample",
-                  "_host_actions", "random_actions", "gather")
-        for tt, ct, nc, name in sorted(rows, key=lambda r: -r[1]):
-            fn = name.split("(")[-1].rstrip(")")
-            if fn in wanted and ct > 0.005 * total:
-                print(f"| {ct:.2f} | {nc} | {ct / max(nc, 1) * 1e3:.2f} | `{name}` |")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    print_header(args, "cProfile of ours (whole run: start-up, random phase and window)")
+    wanted = ("update", "act", "sample", "add", "step", "_critic_loss", "_actor_loss", "soft_update",
+              "flush_scalars", "accumulate", "backward", "_single_tensor_adam", "squashed_sample",
+              "_host_actions", "random_actions", "gather")
+    profile_train_py(ROOT, lambda run_dir: ours_argv(args, run_dir), args.top, wanted, env=child_env(args))
 
 
 def run_breakdown(args) -> None:
@@ -475,6 +509,9 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=500, help="W: steps after L excluded (compile, caches)")
     parser.add_argument("--measure-steps", type=int, default=3000, help="M: env steps in the timed window")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every variant")
+    parser.add_argument("--time-sliced", type=float, default=0.0, metavar="SECONDS",
+                        help="run a repeat's variants at once, each in turn for SECONDS while the others are "
+                             "stopped (ours, ours-compile, sb3); 0: one after the other")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of both sides (the -t1 variants use 1)")
     parser.add_argument("--capacity", type=int, default=1_000_000, help="replay capacity of both sides")
     parser.add_argument("--seed", type=int, default=1)
