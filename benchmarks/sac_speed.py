@@ -34,7 +34,13 @@ variant alike; start-up, the random-action phase, the warm-up and what follows t
   gradient steps, as ours).
 
 Runs are interleaved (repeat r runs every variant, the order rotated by r) so the shared
-machine's load hits all variants alike; the table gives every repeat's ratio.
+machine's load hits all variants alike; the table gives every repeat's ratio. On a host whose
+speed drifts over tens of seconds (one run takes ~45 s) that is not enough: ``--time-sliced
+S`` starts a repeat's variants together and lets them run in turn, S seconds each while the
+others are stopped (SIGSTOP / SIGCONT), so both sides meet the same drift within seconds;
+a variant's SPS is then M over the seconds it actually ran between its window's first and
+last step (ours: the wall times of its ``charts/SPS`` events at L+W and L+W+M; SB3: the
+callback's marks), each side still being the unmodified program.
 
 ``--omp-wait-policy PASSIVE`` (or ACTIVE) sets ``OMP_WAIT_POLICY`` for every subprocess
 alike. On an oversubscribed machine (more runnable threads than cores) PyTorch's OpenMP
@@ -42,6 +48,7 @@ worker threads spin-wait at every parallel region and the 2-thread runs slow dow
 PASSIVE makes the waiting threads sleep. ``--omp-wait-policy default`` leaves it unset.
 
     python benchmarks/sac_speed.py                                  # ours, ours-compile, sb3
+    python benchmarks/sac_speed.py --time-sliced 2 --variants ours-compile,sb3
     python benchmarks/sac_speed.py --omp-wait-policy PASSIVE
     python benchmarks/sac_speed.py --profile                        # where ours spends its time (vs SB3)
 
