@@ -40,7 +40,7 @@ module (an intervention or a monitor watching the training forward).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -81,9 +81,24 @@ def _count_registrations() -> None:
     _count_registrations.installed = True
 
 
+def _hooked(m: nn.Module) -> bool:
+    return bool(m._forward_hooks or m._forward_pre_hooks)
+
+
 def has_hooks(module: nn.Module) -> bool:
     """True if any submodule has a forward (pre-)hook attached."""
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    return any(_hooked(m) for m in module.modules())
+
+
+class _Walk(NamedTuple):
+    """What one walk over the watched modules found (see `CompiledGrad._current`)."""
+
+    registrations: int  # `_registrations[0]` when walked
+    diff: list[tuple[str, nn.Parameter]]  # the differentiated parameters, by name
+    rest: list[tuple[str, torch.Tensor]]  # every other tensor of the watched modules, by name
+    tensors: list[torch.Tensor]  # diff's then rest's tensors themselves (a `.data` swap is seen)
+    key: tuple  # names, shapes, dtypes, requires_grad, train/eval flags: what a compiled graph fixes
+    modules: list[nn.Module]  # every watched module and submodule (for the hook check)
 
 
 class CompiledGrad:
@@ -96,15 +111,12 @@ class CompiledGrad:
         self.compile = compile
         self._objective = _Objective(self.watch, fn)
         self._compiled: dict[tuple, tuple[Callable, Any]] = {}
-        self._walk: tuple | None = None
-        self._modules: tuple | None = None
+        self._walk: _Walk | None = None
         _count_registrations()
 
     def usable(self) -> bool:
         """False while a forward hook is attached to a watched module (the caller should go eager)."""
-        if self._modules is None or self._modules[0] != _registrations[0]:  # the module list, re-walked as _current
-            self._modules = (_registrations[0], [m for w in self.watch for m in w.modules()])
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._modules[1])
+        return not any(_hooked(m) for m in self._current().modules)
 
     def _tensors(self) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, torch.Tensor]]]:
         """(the differentiated parameters, every other tensor of the watched modules), by name;
@@ -148,25 +160,27 @@ class CompiledGrad:
                 tuple((n, t.shape, t.dtype, t.requires_grad) for n, t in rest),
                 tuple(m.training for m in self.watch))
 
-    def _current(self) -> tuple[list, list, list[torch.Tensor], tuple]:
-        """(diff, rest, their tensors, key without the arguments), re-walked only when a module
-        registered a tensor or a submodule anywhere since the last walk, or a listed tensor
-        changed shape or `requires_grad`, or a watched module switched train/eval."""
-        c = self._walk
-        if c is not None and c[0] == _registrations[0] \
-                and all(t.shape == shape and t.requires_grad == rg for t, shape, rg in c[5]) \
-                and all(m.training == flag for m, flag in zip(self.watch, c[6])):
-            return c[1], c[2], c[3], c[4]
+    def _current(self) -> _Walk:
+        """The last walk, walked again only when a module registered a tensor or a submodule
+        anywhere since, or a listed tensor changed shape or `requires_grad`, or a watched module
+        switched train/eval."""
+        w = self._walk
+        if w is not None and w.registrations == _registrations[0]:
+            diff_key, rest_key, flags = w.key
+            n = len(diff_key)
+            if all(t.shape == k[1] and t.requires_grad for t, k in zip(w.tensors[:n], diff_key)) \
+                    and all(t.shape == k[1] and t.requires_grad == k[3] for t, k in zip(w.tensors[n:], rest_key)) \
+                    and all(m.training == flag for m, flag in zip(self.watch, flags)):
+                return w
         diff, rest = self._tensors()
-        key = self._key(diff, rest)
-        tensors = [t for _, t in [*diff, *rest]]  # the tensors themselves: a `.data` swap is seen
-        checks = [(t, t.shape, t.requires_grad) for _, t in [*diff, *rest]]
-        self._walk = (_registrations[0], diff, rest, tensors, key, checks, [m.training for m in self.watch])
-        return diff, rest, tensors, key
+        self._walk = _Walk(_registrations[0], diff, rest, [t for _, t in [*diff, *rest]], self._key(diff, rest),
+                           [m for net in self.watch for m in net.modules()])
+        return self._walk
 
     def __call__(self, *args: Any) -> Any:
         """Set `p.grad` (replacing any previous value) of every trainable parameter; return aux."""
-        diff, rest, tensors, key = self._current()
+        walk = self._current()
+        diff, rest, tensors, key = walk.diff, walk.rest, walk.tensors, walk.key
         tensor_args = [a for a in args if isinstance(a, torch.Tensor)]
         with torch.no_grad():
             if not self.compile:

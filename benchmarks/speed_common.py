@@ -1,5 +1,7 @@
 """Shared pieces of the end-to-end speed benchmarks (`dqn_speed.py`, `sac_speed.py`):
-the machine line, the timed window, our SPS events, and the interleaved repeat loop."""
+the machine line, the timed window, our SPS events, the interleaved and the time-sliced ways
+of running the variants, the SB3 child's timed `learn`, and the cProfile tables of a
+train.py run."""
 
 from __future__ import annotations
 
