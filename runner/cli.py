@@ -19,7 +19,8 @@ import tyro
 
 from plasticity import registry
 from runner.checkpoint import load_checkpoint
-from runner.config import TrainConfig, preset, preset_help
+from runner.config import TrainConfig
+from runner.presets import preset, preset_help
 
 
 def _take(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
