@@ -1,19 +1,27 @@
 """What every agent shows the training loop and the plasticity interventions.
 
+The loop (`train.train`) uses an agent through this small interface and nothing else:
+
+    actions = agent.act(obs, task, step)          # exploration owned by the agent (ε-greedy,
+                                                  # a sampled action, random before learning_starts)
+    ...store the transition...
+    if step >= agent.learning_starts and len(replay) >= agent.batch_size:
+        for each of agent.updates_per_env_step updates per new transition:
+            metrics = agent.update(replay.sample(agent.batch_size))
+    agent.on_task_switch(task, step)               # only when task boundaries are shown
+    returns = evaluate(agent.greedy(obs, task))   # evaluation policy, no exploration
+    agent.log_scalars(step)                       # e.g. {"charts/epsilon": ε}
+
 An agent owns one or more *learnables*: a module, the optimizer that trains it, the
 target copies that follow it, and a function that turns a replay batch into the
-module's inputs (for interventions that need activations, such as ReDo). The loop is
+module's inputs (for interventions that need activations, such as ReDo). Inside `update`,
+for every learnable, the agent adds `extra_loss(learnable)` to its loss before
+`backward()` and calls `after_step(learnable, batch)` right after `optimizer.step()`.
+The agent never knows which interventions are attached.
 
-    actions = agent.act(obs, task)                 # exploration included
-    ...
-    metrics = agent.update(batch)                  # losses, backward, optimizer steps
-    agent.on_task_switch(task)                     # when the schedule says so
-
-and inside `update`, for every learnable, the agent adds `extra_loss(learnable)` to its
-loss before `backward()` and calls `after_step(learnable, batch)` right after
-`optimizer.step()`. The agent never knows which interventions are attached.
+Agents are found by name through `agents.registry`; an agent's config dataclass says how
+the replay must treat its transitions (`replay_options()`).
 """
-
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -118,22 +126,39 @@ def after_step(learnable: Learnable, batch: Any) -> None:
 
 
 class Agent:
-    """Base class: subclasses fill `self.learnables` and implement `act` and `update`."""
+    """Base class: subclasses fill `self.learnables`, the three loop numbers, and implement
+    `act`, `greedy` and `update`."""
 
     learnables: dict[str, Learnable]
     updates: int = 0  # gradient steps taken
+    batch_size: int
+    """Transitions per gradient step."""
+    learning_starts: int
+    """Environment steps (all envs together) before the first gradient step."""
+    updates_per_env_step: float
+    """Gradient steps per stored transition (gradient_steps / train_freq)."""
 
-    def act(self, obs: torch.Tensor, task: int, explore: bool = True) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, task: int, step: int) -> torch.Tensor:
+        """Exploratory actions for `obs` of task `task` at environment step `step` (device tensor)."""
+        raise NotImplementedError
+
+    def greedy(self, obs: torch.Tensor, task: int) -> torch.Tensor:
+        """The evaluation policy's actions (no exploration)."""
         raise NotImplementedError
 
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def log_scalars(self, step: int) -> dict[str, float]:
+        """Scalars of the agent's own schedules at `step` (e.g. charts/epsilon), logged with the losses."""
+        return {}
+
     def extra_metrics(self, batch: Any) -> dict[str, float]:
         """Agent-specific plasticity scalars on a monitoring batch (Q-values, entropy, ...)."""
         return {}
 
-    def on_task_switch(self, task: int) -> None:
+    def on_task_switch(self, task: int, step: int) -> None:
+        """The schedule moved to `task` at environment step `step`; tell every intervention."""
         for learnable in self.learnables.values():
             for iv in learnable.interventions:
                 iv.on_task_switch(task)

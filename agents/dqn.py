@@ -75,6 +75,10 @@ class DQNConfig:
     compile: bool = False
     """torch.compile the update step (worth it for long runs; costs tens of seconds first)."""
 
+    def replay_options(self) -> dict[str, Any]:
+        """How the replay treats this agent's transitions."""
+        return {"n_step": self.n_step, "gamma": self.gamma, "reward_clip": self.reward_clip}
+
     def validate(self) -> None:
         checks = {
             "lr": self.lr > 0, "batch_size": self.batch_size > 0, "gamma": 0 <= self.gamma <= 1,
@@ -102,12 +106,24 @@ def linear_epsilon(cfg: DQNConfig, steps: int, horizon: int) -> float:
 
 
 class DQN(Agent):
-    """Online and target Q networks, Adam, and the Double-DQN update."""
+    """Online and target Q networks, Adam, the Double-DQN update, and ε-greedy exploration.
+
+    Exploration is the agent's own (as in SB3's DQN): `act(obs, task, step)` returns uniformly
+    random valid actions before `learning_starts`, then ε-greedy actions with ε from
+    `linear_epsilon` over `exploration_horizon` environment steps — counted from the start of
+    the run, or from the last task switch with `epsilon_restart`.
+    """
 
     def __init__(self, cfg: DQNConfig, obs_shape: tuple[int, ...], num_actions: int,
-                 action_masks: torch.Tensor, device: torch.device | str = "cpu", seed: int = 0):
+                 action_masks: torch.Tensor, device: torch.device | str = "cpu", seed: int = 0,
+                 exploration_horizon: int = 1):
         cfg.validate()
         self.cfg = cfg
+        self.batch_size = cfg.batch_size
+        self.learning_starts = cfg.learning_starts
+        self.updates_per_env_step = cfg.gradient_steps / cfg.train_freq
+        self.exploration_horizon = int(exploration_horizon)
+        self._explore_origin = 0  # step at which the ε schedule (re)started
         self.device = torch.device(device)
         self.num_actions = num_actions
         self.action_masks = action_masks.to(self.device)  # (num_tasks, num_actions) bool
@@ -131,20 +147,48 @@ class DQN(Agent):
     def _format(self, obs: torch.Tensor) -> torch.Tensor:
         return obs.contiguous(memory_format=self.memory_format) if self.image else obs
 
+    def epsilon(self, step: int) -> float:
+        """ε of the exploration policy at environment step `step`."""
+        return linear_epsilon(self.cfg, step - self._explore_origin, self.exploration_horizon)
+
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, task: int, epsilon: float = 0.0) -> torch.Tensor:
-        """ε-greedy actions among the task's valid actions, on the device."""
-        mask = self.action_masks[task]
-        q = self.q(self._format(obs)).masked_fill(~mask, float("-inf"))
-        greedy = q.argmax(dim=1)
+    def _random(self, n: int, task: int) -> torch.Tensor:
+        """Uniformly random valid actions of `task` for `n` envs."""
+        probs = self.action_masks[task].float().expand(n, -1)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor, task: int) -> torch.Tensor:
+        """argmax_a Q(s, a) over the task's valid actions, on the device."""
+        q = self.q(self._format(obs)).masked_fill(~self.action_masks[task], float("-inf"))
+        return q.argmax(dim=1)
+
+    @torch.no_grad()
+    def act(self, obs: torch.Tensor, task: int, step: int) -> torch.Tensor:
+        """Random valid actions before `learning_starts`, ε-greedy (ε = `epsilon(step)`) after."""
+        n = obs.shape[0]
+        if step < self.learning_starts:
+            return self._random(n, task)
+        return self.epsilon_greedy(obs, task, self.epsilon(step))
+
+    @torch.no_grad()
+    def epsilon_greedy(self, obs: torch.Tensor, task: int, epsilon: float) -> torch.Tensor:
+        """With probability ε a uniformly random valid action, else the greedy one."""
+        greedy = self.greedy(obs, task)
         if epsilon <= 0.0:
             return greedy
         n = obs.shape[0]
-        # random valid action: uniform over the mask's True entries
-        probs = mask.float().expand(n, -1)
-        random = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        random = self._random(n, task)
         explore = torch.rand(n, device=self.device, generator=self.generator) < epsilon
         return torch.where(explore, random, greedy)
+
+    def on_task_switch(self, task: int, step: int) -> None:
+        super().on_task_switch(task, step)
+        if self.cfg.epsilon_restart:
+            self._explore_origin = step
+
+    def log_scalars(self, step: int) -> dict[str, float]:
+        return {"charts/epsilon": self.epsilon(step)}
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -207,9 +251,20 @@ class DQN(Agent):
         state = super().state_dict()
         state["updates"] = self.updates
         state["generator"] = self.generator.get_state()
+        state["explore_origin"] = self._explore_origin
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
+        self._explore_origin = int(state.get("explore_origin", 0))
+
+
+def build(cfg: DQNConfig, schedule: Any, device: torch.device, seed: int) -> DQN:
+    """A DQN for `schedule`'s tasks (the agent registry's constructor); refuses continuous actions."""
+    if not schedule.discrete:
+        raise ValueError(f"--agent dqn needs discrete actions; {schedule.tasks[0].id} is continuous: use --agent sac")
+    horizon = schedule.steps_per_visit if cfg.epsilon_restart else schedule.total_steps
+    return DQN(cfg, schedule.obs_shape, schedule.num_actions, schedule.action_masks, device, seed,
+               exploration_horizon=horizon)

@@ -97,6 +97,10 @@ class SACConfig:
     ~1.13x faster training on HalfCheetah with 2 CPU threads; the first compilation takes ~20 s
     (~3 s from Inductor's on-disk cache after); eager while a hook watches the training forward (e.g. CBP)."""
 
+    def replay_options(self) -> dict[str, Any]:
+        """How the replay treats this agent's transitions (rewards are never clipped)."""
+        return {"n_step": self.n_step, "gamma": self.gamma, "reward_clip": None}
+
     def validate(self) -> None:
         checks = {
             "lr_actor": self.lr_actor > 0, "lr_critic": self.lr_critic > 0, "lr_alpha": self.lr_alpha > 0,
@@ -204,6 +208,9 @@ class SAC(Agent):
                  device: torch.device | str = "cpu", seed: int = 0):
         cfg.validate()
         self.cfg = cfg
+        self.batch_size = cfg.batch_size
+        self.learning_starts = cfg.learning_starts
+        self.updates_per_env_step = cfg.gradient_steps / cfg.train_freq
         self.device = torch.device(device)
         self.action_dim = action_dim
         obs_dim = math.prod(obs_shape)
@@ -247,12 +254,20 @@ class SAC(Agent):
     # --- acting -----------------------------------------------------------------------------
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, task: int, explore: bool = True) -> torch.Tensor:
-        """(N, A) actions in [-1, 1] on the device: tanh of a sample when exploring, tanh(μ) otherwise."""
+    def act(self, obs: torch.Tensor, task: int, step: int) -> torch.Tensor:
+        """(N, A) actions in [-1, 1] on the device: uniform before `learning_starts`, then
+        tanh(μ + σ·ε) sampled from the policy."""
+        n = obs.shape[0]
+        if step < self.learning_starts:
+            return torch.rand(n, self.action_dim, device=self.device, generator=self.generator) * 2 - 1
         mean, log_std = self.actor(obs.flatten(1).float())
-        if not explore:
-            return torch.tanh(mean)
-        return torch.tanh(mean + log_std.exp() * self._noise(obs.shape[0]))
+        return torch.tanh(mean + log_std.exp() * self._noise(n))
+
+    @torch.no_grad()
+    def greedy(self, obs: torch.Tensor, task: int) -> torch.Tensor:
+        """tanh(μ(s)): the policy's mode, for evaluation."""
+        mean, _ = self.actor(obs.flatten(1).float())
+        return torch.tanh(mean)
 
     @torch.no_grad()
     def extra_metrics(self, batch: Any) -> dict[str, float]:
@@ -375,3 +390,10 @@ class SAC(Agent):
         self.updates = int(state["updates"])
         self.generator.set_state(state["generator"])
         self._actor_metrics = {k: v.to(self.device).clone() for k, v in state["actor_metrics"].items()}
+
+
+def build(cfg: SACConfig, schedule: Any, device: torch.device, seed: int) -> SAC:
+    """A SAC agent for `schedule`'s tasks (the agent registry's constructor); refuses discrete actions."""
+    if schedule.discrete:
+        raise ValueError(f"--agent sac needs continuous actions; {schedule.tasks[0].id} is discrete: use --agent dqn")
+    return SAC(cfg, schedule.obs_shape, schedule.action_dim, device, seed)

@@ -346,8 +346,12 @@ class TaskSchedule:
         return {**self._settings(), "visit": self.visit, "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the position; call ``reset()`` next to restart the current visit's env."""
+        """Restore the position; call ``reset()`` next to restart the current visit's env.
+
+        The saved schedule may have fewer cycles than this one (a run extended on resume)."""
         for key, value in self._settings().items():
+            if key == "cycles" and isinstance(state.get(key), int) and state[key] <= value:
+                continue  # a schedule may be extended by more cycles
             if state.get(key) != value:
                 raise ValueError(
                     f"schedule state has {key}={state.get(key)!r} but this schedule has {value!r}"

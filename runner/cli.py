@@ -3,7 +3,11 @@
     python train.py --preset atari-cycle --env.games Pong Breakout --dqn.lr 6.25e-5
     python train.py --replay prioritized            # shorthand for --replay.kind prioritized
     python train.py --plasticity-help               # every intervention and its parameters
-    python train.py --resume runs/<run-name>        # the saved configuration is used as is
+    python train.py --resume runs/<run-name>        # the saved configuration, with the few
+    python train.py --resume runs/<run-name> --env.cycles 4   # options that may change on resume
+
+Options of an agent that is not selected (`--sac.lr` on a DQN run) are refused, and so is,
+with `--resume`, any option outside `RESUMABLE`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import tyro
 
+from agents.registry import AGENTS
 from plasticity import registry
 from runner.checkpoint import load_checkpoint
 from runner.config import TrainConfig
@@ -90,6 +95,50 @@ def _tyro_cli(argv: list[str], base: TrainConfig, description: str) -> TrainConf
         raise ValueError(f"{detail} (see python train.py --help)") from None
 
 
+#: options that may change when a run is resumed (config field paths); any other is refused
+RESUMABLE = ("env.cycles", "checkpoint_every", "log_every", "progress", "eval.every", "monitor.every",
+             "monitor.histogram_every")
+
+
+def _option_fields(argv: list[str]) -> list[tuple[str, str]]:
+    """(option as written, config field path) of every `--option` in argv."""
+    out = []
+    for arg in argv:
+        if not arg.startswith("--"):
+            continue
+        flag = arg.split("=", 1)[0]
+        path = flag[2:].replace("-", "_")
+        head, _, last = path.rpartition(".")
+        if last.startswith("no_"):  # tyro's negated booleans: --no-progress, --env.no-xyz
+            last = last[3:]
+        out.append((flag, f"{head}.{last}" if head else last))
+    return out
+
+
+def refuse_other_agents(argv: list[str], agent: str) -> None:
+    """`--sac.lr` on a DQN run sets nothing: say so instead of ignoring it."""
+    for flag, path in _option_fields(argv):
+        section = path.split(".", 1)[0]
+        if "." in path and section in AGENTS and section != agent:
+            raise ValueError(f"{flag} is an option of --agent {section}, but this run uses --agent {agent}; "
+                             f"its options are --{agent}.*")
+
+
+def _resume_options(argv: list[str], saved: TrainConfig) -> TrainConfig:
+    """Apply the options that may change on resume; refuse any other in one line."""
+    for flag, path in _option_fields(argv):
+        if path not in RESUMABLE:
+            allowed = ", ".join("--" + p.replace("_", "-") for p in RESUMABLE)
+            raise ValueError(f"{flag} cannot change when resuming a run; options that can: {allowed}")
+    if not argv:
+        return saved
+    cfg = _tyro_cli(argv, saved, TrainConfig.__doc__ or "")
+    if cfg.env.cycles < saved.env.cycles:
+        raise ValueError(f"--env.cycles {cfg.env.cycles} is fewer than the run's {saved.env.cycles} cycles; "
+                         "resume can only extend a schedule")
+    return cfg
+
+
 def parse_args(argv: list[str]) -> tuple[TrainConfig, dict | None]:
     """The resolved configuration, and the checkpoint to resume from (or None)."""
     if "--plasticity-help" in argv:
@@ -98,16 +147,14 @@ def parse_args(argv: list[str]) -> tuple[TrainConfig, dict | None]:
     resume, argv = _take(list(argv), "--resume")
     if resume is not None:
         state = load_checkpoint(resume, device="cpu")
-        cfg = from_dict(TrainConfig, state["config"])
-        cfg = dataclasses.replace(cfg, resume=resume, run_dir=resume)
-        if "--no-progress" in argv:
-            cfg = dataclasses.replace(cfg, progress=False)
-        return cfg, state
+        saved = dataclasses.replace(from_dict(TrainConfig, state["config"]), resume=resume, run_dir=resume)
+        return _resume_options(argv, saved), state
     name, argv = _take(argv, "--preset")
     base = preset(name or "quickstart")
     description = TrainConfig.__doc__ + "\n\n" + preset_help() + "\n\nInterventions: see --plasticity-help."
     cfg = _tyro_cli(_shorthands(argv), base, description)
     cfg = dataclasses.replace(cfg, preset=base.preset)
+    refuse_other_agents(argv, cfg.agent)
     if cfg.run_dir is None:
         cfg = dataclasses.replace(cfg, run_dir=default_run_dir(cfg))
     if Path(cfg.run_dir).exists() and any(Path(cfg.run_dir).iterdir()):

@@ -7,6 +7,7 @@ resolved configuration is written as `config.json` next to the TensorBoard files
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,12 +80,12 @@ class MonitorConfig:
 
 @dataclass
 class EvalConfig:
-    """Greedy evaluation at the end of each visit (eval/<task>/return)."""
+    """Greedy evaluation of every task at the end of each visit (eval/<task>/return, results.json)."""
 
     episodes: int = 0
-    """Episodes per evaluation (0 disables evaluation)."""
+    """Episodes per task at each evaluation, run at once in separate envs (0 disables evaluation)."""
     every: int = 0
-    """Also evaluate the current task every this many environment steps (0: only at visit ends)."""
+    """Also evaluate every task every this many environment steps (0: only at visit ends)."""
     epsilon: float = 0.0
     """ε of the evaluation policy (DQN)."""
     random_episodes: int = 0
@@ -100,7 +101,7 @@ class TrainConfig:
     preset: str = "quickstart"
     """Named starting configuration; other options override it (see the list above)."""
     agent: Literal["dqn", "sac"] = "dqn"
-    """The learner: dqn (discrete actions) or sac (continuous actions)."""
+    """The learner (agents/registry.py): dqn (discrete actions) or sac (continuous actions); its options are --<agent>.*."""
     seed: int = 1
     """One seed for the environments, the networks, exploration and replay sampling."""
     device: str = "auto"
@@ -130,10 +131,14 @@ class TrainConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def agent_config(self, **overrides):
+        """The selected agent's config (the field named like the agent), with `overrides` applied."""
+        return dataclasses.replace(getattr(self, self.agent), **overrides)
+
     def validate(self) -> None:
         self.env.validate()
-        (self.dqn if self.agent == "dqn" else self.sac).validate()
-        batch = self.dqn.batch_size if self.agent == "dqn" else self.sac.batch_size
+        self.agent_config().validate()
+        batch = self.agent_config().batch_size
         if self.replay.capacity < batch:
             raise ValueError(f"--replay.capacity ({self.replay.capacity}) must be at least the batch size ({batch})")
         if self.checkpoint_every < 0:

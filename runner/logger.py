@@ -1,4 +1,4 @@
-"""TensorBoard scalars, the progress bar, and per-visit returns for the end-of-run summary.
+"""TensorBoard scalars and the progress bar.
 
 Tags (DESIGN.md): `charts/*` (returns, lengths, SPS, ε, per-task returns), `losses/*`,
 `plasticity/*`, `eval/<task>/*`, `task/*`. The global step is the number of environment
@@ -10,32 +10,20 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 
-@dataclass
-class VisitRecord:
-    """What happened during one visit of a task."""
-
-    visit: int
-    task: int
-    name: str
-    returns: list[float] = field(default_factory=list)
-    eval_return: float | None = None
-
-
 class RunLogger:
-    """Writes scalars to TensorBoard and keeps the numbers the summary table needs."""
+    """Writes scalars to TensorBoard (purging events past `purge_step` on resume) and draws the progress bar."""
 
     def __init__(self, run_dir: str, task_names: list[str], total_steps: int, start_step: int = 0,
                  progress: bool = True, purge_step: int | None = None):
         self.writer = SummaryWriter(log_dir=run_dir, purge_step=purge_step)
         self.task_names = task_names
-        self.visits: list[VisitRecord] = []
+        self.task: int | None = None
         self.recent = deque(maxlen=20)
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = defaultdict(int)
@@ -47,7 +35,7 @@ class RunLogger:
 
     def start_visit(self, visit: int, task: int, step: int) -> None:
         name = self.task_names[task]
-        self.visits.append(VisitRecord(visit, task, name))
+        self.task = task
         self.writer.add_scalar("task/index", task, step)
         self.writer.add_scalar("task/visit", visit, step)
         self.writer.add_text("task/name", name, step)
@@ -60,16 +48,12 @@ class RunLogger:
         self.writer.add_scalar("charts/episodic_return", ret, step)
         self.writer.add_scalar("charts/episodic_length", length, step)
         self.writer.add_scalar(f"charts/{name}/episodic_return", ret, step)
-        if self.visits:
-            self.visits[-1].returns.append(ret)
         self.recent.append(ret)
 
-    def evaluation(self, task: int, returns: list[float], step: int) -> None:
-        name = self.task_names[task]
-        mean = sum(returns) / len(returns)
-        self.writer.add_scalar(f"eval/{name}/return", mean, step)
-        if self.visits and self.visits[-1].task == task:
-            self.visits[-1].eval_return = mean
+    def evaluation(self, returns: list[float], step: int) -> None:
+        """`returns[t]`: task t's mean greedy evaluation return."""
+        for name, ret in zip(self.task_names, returns):
+            self.writer.add_scalar(f"eval/{name}/return", ret, step)
 
     # --- losses and other scalars -----------------------------------------------------------
 
@@ -96,7 +80,7 @@ class RunLogger:
         self.writer.add_scalar("charts/SPS", sps, step)
         for key, value in extra.items():
             self.writer.add_scalar(key, value, step)
-        self.bar.set_postfix(task=self.task_names[self.visits[-1].task] if self.visits else "-",
+        self.bar.set_postfix(task=self.task_names[self.task] if self.task is not None else "-",
                              sps=f"{sps:.0f}",
                              ret=f"{sum(self.recent) / len(self.recent):.1f}" if self.recent else "-",
                              refresh=False)

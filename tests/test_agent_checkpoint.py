@@ -26,7 +26,7 @@ def test_injected_agent_state_loads_into_a_fresh_agent():
                                next_obs=obs, discounts=torch.full((8,), 0.99), weights=torch.ones(8),
                                tasks=torch.zeros(8, dtype=torch.long)))()
     agent.update(batch)
-    agent.on_task_switch(1)  # injects a new head
+    agent.on_task_switch(1, step=8)  # injects a new head
     agent.update(batch)
     state = copy.deepcopy(agent.state_dict())  # as torch.save / torch.load would: no shared tensors
     torch.manual_seed(123)

@@ -112,10 +112,30 @@ def test_act_never_picks_a_masked_action():
     agent = linear_dqn()
     obs = torch.randn(500, 2)
     for eps in (0.0, 0.5, 1.0):
-        a = agent.act(obs, task=1, epsilon=eps)
+        a = agent.epsilon_greedy(obs, task=1, epsilon=eps)
         assert (a != 0).all()
-    a = agent.act(obs, task=0, epsilon=1.0)
+    a = agent.epsilon_greedy(obs, task=0, epsilon=1.0)
     assert set(a.tolist()) == {0, 1, 2}
+
+
+def test_act_owns_exploration_random_then_epsilon_schedule_restarting_at_switches():
+    cfg = DQNConfig(hidden=(), learning_starts=10, exploration_fraction=0.5, epsilon_start=1.0,
+                    epsilon_end=0.0, epsilon_restart=True)
+    agent = DQN(cfg, (2,), 3, torch.tensor([[True, True, True], [False, True, True]]), exploration_horizon=100)
+    with torch.no_grad():  # greedy action is always 2
+        agent.q.head.weight.zero_()
+        agent.q.head.bias.copy_(torch.tensor([0.0, 0.0, 1.0]))
+    obs = torch.zeros(4000, 2)
+    early = agent.act(obs, 1, step=9)  # before learning_starts: uniform over the valid actions 1, 2
+    assert set(early.tolist()) == {1, 2} and abs((early == 2).float().mean().item() - 0.5) < 0.05
+    # ε = 1 - step/50 from step 0: at 25, ε = 0.5 -> P(greedy) = 0.5 + 0.5/2 over task 1's two actions
+    assert agent.epsilon(25) == pytest.approx(0.5)
+    assert abs((agent.act(obs, 1, step=25) == 2).float().mean().item() - 0.75) < 0.05
+    assert agent.epsilon(60) == 0.0 and (agent.act(obs, 1, step=60) == 2).all()
+    agent.on_task_switch(0, step=60)  # the schedule restarts: ε = 1 at the switch
+    assert agent.epsilon(60) == 1.0 and agent.epsilon(85) == pytest.approx(0.5)
+    assert agent.log_scalars(85) == {"charts/epsilon": pytest.approx(0.5)}
+    assert agent.state_dict()["explore_origin"] == 60
 
 
 def test_linear_epsilon_schedule():

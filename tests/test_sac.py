@@ -18,6 +18,7 @@ from agents.sac import (LOG_STD_MAX, LOG_STD_MIN, SAC, GaussianPolicy, SACConfig
                         squashed_sample, tanh_log_det, temperature_grad, temperature_loss)
 from plasticity.base import Intervention
 
+LATE = 10**9  # a step long after learning_starts
 OBS, ACT = 3, 2
 
 
@@ -252,20 +253,32 @@ def test_fixed_alpha_when_not_autotuned():
 def test_actions_in_bounds_and_deterministic_mode_is_tanh_mean():
     agent = SAC(small_cfg(), (OBS,), ACT)
     obs = torch.randn(64, OBS) * 100  # large inputs push the policy to saturation
-    for explore in (True, False):
-        a = agent.act(obs, task=0, explore=explore)
+    for a in (agent.act(obs, 0, step=LATE), agent.greedy(obs, 0)):
         assert a.shape == (64, ACT) and a.dtype == torch.float32
         assert a.abs().max() <= 1.0
     with torch.no_grad():
-        assert torch.equal(agent.act(obs, 0, explore=False), torch.tanh(agent.actor(obs)[0]))
-    a1, a2 = agent.act(obs[:4] / 100, 0), agent.act(obs[:4] / 100, 0)
+        assert torch.equal(agent.greedy(obs, 0), torch.tanh(agent.actor(obs)[0]))
+    a1, a2 = agent.act(obs[:4] / 100, 0, LATE), agent.act(obs[:4] / 100, 0, LATE)
     assert not torch.equal(a1, a2)  # exploration samples
+
+
+def test_act_is_uniform_before_learning_starts_then_follows_the_policy():
+    agent = SAC(small_cfg(learning_starts=100), (OBS,), ACT)
+    obs = torch.zeros(4000, OBS)
+    early = agent.act(obs, 0, step=99)
+    # uniform on [-1, 1]: mean 0, variance 1/3, whatever the policy says
+    assert early.mean().abs() < 0.03 and abs(early.var().item() - 1 / 3) < 0.02
+    with torch.no_grad():
+        agent.actor.mean.bias.fill_(3.0)  # policy mode tanh(3) = 0.995
+        agent.actor.log_std.bias.fill_(-10.0)
+    late = agent.act(obs, 0, step=100)
+    assert torch.allclose(late, torch.full_like(late, torch.tanh(torch.tensor(3.0)).item()), atol=1e-3)
 
 
 def test_deterministic_given_seed():
     def run(seed: int) -> list[torch.Tensor]:
         agent = SAC(small_cfg(), (OBS,), ACT, seed=seed)
-        out = [agent.act(torch.ones(2, OBS), 0)]
+        out = [agent.act(torch.ones(2, OBS), 0, LATE)]
         for _ in range(3):
             out.append(agent.update(make_batch())["qf1_loss"])
         return out + [p.detach() for p in agent.actor.parameters()]
@@ -302,7 +315,7 @@ def test_state_dict_round_trip_gives_identical_next_update():
         assert torch.equal(x, y)
     for p, q in zip(list(a.actor.parameters()) + [a.log_alpha], list(b.actor.parameters()) + [b.log_alpha]):
         assert torch.equal(p, q)
-    assert torch.equal(a.act(batch.obs, 0), b.act(batch.obs, 0))
+    assert torch.equal(a.act(batch.obs, 0, LATE), b.act(batch.obs, 0, LATE))
 
 
 class _Probe(Intervention):

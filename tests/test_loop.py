@@ -1,0 +1,208 @@
+"""The training loop in-process against tiny fakes (as Acme tests its loops): the exact sequence
+of acts, stores, updates, task switches, evaluations and checkpoints."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import train
+from envs.schedule import Episode, StepResult, TaskSwitch
+from runner.build import RunParts
+from runner.config import EnvConfig, EvalConfig, TrainConfig
+from runner.logger import RunLogger
+
+N_ENVS, VSTEPS, TASKS, CYCLES = 2, 3, ("A", "B"), 2  # 3 vector steps of 2 envs per visit, 4 visits
+INVALID_AT = {2, 6, 10}  # vector steps whose env 0 is an auto-reset step (not a transition)
+EPISODE_ENDS = {1: 1.5, 5: 5.5, 9: 9.5}  # vector step -> return of env 0's episode ending there
+
+
+class FakeSchedule:
+    def __init__(self):
+        self.tasks = [SimpleNamespace(name=n, id=f"fake:{n}") for n in TASKS]
+        self.num_visits = len(TASKS) * CYCLES
+        self.visit, self.steps, self.vstep = 0, 0, 0
+        self.total_steps = self.num_visits * VSTEPS * N_ENVS
+        self.closed = False
+
+    @property
+    def finished(self):
+        return self.visit >= self.num_visits
+
+    @property
+    def task_index(self):
+        return self.visit % len(TASKS)
+
+    def reset(self):
+        return torch.zeros(N_ENVS, 3)
+
+    def step(self, actions):
+        i = self.steps // N_ENVS  # vector step index
+        task = self.task_index
+        valid = torch.tensor([i not in INVALID_AT, True])
+        episodes = [Episode(task, 0, EPISODE_ENDS[i], 2)] if i in EPISODE_ENDS else []
+        self.steps += N_ENVS
+        self.vstep += 1
+        switch = None
+        if self.vstep == VSTEPS:
+            self.visit, self.vstep = self.visit + 1, 0
+            if not self.finished:
+                switch = TaskSwitch(task, self.task_index, self.visit)
+        obs = torch.full((N_ENVS, 3), float(i + 1))
+        zeros = torch.zeros(N_ENVS)
+        return StepResult(next_obs=obs, obs=obs, rewards=zeros, terminated=zeros.bool(), truncated=zeros.bool(),
+                          valid=valid, task=task, episodes=episodes, switch=switch)
+
+    def state_dict(self):
+        return {"visit": self.visit, "steps": self.steps}
+
+    def close(self):
+        self.closed = True
+
+
+class FakeAgent:
+    batch_size, learning_starts, updates_per_env_step = 1, 4, 0.5
+
+    def __init__(self):
+        self.acts, self.updates_at, self.switches = [], [], []
+        self.updates = 0
+        self.learnables = {}
+        self.step = 0
+
+    def act(self, obs, task, step):
+        self.acts.append((task, step))
+        self.step = step
+        return torch.zeros(obs.shape[0], dtype=torch.long)
+
+    def update(self, batch):
+        self.updates += 1
+        self.updates_at.append(self.step)
+        return {"loss": torch.tensor(1.0), "td_abs": torch.zeros(1)}
+
+    def on_task_switch(self, task, step):
+        self.switches.append((task, step))
+
+    def log_scalars(self, step):
+        return {"charts/epsilon": 0.5}
+
+    def intervention_metrics(self):
+        return {}
+
+    def state_dict(self):
+        return {"updates": self.updates}
+
+
+class FakeReplay:
+    def __init__(self):
+        self.stored = []
+
+    def add(self, obs, actions, rewards, next_obs, terminated, truncated, valid, task):
+        self.stored.append((task, valid.tolist()))
+
+    def __len__(self):
+        return sum(sum(v) for _, v in self.stored)
+
+    def sample(self, n):
+        return SimpleNamespace(indices=torch.zeros(n, dtype=torch.long))
+
+    def state_dict(self):
+        return {"stored": len(self.stored)}
+
+
+class FakeEvaluator:
+    enabled = True
+
+    def __init__(self):
+        self.calls = 0
+
+    def evaluate_all(self, agent):
+        self.calls += 1
+        return [10.0 * self.calls, -1.0 * self.calls]
+
+    def random_baselines(self):
+        return [0.0, -5.0]
+
+    def state_dict(self):
+        return {"calls": self.calls}
+
+    def close(self):
+        pass
+
+
+class FakeMonitoring:
+    def __init__(self):
+        self.steps = []
+
+    def after_update(self, replay, writer, step):
+        self.steps.append(step)
+
+    def state_dict(self):
+        return {}
+
+
+def run(tmp_path, **overrides):
+    cfg = TrainConfig(env=EnvConfig(), eval=EvalConfig(episodes=1), log_every=4, checkpoint_every=10,
+                      progress=False, **overrides)
+    parts = RunParts(FakeSchedule(), FakeAgent(), FakeReplay(), FakeEvaluator(), FakeMonitoring())
+    saved = []
+    log = RunLogger(str(tmp_path), list(TASKS), parts.schedule.total_steps, progress=False)
+    try:
+        results = train.train(cfg, parts, log, tmp_path, save=lambda state: saved.append(state))
+    finally:
+        log.close()
+    return parts, results, saved
+
+
+def test_loop_acts_stores_and_updates_exactly(tmp_path):
+    parts, results, saved = run(tmp_path)
+    agent = parts.agent
+    # one act and one store per vector step, with the task of the visit and the step before it
+    assert agent.acts == [(t, 2 * i) for i, t in enumerate([0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1])]
+    assert [task for task, _ in parts.replay.stored] == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1]
+    # credit: 0.5 update per *valid* transition once step >= learning_starts (4); auto-reset
+    # steps (2, 6, 10) bring one transition instead of two
+    assert agent.updates_at == [2, 6, 8, 10, 12, 14, 16, 18, 22]
+    assert parts.monitoring.steps == [4, 8, 10, 12, 14, 16, 18, 20, 24]
+    # the agent hears of every switch, with the step it happened at
+    assert agent.switches == [(1, 6), (0, 12), (1, 18)]
+    # every task is evaluated at every visit's end; checkpoints every 10 steps and at the end
+    assert parts.evaluator.calls == 4
+    assert results.matrix == [[10.0, -1.0], [20.0, -2.0], [30.0, -3.0], [40.0, -4.0]]
+    assert [(v["task"], v["start"], v["end"]) for v in results.visits] == [(0, 0, 6), (1, 6, 12), (0, 12, 18), (1, 18, 24)]
+    assert [s["step"] for s in saved] == [10, 20, 24]
+    assert saved[-1]["agent"] == {"updates": 9}
+    # training returns land in the visit they ended in
+    assert results.train_returns == [[[4, 1.5]], [[12, 5.5]], [], [[20, 9.5]]]
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["finished"] is True and on_disk["random"] == [0.0, -5.0] and on_disk["matrix"] == results.matrix
+
+
+def test_hidden_boundaries_tell_the_agent_nothing_but_record_the_switches(tmp_path):
+    parts, results, _ = run(tmp_path, task_boundaries=False)
+    assert parts.agent.switches == []
+    assert [(v["task"], v["start"]) for v in results.visits] == [(0, 0), (1, 6), (0, 12), (1, 18)]
+    assert len(results.matrix) == 4
+
+
+def test_interrupt_writes_a_checkpoint_and_exits_130(tmp_path):
+    cfg = TrainConfig(eval=EvalConfig(episodes=0), log_every=4, checkpoint_every=0, progress=False)
+    parts = RunParts(FakeSchedule(), FakeAgent(), FakeReplay(), FakeEvaluator(), FakeMonitoring())
+    calls = {"n": 0}
+
+    def act(obs, task, step):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return torch.zeros(obs.shape[0], dtype=torch.long)
+
+    parts.agent.act = act
+    saved = []
+    log = RunLogger(str(tmp_path), list(TASKS), 24, progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        train.train(cfg, parts, log, tmp_path, save=lambda s: saved.append(s))
+    log.close()
+    assert exit_info.value.code == 130
+    assert [s["step"] for s in saved] == [8]
