@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from runner.build import RunParts, build
 from runner.checkpoint import restore_rng_states, rng_states, save_checkpoint
 from runner.config import TrainConfig
@@ -33,6 +35,22 @@ from runner.summary import format_summary
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or a parameter became NaN or infinite; the run stops before checkpointing it."""
+
+
+def check_finite(agent: Any, log: RunLogger, since: int, step: int) -> None:
+    """Raise `NonFiniteError` naming the loss or network if anything the agent learned is not
+    finite. Called before every checkpoint and log flush: one host sync each, none per update."""
+    for key, value in log.nonfinite_losses().items():
+        raise NonFiniteError(f"losses/{key} became {value} in the updates between step {since} and step {step}")
+    for name, learnable in agent.learnables.items():
+        params = [p for p in learnable.module.parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            raise NonFiniteError(f"the parameters of network {name!r} became non-finite between step {since} "
+                                 f"and step {step}")
 
 
 def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resume_state: dict | None = None,
@@ -58,7 +76,12 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
     else:
         results.random = evaluator.random_baselines()
 
+    last_check = step
+
     def checkpoint() -> None:
+        nonlocal last_check
+        check_finite(agent, log, last_check, step)
+        last_check = step
         results.step = step
         save({
             "config": dataclasses.asdict(cfg), "step": step, "grad_credit": grad_credit,
@@ -136,6 +159,8 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
             log.advance(res.rewards.shape[0])
             if step >= next_log:
                 next_log += cfg.log_every
+                check_finite(agent, log, last_check, step)
+                last_check = step
                 extra = agent.log_scalars(step)
                 extra.update({f"plasticity/{k}": v for k, v in agent.intervention_metrics().items()})
                 log.flush_scalars(step, extra)
@@ -147,6 +172,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         print(f"\ninterrupted at step {step}; checkpoint written. Continue with: "
               f"python train.py --resume {run_dir}", file=sys.stderr)
         raise SystemExit(130) from None
+    check_finite(agent, log, last_check, step)
     end_visit()
     results.finished = True
     results.write(run_dir)
@@ -177,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     run_dir = Path(cfg.run_dir)
+    try:
+        return _run(cfg, parts, run_dir, resume_state)
+    except NonFiniteError as err:
+        kept = "the last good checkpoint.pt is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint was written"
+        print(f"error: {err}; the run stops ({kept})", file=sys.stderr)
+        return 3
+
+
+def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | None) -> int:
     created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
     log = None
@@ -189,9 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         results = train(cfg, parts, log, run_dir, resume_state)
         summary = format_summary(results)
         log.writer.add_text("summary", "<pre>" + summary + "</pre>", results.step)
-    except BaseException:
-        # a run that fails before its first checkpoint leaves nothing behind
-        if created and resume_state is None and not (run_dir / "checkpoint.pt").exists():
+    except BaseException as err:
+        # a run that fails before its first checkpoint leaves nothing behind (one that diverged
+        # keeps its TensorBoard events, to see how)
+        fresh = created and resume_state is None and not (run_dir / "checkpoint.pt").exists()
+        if fresh and not isinstance(err, NonFiniteError):
             if log is not None:
                 log.close()
             shutil.rmtree(run_dir, ignore_errors=True)

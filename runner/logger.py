@@ -65,6 +65,15 @@ class RunLogger:
             self._sums[key] = value if key not in self._sums else self._sums[key] + value
             self._counts[key] += 1
 
+    def nonfinite_losses(self) -> dict[str, float]:
+        """The accumulated losses whose running sum is NaN or ±Inf (one host sync)."""
+        if not self._sums:
+            return {}
+        keys = list(self._sums)
+        sums = torch.stack([self._sums[k] for k in keys])
+        finite = torch.isfinite(sums).tolist()
+        return {k: v for k, v, ok in zip(keys, sums.tolist(), finite) if not ok}
+
     def flush_scalars(self, step: int, extra: dict[str, float]) -> None:
         """Write the averaged losses and `extra` scalars; SPS since the last flush."""
         if self._sums:

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 import train
 from runner.build import build
@@ -117,3 +118,26 @@ def test_options_that_would_do_nothing_are_refused(tmp_path, capsys, argv, messa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
     assert not rd.exists()
+
+
+def test_a_nan_stops_the_run_naming_it_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    from agents.dqn import DQN
+
+    update = DQN.update
+
+    def poisoned(self, batch):
+        metrics = update(self, batch)
+        if self.updates == 150:  # at env step 210: after the checkpoint at 180
+            with torch.no_grad():
+                self.q.head.bias.fill_(float("nan"))
+        return metrics
+
+    monkeypatch.setattr(DQN, "update", poisoned)
+    rd = tmp_path / "run"
+    assert train.main(TINY + ["--checkpoint-every", "90", "--log-every", "60", "--run-dir", str(rd)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: ") and "between step 180 and step 240" in err and "last good checkpoint.pt is kept" in err
+    assert "losses/td_loss became nan" in err or "network 'q'" in err
+    state = load_checkpoint(rd)
+    assert state["step"] == 180
+    assert all(torch.isfinite(v).all() for v in state["agent"]["q"]["module"].values())
