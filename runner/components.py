@@ -19,7 +19,7 @@ import torch
 import plasticity as pl
 from agents.base import Agent
 from agents.dqn import DQN, linear_epsilon
-from agents.replay import make_replay
+from replay import make_replay
 from envs import AtariOptions, TaskSchedule
 from plasticity import registry
 from runner.config import TrainConfig
