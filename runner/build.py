@@ -20,7 +20,7 @@ import torch
 
 from agents import registry as agent_registry
 from agents.base import Agent
-from agents.replay import make_replay
+from replay import make_replay
 from envs import AtariOptions, TaskSchedule
 from plasticity import registry
 from runner.config import TrainConfig
