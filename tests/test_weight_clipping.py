@@ -23,7 +23,7 @@ def test_linear_bounds_by_hand():
     torch.testing.assert_close(model.bias, torch.tensor([0.95, -0.3]))
     assert clip.updates == 1
     # 0.95 twice, -0.95 twice in the weight (one was already exactly at -0.95), 0.95 in the bias
-    assert clip.metrics()["wclip_frac_at_bound"] == pytest.approx(5 / 10)
+    assert clip.metrics()["weight_clipping_frac_at_bound"] == pytest.approx(5 / 10)
 
 
 def test_conv_fan_in_and_bias_option():
@@ -57,5 +57,5 @@ def test_default_init_is_inside_the_bound():
 def test_bad_kappa(kappa):
     with pytest.raises(ValueError) as err:
         WeightClipping(nn.Linear(2, 2), kappa=kappa)
-    assert str(err.value) == f"wclip: kappa must be > 0, got {kappa!r}"
+    assert str(err.value) == f"weight_clipping: kappa must be > 0, got {kappa!r}"
     assert pl.WeightClipping is WeightClipping
