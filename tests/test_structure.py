@@ -347,3 +347,43 @@ def test_unreadable_networks_are_refused_in_one_line(build, hint):
     redo = pl.ReDo(m, None, pairs=[(m.fc1, m.fc2)])  # the explicit grouping works
     assert redo.groups[0].next_layers == (m.fc2,)
     pl.SWR(m, chain=True).rescale()
+
+
+def project_networks():
+    from agents.networks import QNetwork, make_encoder
+    from agents.sac import GaussianPolicy, TwinQ
+
+    return [
+        ("twin_q", TwinQ(3, 2, (16, 16)), (torch.randn(8, 3), torch.randn(8, 2))),
+        ("gaussian_policy", GaussianPolicy(3, 2, (16, 16)), torch.randn(8, 3)),
+        ("dueling", QNetwork(make_encoder("mlp", (4,), hidden=(16, 16)), 3, dueling=True), torch.randn(8, 4)),
+        ("impala", QNetwork(make_encoder("impala_cnn", (2, 12, 12)), 3),
+         torch.randint(0, 255, (4, 2, 12, 12), dtype=torch.uint8)),
+        ("nature_crelu_layernorm", QNetwork(make_encoder("nature_cnn", (4, 36, 36), activation="crelu",
+                                                         norm="layer"), 3), torch.rand(4, 4, 36, 36)),
+    ]
+
+
+@pytest.mark.parametrize("index", range(5))
+def test_the_projects_networks_attach_and_step(index):
+    from plasticity import registry
+
+    torch.manual_seed(6)
+    name, m, x = project_networks()[index]
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    specs = registry.parse_all(["swr:lam=0.01", "redo:every=1,tau=0.5", "cbp:maturity=0,replacement_rate=0.1",
+                                "reset:layers=1,every=2", "weight_clipping", "shrink_perturb:every=3"])
+    ivs = [registry.build(s, m, opt) for s in specs]
+    mon = pl.Monitor(m)
+    for _ in range(3):
+        opt.zero_grad()
+        out = call(m, x)
+        sum(o.float().pow(2).mean() for o in (out if isinstance(out, tuple) else (out,))).backward()
+        opt.step()
+        for iv in ivs:
+            iv.after_step(x)
+    assert ivs[1].recycled > 0 and ivs[2].replaced > 0 and ivs[3].count == 1
+    stats = mon.measure(x)
+    assert stats["plasticity/active_units"] > 0 and all(v == v for v in stats.values()), name
+    outs = call(m, x)
+    assert all(torch.isfinite(o).all() for o in (outs if isinstance(outs, tuple) else (outs,)))
