@@ -18,7 +18,9 @@ LayerNorm -> ReLU network is measured after its normalisation. A module called s
 times in one forward pass gives one layer per call: ``act``, ``act#2``, ...; a functional
 activation is named after the layer it follows and its function, e.g. ``fc1.relu``. A
 model that does not trace is refused at construction; ``layers=`` (activation modules by
-name) then measures those modules with forward hooks instead.
+name) then measures those modules with forward hooks instead. When a submodule is replaced
+after the Monitor was built (plasticity injection), the next `measure` reads the structure
+again.
 
 Activity is classified by the activation's *function*: an AdaLin counts as its base φ (a
 tanh-based AdaLin is saturating and reports ``saturated_ratio``), so two networks that
@@ -230,6 +232,11 @@ class Monitor:
         return dict(self.stats)
 
     def _measure_traced(self, batch: Any) -> dict[str, float]:
+        if self.structure.stale():  # a submodule was replaced (plasticity injection): re-read
+            self.structure = Structure(self.model, "monitor",
+                                       "layers=['act1', ...] names the activation modules to measure")
+            self._nodes = self.structure.activation_nodes()
+            self.layers = self._node_names(self._nodes)
         st = self.structure
         nodes = list(self._nodes)
         if self._feature_module is not None:

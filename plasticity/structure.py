@@ -116,6 +116,17 @@ class Structure:
         self.output = next(n for n in self.nodes if n.op == "output")
         self._probes: dict[tuple[fx.Node, ...], fx.GraphModule] = {}
 
+    def stale(self) -> bool:
+        """True when a traced submodule was replaced since tracing (plasticity injection)."""
+        for n in self.nodes:
+            if n.op == "call_module":
+                try:
+                    if self.module.get_submodule(n.target) is not self._modules[n.target]:
+                        return True
+                except AttributeError:
+                    return True
+        return False
+
     # ------------------------------------------------------------ classification
     def module_of(self, node: fx.Node) -> nn.Module | None:
         return self._modules[node.target] if node.op == "call_module" else None

@@ -375,3 +375,18 @@ def test_functional_activations_are_measured_and_named_after_their_layer():
     stats = pl.Monitor(m).measure(torch.randn(32, 3))
     assert stats["plasticity/dead_ratio/fc1.relu"] == pytest.approx(1 / 6)
     assert "plasticity/saturated_ratio/fc2.tanh" in stats and "plasticity/saturated_ratio/fc1.relu" not in stats
+
+
+def test_monitor_reads_the_structure_again_after_an_injection():
+    m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2)))
+    opt = torch.optim.Adam(m.parameters())
+    mon = pl.Monitor(m)
+    x = torch.randn(16, 3)
+    assert set(k for k in mon.measure(x) if k.startswith("plasticity/dead_ratio/")) == {
+        "plasticity/dead_ratio/1", "plasticity/dead_ratio/2.1"}
+    inj = pl.PlasticityInjection(m, opt, head="2", at_step=1)
+    inj.after_step()
+    stats = mon.measure(x)
+    assert {k for k in stats if k.startswith("plasticity/dead_ratio/")} == {
+        "plasticity/dead_ratio/1", "plasticity/dead_ratio/2.frozen.1", "plasticity/dead_ratio/2.fresh.1",
+        "plasticity/dead_ratio/2.fresh_init.1"}

@@ -59,3 +59,22 @@ def test_bad_kappa(kappa):
         WeightClipping(nn.Linear(2, 2), kappa=kappa)
     assert str(err.value) == f"weight_clipping: kappa must be > 0, got {kappa!r}"
     assert pl.WeightClipping is WeightClipping
+
+
+def test_one_name_across_cli_tags_and_file_with_old_spellings_as_aliases():
+    from plasticity import registry
+
+    for spelling in ("weight_clipping", "clip", "wclip"):
+        assert registry.parse(f"{spelling}:kappa=2").name == "weight_clipping"
+    for spelling in ("shrink_perturb", "snp"):
+        assert registry.parse(f"{spelling}:every=5").name == "shrink_perturb"
+    for name, (file, _) in registry.INTERVENTIONS.items():
+        cls = registry.intervention_class(name)
+        assert cls.name == name and cls.__module__ == f"plasticity.{file}"
+        if name not in ("l2", "l2init"):  # L2 and L2-Init share plasticity/l2.py
+            assert file == name
+    iv = registry.build(registry.parse("clip"), nn.Linear(2, 2))
+    assert list(iv.metrics()) == ["weight_clipping_frac_at_bound"]
+    text = registry.help_text()
+    assert "weight_clipping" in text and "(alias: clip, wclip)" in text and "(alias: snp)" in text
+    assert "hidden task boundaries: acts only with every=N" in text
