@@ -141,3 +141,11 @@ def test_a_nan_stops_the_run_naming_it_and_keeps_the_last_good_checkpoint(tmp_pa
     state = load_checkpoint(rd)
     assert state["step"] == 180
     assert all(torch.isfinite(v).all() for v in state["agent"]["q"]["module"].values())
+
+
+def test_an_intervention_that_needs_boundaries_is_refused_when_they_are_hidden(tmp_path, capsys):
+    rd = tmp_path / "run"
+    argv = ["--no-task-boundaries", "--dqn.no-epsilon-restart", "--no-progress", "--run-dir", str(rd)]
+    assert train.main(argv + ["--plasticity", "reset:layers=1"]) == 2
+    assert "--plasticity reset acts only at task switches" in capsys.readouterr().err
+    assert not rd.exists()
