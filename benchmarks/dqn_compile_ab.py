@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
           f"compiled {statistics.median(ms['compiled']):.3f}; eager/compiled per round "
           f"{', '.join(f'{x:.3f}' for x in ratios)}; median {statistics.median(ratios):.3f} "
           f"({min(ratios):.3f}-{max(ratios):.3f})")
-    diff = max(float((p - q).abs().max()) for p, q in zip(agents["eager"].q.parameters(),
+    diff = max(float((p - q).detach().abs().max()) for p, q in zip(agents["eager"].q.parameters(),
                                                           agents["compiled"].q.parameters()))
     print(f"largest parameter difference after {1 + args.rounds * args.block} updates: {diff:.2e}")
 
