@@ -22,7 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from agents.base import Agent, Learnable, after_step, extra_loss, make_adam, optimizer_step
+from agents.base import Agent, Learnable, after_step, make_adam
+from agents.compile import CompiledGrad, optimizer_step
+from agents.compile.gradients import loss_gradients
 from agents.networks import QNetwork, make_encoder
 
 
@@ -73,7 +75,8 @@ class DQNConfig:
     norm: str | None = None
     """Normalisation after each hidden layer: None or layer."""
     compile: bool = False
-    """torch.compile the update step (worth it for long runs; costs tens of seconds first)."""
+    """Compile the loss' forward + backward into one Inductor graph (agents/compile/, as --sac.compile);
+    eager while a hook watches the training forward."""
 
     def replay_options(self) -> dict[str, Any]:
         """How the replay treats this agent's transitions."""
@@ -140,7 +143,8 @@ class DQN(Agent):
         self.updates = 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
-        self._loss_fn = torch.compile(self._loss) if cfg.compile else self._loss
+        # the loss reads the online and the target network; a hook on either means eager
+        self._q_grad = CompiledGrad(self.q, self._objective, watch=[self.q_target]) if cfg.compile else None
 
     # --- acting -----------------------------------------------------------------------------
 
@@ -208,20 +212,18 @@ class DQN(Agent):
         loss = (weights * F.smooth_l1_loss(q, target, reduction="none")).mean()
         return loss, td.detach(), q_all.detach()
 
+    def _objective(self, *args):
+        """(loss, detached aux): the form loss_gradients and CompiledGrad take."""
+        loss, td, q_all = self._loss(*args)
+        return loss, (loss.detach(), td, q_all)
+
     def update(self, batch: Any) -> dict[str, torch.Tensor]:
         """One gradient step on `batch`; returns detached scalars (no host sync)."""
         learnable = self.learnables["q"]
         masks = self.action_masks[batch.tasks]
-        loss, td, q_all = self._loss_fn(
-            self._format(batch.obs), batch.actions, batch.rewards, self._format(batch.next_obs),
-            batch.discounts, batch.weights, masks,
-        )
-        total = loss
-        extra = extra_loss(learnable)
-        if extra is not None:
-            total = total + extra
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        args = (self._format(batch.obs), batch.actions, batch.rewards, self._format(batch.next_obs),
+                batch.discounts, batch.weights, masks)
+        loss, td, q_all = loss_gradients(learnable, self._q_grad, self._objective, args)
         if self.cfg.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.cfg.max_grad_norm)
         optimizer_step(self.optimizer)

@@ -14,13 +14,13 @@ are `uint8` and scaled to [0, 1] inside the encoder, so replay keeps frames as b
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from agents.compile.forms import compiling
 from plasticity.layers import ACTIVATION_NAMES as ACTIVATIONS  # one definition, shared with plasticity/
 from plasticity.layers import NORM_NAMES as NORMS
 from plasticity.layers import activation_width_multiplier as width_multiplier
@@ -52,25 +52,11 @@ class MLPEncoder(nn.Sequential):
         self.out_dim = width
 
 
-_compile_forms = [False]  # set while a caller traces a graph for Inductor itself
-
-
-@contextlib.contextmanager
-def tracing_for_compile() -> Iterator[None]:
-    """Modules take the forms meant for a compiler (`ScalarHead`) inside this block: for a
-    caller that traces a graph for Inductor itself (`agents/compiled_grad.py`), where
-    `torch.compiler.is_compiling()` is false."""
-    before, _compile_forms[0] = _compile_forms[0], True
-    try:
-        yield
-    finally:
-        _compile_forms[0] = before
-
-
 class ScalarHead(nn.Linear):
     """`nn.Linear(in_features, 1)`: one value per sample (a critic's Q(s, a)).
 
-    Eager, it is `nn.Linear`. Compiled (`torch.compile`, or inside `tracing_for_compile`) it is
+    Eager, it is `nn.Linear`. Compiled (`agents.compile.compiling()`: `torch.compile` or a
+    `CompiledGrad` trace) it is
     written as a multiply and a row sum, `(x * w).sum(-1) + b`, which Inductor fuses with the
     neighbouring element-wise work, forward and backward; as a one-column matrix product it
     would be three BLAS calls per update (the forward, the outer product of the input
@@ -82,7 +68,7 @@ class ScalarHead(nn.Linear):
         super().__init__(in_features, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling() or _compile_forms[0]:
+        if compiling():
             return (x * self.weight).sum(-1, keepdim=True) + self.bias
         return super().forward(x)
 

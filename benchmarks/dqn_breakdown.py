@@ -49,7 +49,7 @@ def breakdown(args) -> None:
                                      sched.action_masks, comp.device, cfg.seed)
         t = time.perf_counter()
         agents["ours-compile"].update(replay.sample(32))
-        print(f"torch.compile of the update step (first call): {time.perf_counter() - t:.1f} s", flush=True)
+        print(f"--dqn.compile: compilation of the update (first call): {time.perf_counter() - t:.1f} s", flush=True)
     times = {name: {k: [] for k in pieces} for name in [*agents, "sb3"]}
     sb3_t = times["sb3"]
     n = args.breakdown_steps

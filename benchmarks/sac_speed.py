@@ -18,7 +18,7 @@ variant alike; start-up, the random-action phase, the warm-up and what follows t
   of 250 / SPS), i.e. the intervals weighted by their duration. ``--replay.capacity`` is
   set to SB3's 1M (the quickstart preset that ``--agent sac`` starts from has 50k).
 * ``ours-compile``: the same with ``--sac.compile`` (each network's forward and backward is
-  one graph compiled by Inductor, ``agents/compiled_grad.py``; the Adam steps stay eager).
+  one graph compiled by Inductor, ``agents/compile/``; the Adam steps stay eager).
   Both graphs compile at the first update, at step L, inside the excluded warm-up; the
   warm-up's extra seconds over ``ours`` are the compile cost, reported separately (with
   Inductor's on-disk cache warm from an earlier run that cost is small; the

@@ -11,8 +11,8 @@ import torch
 from test_sac import ACT, OBS, _Probe, make_batch, small_cfg
 from torch import nn
 
-from agents.compiled_grad import CompiledGrad, has_hooks
-from agents.inductor_passes import UnfuseBiasAddmm
+from agents.compile import CompiledGrad, has_hooks
+from agents.compile.inductor_passes import UnfuseBiasAddmm
 from agents.networks import ScalarHead
 from agents.sac import SAC
 
@@ -174,7 +174,7 @@ def test_scalar_head_is_a_one_output_linear():
 
 
 def test_scalar_head_traced_for_compile_is_a_fused_multiply_sum():
-    from agents.networks import tracing_for_compile
+    from agents.compile import tracing_for_compile
 
     head, x = ScalarHead(7), torch.randn(5, 7)
     eager = targets(traced(head, x, mode="real"))

@@ -9,7 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from agents.base import _fast_adam_ok, make_adam, optimizer_step
+from agents.base import make_adam
+from agents.compile.optimizer_step import _fast_adam_ok, optimizer_step
 
 
 def twins(make_opt):

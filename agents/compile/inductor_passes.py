@@ -47,4 +47,4 @@ class UnfuseBiasAddmm(CustomGraphPass):
             graph.erase_node(node)
 
     def uuid(self) -> str:
-        return "agents.inductor_passes.UnfuseBiasAddmm/1"
+        return "agents.compile.inductor_passes.UnfuseBiasAddmm/1"

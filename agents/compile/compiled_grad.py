@@ -10,7 +10,7 @@ costs about as much as the matrix products. `CompiledGrad` instead traces
 once into an ATen graph (`make_fx`), the backward written out op by op, and hands it to
 Inductor (`compile_fx`): the forward, the backward and every element-wise op between them
 become one compiled function (the matrix products stay library calls; a bias joins the
-element-wise kernel after its product, `agents/inductor_passes.py`). A call writes the
+element-wise kernel after its product, `inductor_passes.py`). A call writes the
 result into `p.grad` of the module's trainable parameters. The optimizer step that follows
 is the usual eager one; a loss term added afterwards (an intervention's penalty) is handled
 by an ordinary `backward()`, which accumulates onto these gradients, since gradients add.
@@ -34,7 +34,8 @@ modules' tensors, the modules' training flags, and the shapes and dtypes of the 
 arguments (other arguments by value). A structure change (plasticity injection, a frozen
 layer) compiles once more; a compiled graph cannot run forward hooks faithfully, so
 `usable()` tells the caller to take its eager path while a hook is attached to a watched
-module (an intervention or a monitor watching the training forward).
+module (an intervention or a monitor watching the training forward), and also when this
+PyTorch lacks an internal the compilation needs (`internals.py`: one warning, then eager).
 """
 
 from __future__ import annotations
@@ -44,10 +45,14 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import nn
-from torch.utils import _pytree as pytree
 
-from agents.inductor_passes import UnfuseBiasAddmm
-from agents.networks import tracing_for_compile
+from agents.compile.forms import tracing_for_compile
+from agents.compile.internals import available
+
+try:
+    from torch.utils import _pytree as pytree
+except ImportError:  # available("compiled_grad") is then False: nothing below runs
+    pytree = None
 
 
 class _Objective(nn.Module):
@@ -108,14 +113,20 @@ class CompiledGrad:
                  watch: Sequence[nn.Module] = ()):
         self.module = module
         self.watch = [module, *(m for m in watch if m is not module)]
-        self.compile = compile
+        # compile asked for but an internal missing (one warning): `usable()` is False, the caller goes eager
+        self._unavailable = compile and not available("compiled_grad")
+        self.compile = compile and not self._unavailable
         self._objective = _Objective(self.watch, fn)
         self._compiled: dict[tuple, tuple[Callable, Any]] = {}
         self._walk: _Walk | None = None
-        _count_registrations()
+        if not self._unavailable:
+            _count_registrations()
 
     def usable(self) -> bool:
-        """False while a forward hook is attached to a watched module (the caller should go eager)."""
+        """False while a forward hook is attached to a watched module, or when compiling was asked
+        for and this PyTorch cannot (the caller should go eager)."""
+        if self._unavailable:
+            return False
         return not any(_hooked(m) for m in self._current().modules)
 
     def _tensors(self) -> tuple[list[tuple[str, nn.Parameter]], list[tuple[str, torch.Tensor]]]:
@@ -201,6 +212,8 @@ class CompiledGrad:
         from torch._inductor import config as inductor_config
         from torch._inductor.compile_fx import compile_fx
         from torch.fx.experimental.proxy_tensor import make_fx
+
+        from agents.compile.inductor_passes import UnfuseBiasAddmm
 
         f = self._function([n for n, _ in diff], [n for n, _ in rest], args)
         try:
