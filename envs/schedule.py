@@ -63,7 +63,8 @@ from envs.tasks import TaskSpec
 
 
 class Episode(NamedTuple):
-    """A finished episode: raw (unclipped) return and its number of agent steps."""
+    """A finished episode: raw (unclipped; reward-shifted if the task has a reward shift) return
+    and its number of agent steps."""
 
     task: int
     env: int
