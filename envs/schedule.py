@@ -37,6 +37,11 @@ Semantics:
   current visit's env with a fresh reset seeded by ``SeedSequence([seed, visit, step])``
   (just ``[seed, visit]`` when resuming exactly at a visit boundary, which then replays
   the uninterrupted run exactly).
+- **Shifts.** A task id may carry shifts (``"gym:CartPole-v1@permute-obs"``, see
+  :mod:`envs.shifts`). Each visit draws its task's shifts from ``(seed, visit)`` at its
+  start (dynamics are set before the reset); the actions, rewards (also in ``episodes``)
+  and observations of the visit pass through them. A resumed run redraws the same ones.
+  ``shift_for(task, visit)`` and ``make_eval_env`` give evaluation the same shifts.
 - **Device.** Observations are moved to ``device`` once per step; the small per-env
   arrays (rewards, flags) travel together in one more copy. The only device-to-host copy
   is the actions handed to the emulator.
@@ -53,11 +58,13 @@ import torch
 
 from envs.atari import AtariOptions
 from envs.task_envs import TaskEnvs, build_task_envs
-from envs.tasks import TaskSpec, parse_tasks
+from envs.shifts import NO_SHIFT, ShiftedEnv, TaskShift, VisitShift, parse_shifted_tasks
+from envs.tasks import TaskSpec
 
 
 class Episode(NamedTuple):
-    """A finished episode: raw (unclipped) return and its number of agent steps."""
+    """A finished episode: raw (unclipped; reward-shifted if the task has a reward shift) return
+    and its number of agent steps."""
 
     task: int
     env: int
@@ -125,7 +132,7 @@ class TaskSchedule:
         ):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
                 raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-        specs = parse_tasks(task_ids)
+        specs, shift_specs = parse_shifted_tasks(task_ids)  # "gym:CartPole-v1@permute-obs"
         self.device = torch.device(device)
         self.seed = int(seed)
         self.num_envs = int(num_envs)
@@ -137,6 +144,12 @@ class TaskSchedule:
         self._envs = self._task_envs.envs
         self._sizes = self._task_envs.task_sizes
         self.action_masks = torch.from_numpy(self._task_envs.action_masks()).to(self.device)
+        te = self._task_envs
+        self._task_shifts = [
+            TaskShift(sh, sp.id, te.obs_shape, te.discrete, size, te.action_size, env) if sh else None
+            for sp, sh, size, env in zip(specs, shift_specs, self._sizes, self._envs)
+        ]
+        self._shift: VisitShift = NO_SHIFT  # the current visit's drawn shifts
         self._num_visits = len(specs) * self.cycles
         self._visit = 0
         self._task = 0
@@ -222,20 +235,47 @@ class TaskSchedule:
         """The current visit's task."""
         return self.tasks[self.task_index]
 
-    def make_eval_env(self, task: int) -> gymnasium.Env:
-        """A single (non-vector) env of task ``task`` with this schedule's layout."""
-        return self._task_envs.make_single_env(task)
+    def make_eval_env(self, task: int, visit: int | None = None) -> gymnasium.Env:
+        """A single (non-vector) env of task ``task`` with this schedule's layout.
+
+        A task with shifts gets a :class:`envs.shifts.ShiftedEnv` that takes, at every reset,
+        ``shift_for(task, visit)``: with ``visit=None`` it follows the run."""
+        env = self._task_envs.make_single_env(task)
+        if self._task_shifts[task] is None:
+            return env
+        return ShiftedEnv(env, lambda: self.shift_for(task, visit))
+
+    def shift_for(self, task: int, visit: int | None = None) -> VisitShift:
+        """The shifts task ``task`` has at visit ``visit`` (for evaluation envs).
+
+        That is the draw of the task's latest visit ``<= visit`` (its first visit when it has
+        not been visited yet). ``visit=None``: the visit of the last step taken, so an
+        evaluation right after a switch sees the shifts of the visit that just ended. Apply
+        it with ``shift.obs(x)``, ``shift.reward(r)``, ``shift.action(a)`` and
+        ``shift.apply_dynamics(env)`` before the env's reset (or use ``make_eval_env``)."""
+        ts = self._task_shifts[task]
+        if ts is None:
+            return NO_SHIFT
+        if visit is None:
+            visit = self.visit - 1 if self._vstep == 0 and self.visit > 0 else self.visit
+        n = len(self._envs)
+        visit = min(visit, self._num_visits - 1)
+        latest = visit - ((visit - task) % n) if visit >= task else task
+        return ts.draw(self.seed, latest, latest // n, 1 << 20)
 
     # ------------------------------------------------------------------ stepping
     def _start_visit(self) -> torch.Tensor:
         """Reset the current task's env (seeded by position) and return its first obs."""
         seed = visit_seed(self.seed, self.visit, self._vstep)
+        ts = self._task_shifts[self.task_index]  # shifts: drawn from (seed, visit); dynamics before the reset
+        self._shift = NO_SHIFT if ts is None else ts.draw(self.seed, self.visit, self.visit // len(self._envs), self._vstep)
+        self._shift.apply_dynamics(self._envs[self.task_index])
         obs, _ = self._envs[self.task_index].reset(seed=seed)
         self._ep_ret[:] = 0.0
         self._ep_len[:] = 0
         self._valid_next = np.ones(self.num_envs, dtype=bool)  # new array: never mutate a returned one
         self._needs_reset = False
-        return torch.from_numpy(obs).to(self.device)
+        return self._shift.obs(torch.from_numpy(obs).to(self.device))
 
     def reset(self) -> torch.Tensor:
         """(N, *obs_shape) first observation of the current visit's task, on the device."""
@@ -277,10 +317,11 @@ class TaskSchedule:
         if self.finished:
             raise RuntimeError("the schedule is finished: check schedule.finished")
         task = self._task
-        obs_np, rew, term, trunc, _ = self._envs[task].step(self._host_actions(actions, task))
+        shift = self._shift  # this visit's shifts: action here, reward and observation below
+        obs_np, rew, term, trunc, _ = self._envs[task].step(shift.action(self._host_actions(actions, task)))
 
         valid = self._valid_next
-        rew = rew.astype(np.float32, copy=False)
+        rew = shift.reward(rew.astype(np.float32, copy=False))
         np.add(self._ep_ret, rew, out=self._ep_ret, where=valid)
         self._ep_len += valid
         done = term | trunc
@@ -298,7 +339,7 @@ class TaskSchedule:
         if last:
             trunc = np.ones(self.num_envs, dtype=bool)
 
-        next_obs = torch.from_numpy(obs_np).to(self.device)
+        next_obs = shift.obs(torch.from_numpy(obs_np).to(self.device))
         if self._zero_copy:  # every array here is fresh this step: share, do not copy
             rewards = torch.from_numpy(rew)
             terminated = torch.from_numpy(term)

@@ -20,9 +20,11 @@ class EnvConfig:
     """The task schedule: which tasks, how long each visit lasts, how many cycles."""
 
     tasks: tuple[str, ...] = ("gym:CartPole-v1",)
-    """Task ids in visiting order: atari:<Game> or gym:<Gymnasium id>."""
+    """Task ids in visiting order: atari:<Game> or gym:<Gymnasium id>, each optionally with @SHIFT (see --env.shift), e.g. gym:CartPole-v1@permute-obs."""
     games: tuple[str, ...] = ()
     """Shorthand for Atari tasks: Pong Breakout ... (replaces --env.tasks when given)."""
+    shift: str = ""
+    """Shifts for every task without its own ID@SHIFT, redrawn each visit, joined by +: permute-obs, obs-offset[:scale=1], obs-noise[:std=0.1], reward-scale[:low=0.1,high=10], reward-flip, permute-actions, dynamics[:params=all|gravity/length/mass/friction,low=0.5,high=2]."""
     steps_per_visit: int = 50_000
     """Environment steps (all envs together) spent on a task at each visit."""
     cycles: int = 2
@@ -37,7 +39,10 @@ class EnvConfig:
     """Atari: episode cap in emulator frames (ends in truncation, which bootstraps)."""
 
     def task_ids(self) -> list[str]:
-        return [f"atari:{g}" for g in self.games] if self.games else list(self.tasks)
+        ids = [f"atari:{g}" for g in self.games] if self.games else list(self.tasks)
+        if self.shift:  # a task's own "@shift" wins over --env.shift
+            ids = [t if "@" in t else f"{t}@{self.shift}" for t in ids]
+        return ids
 
     def validate(self) -> None:
         for name in ("steps_per_visit", "cycles", "num_envs"):

@@ -32,7 +32,10 @@ def _quickstart() -> TrainConfig:
 
 
 def _atari_cycle() -> TrainConfig:
-    """DQN cycling Atari games with the full 18-action space (Machado et al. settings)."""
+    """After Abbas et al. (2023), Loss of Plasticity in Continual Deep RL: DQN cycles Atari games
+    with the full 18-action space and sticky actions 0.25 (Machado et al., 2018), no per-game
+    head or reset at a switch; the paper plays each game 10M frames (2.5M agent steps) over
+    many cycles, here 1M agent steps per visit, 3 games, 2 cycles."""
     return TrainConfig(
         preset="atari-cycle",
         env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=1_000_000, cycles=2),
@@ -81,12 +84,70 @@ def _mujoco_cycle() -> TrainConfig:
     )
 
 
+def _continual_gym() -> TrainConfig:
+    """After the continual Gym control of TRAC (Muppidi et al., 2024) and C-CHAIN (Tang et al.,
+    2025): DQN cycles CartPole-v1 and Acrobot-v1 three times, each visit adding a fresh constant
+    offset b ~ N(0, 1) to every observation feature (--env.shift obs-offset); their levels use
+    PPO and millions of steps, here 20k steps per visit (120k in all), so one run takes a few
+    minutes on one CPU core. Evaluates the task just left at each visit's end."""
+    cfg = _quickstart()
+    return _replace(cfg, preset="continual-gym",
+                    env=EnvConfig(tasks=("gym:CartPole-v1", "gym:Acrobot-v1"), shift="obs-offset",
+                                  steps_per_visit=20_000, cycles=3),
+                    monitor=MonitorConfig(every=1_000))
+
+
+def _permuted_cartpole() -> TrainConfig:
+    """One task, CartPole-v1, whose observation features are permuted afresh at every visit
+    (--env.shift permute-obs): the RL counterpart of Permuted MNIST (Goodfellow et al., 2013),
+    which Dohare et al. (2024) use to show loss of plasticity; five visits of 20k steps."""
+    cfg = _quickstart()
+    return _replace(cfg, preset="permuted-cartpole",
+                    env=EnvConfig(tasks=("gym:CartPole-v1",), shift="permute-obs",
+                                  steps_per_visit=20_000, cycles=5),
+                    monitor=MonitorConfig(every=1_000))
+
+
+def _atari_screen() -> TrainConfig:
+    """atari-cycle on a budget: the same settings (full action space, sticky actions 0.25),
+    3 games x 2 cycles of 200k agent steps each (1.2M steps), replay 200k, 4 envs."""
+    cfg = _atari_cycle()
+    return _replace(cfg, preset="atari-screen",
+                    env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=200_000,
+                                  cycles=2, num_envs=4),
+                    replay=ReplayConfig(capacity=200_000),
+                    dqn=_replace(cfg.dqn, learning_starts=20_000),
+                    eval=EvalConfig(episodes=3, random_episodes=3),
+                    checkpoint_every=200_000)
+
+
+def _slippery_ant() -> TrainConfig:
+    """After Dohare et al. (2024)'s SlipperyAnt: SAC (PPO in the paper) on Ant-v5 whose ground
+    friction is resampled log-uniformly in [0.02, 2] (times the default) at every visit
+    (--env.shift dynamics:params=friction,low=0.02,high=2); the paper changes it every 2M
+    steps for 50M+ steps, here 5 visits of 200k steps (1M). Needs the [mujoco] extra."""
+    return TrainConfig(
+        preset="slippery-ant", agent="sac",
+        env=EnvConfig(tasks=("gym:Ant-v5",), shift="dynamics:params=friction,low=0.02,high=2",
+                      steps_per_visit=200_000, cycles=5),
+        replay=ReplayConfig(capacity=1_000_000),
+        sac=SACConfig(learning_starts=5_000, compile=True),
+        monitor=MonitorConfig(every=5_000),
+        eval=EvalConfig(episodes=5, random_episodes=5, max_steps=1_000),
+        checkpoint_every=100_000, log_every=5_000,
+    )
+
+
 PRESETS = {
     "quickstart": _quickstart,
     "atari-cycle": _atari_cycle,
     "classic-cycle": _classic_cycle,
     "pendulum": _pendulum,
     "mujoco-cycle": _mujoco_cycle,
+    "continual-gym": _continual_gym,
+    "permuted-cartpole": _permuted_cartpole,
+    "atari-screen": _atari_screen,
+    "slippery-ant": _slippery_ant,
 }
 
 
@@ -101,5 +162,5 @@ def preset_help() -> str:
     lines = ["Presets (--preset NAME; options given after it override it):"]
     for name, make in PRESETS.items():
         doc = " ".join((make.__doc__ or "").split())
-        lines.append(f"  {name:14s} {doc}")
+        lines.append(f"  {name:17s} {doc}")
     return "\n".join(lines)
