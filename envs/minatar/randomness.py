@@ -146,7 +146,7 @@ class RandomStateRecorder:
         value = self._rs.rand(*size)
         if len(size) > 1:
             raise NotImplementedError("RandomStateRecorder records 0-d or 1-d rand() only")
-        self.sink.append(Draw("rand", 0, 0, size[0] if size else None, value))
+        self.sink.append(Draw("rand", 0, 0, size[0] if size else None, np.copy(value)))
         return value
 
     def randint(self, low, high=None, size=None, dtype=int):
@@ -154,7 +154,9 @@ class RandomStateRecorder:
         lo, hi = (0, low) if high is None else (low, high)
         if size is not None and not isinstance(size, (int, np.integer)):
             (size,) = tuple(size)
-        self.sink.append(Draw("randint", int(lo), int(hi), None if size is None else int(size), value))
+        # a copy: the reference may change the returned array in place (Freeway does)
+        self.sink.append(Draw("randint", int(lo), int(hi), None if size is None else int(size),
+                              np.copy(value)))
         return value
 
 

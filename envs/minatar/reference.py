@@ -34,6 +34,8 @@ class Comparison:
     """Sum of rewards over all envs."""
     draws: int
     """Random draws replayed."""
+    max_difficulty: int
+    """Highest difficulty level any env reached (0 for games that do not ramp)."""
 
 
 def reference_envs(game: str, num_envs: int, seed: int, sticky_action_prob: float = 0.1,
@@ -52,8 +54,13 @@ def reference_envs(game: str, num_envs: int, seed: int, sticky_action_prob: floa
 
 def compare_with_reference(game: str, num_envs: int, vector_steps: int, seed: int = 0,
                            sticky_action_prob: float = 0.1, difficulty_ramping: bool = True,
-                           actions_seed: int = 1234) -> Comparison:
-    """Lockstep run (see the module docstring); raises ``AssertionError`` at the first mismatch."""
+                           actions_seed: int = 1234,
+                           action_probs: list[float] | None = None) -> Comparison:
+    """Lockstep run (see the module docstring); raises ``AssertionError`` at the first mismatch.
+
+    Actions are uniformly random, or drawn with ``action_probs`` (six probabilities) to reach
+    states a uniform policy seldom does (Freeway's far side).
+    """
     random = RecordedRandomness(num_envs)
     refs = reference_envs(game, num_envs, seed, sticky_action_prob, difficulty_ramping)
     for i, env in enumerate(refs):
@@ -76,9 +83,9 @@ def compare_with_reference(game: str, num_envs: int, vector_steps: int, seed: in
                                      f"{diff[:5].tolist()}")
 
     check_obs(0)
-    episodes, total = 0, 0.0
+    episodes, total, level = 0, 0.0, 0
     for t in range(1, vector_steps + 1):
-        actions = action_rng.integers(0, 6, num_envs)
+        actions = action_rng.choice(6, size=num_envs, p=action_probs)
         theirs = [env.act(int(a)) for env, a in zip(refs, actions)]
         reward, terminated = batched.step(torch.from_numpy(actions))
         ref_reward = np.array([r for r, _ in theirs], dtype=np.float32)
@@ -93,11 +100,14 @@ def compare_with_reference(game: str, num_envs: int, vector_steps: int, seed: in
                 refs[i].reset()
             batched.reset(terminated)
             check_obs(t)
+        if batched.difficulty() is not None:
+            level = max(level, int(batched.difficulty().max()))
         episodes += int(ref_term.sum())
         total += float(ref_reward.sum())
     if random.remaining():
         raise AssertionError(f"{game}: the game left {random.remaining()} reference draws unused")
-    return Comparison(steps=num_envs * vector_steps, episodes=episodes, reward=total, draws=random.popped)
+    return Comparison(steps=num_envs * vector_steps, episodes=episodes, reward=total, draws=random.popped,
+                      max_difficulty=level)
 
 
 def reference_random_policy_stats(game: str, episodes: int, seed: int = 0,
@@ -150,3 +160,17 @@ def batched_random_policy_stats(game: str, episodes: int, num_envs: int = 64, se
             length[done] = 0
             game_obj.reset(done)
     return np.array(rets[:episodes]), np.array(lens[:episodes])
+
+
+def assert_same_mean(ours: np.ndarray, theirs: np.ndarray, what: str = "mean") -> float:
+    """Assert two samples' means differ by at most 3 standard errors of the difference
+    (``sqrt(var1/n1 + var2/n2)``); returns the difference in standard errors (0 when both
+    samples are constant and equal)."""
+    ours, theirs = np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float)
+    se = np.sqrt(ours.var(ddof=1) / len(ours) + theirs.var(ddof=1) / len(theirs))
+    diff = abs(ours.mean() - theirs.mean())
+    if se == 0:
+        assert diff == 0, f"{what}: {ours.mean()} vs reference {theirs.mean()} (both constant)"
+        return 0.0
+    assert diff <= 3 * se, f"{what}: {ours.mean():.4f} vs reference {theirs.mean():.4f}, {diff / se:.2f} SE apart"
+    return diff / se
