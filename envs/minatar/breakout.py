@@ -66,7 +66,7 @@ class Breakout(BatchedGame):
         new_x = new_x.clamp(0, 9)
         d = torch.where(side, self._flip_x[d], d)
         top = new_y < 0
-        new_y = new_y.clamp_min(0)
+        new_y = new_y.clamp(0, 9)  # (a live ball never goes below row 9; a terminal one may try)
         d = torch.where(top, self._flip_y[d], d)
 
         flat = self.brick_map.view(self.num_envs, GRID * GRID)
