@@ -145,3 +145,22 @@ def test_minatar_cycle_preset_names_the_c_chain_order():
     cfg = preset("minatar-cycle")
     assert cfg.env.task_ids() == ["minatar:SpaceInvaders", "minatar:Asterix", "minatar:Seaquest"]
     assert cfg.dqn.encoder == "minatar_cnn"
+
+
+def test_jax_and_gymnax_stay_out_of_runtime_and_test_dependencies():
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    runtime_and_test = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert not [d for d in runtime_and_test if d.split(">")[0].split("=")[0].strip() in ("jax", "gymnax")]
+    import agents.networks  # noqa: F401
+    import envs.minatar.asterix  # noqa: F401
+    import envs.minatar.breakout  # noqa: F401
+    import envs.minatar.freeway  # noqa: F401
+    import envs.minatar.reference  # noqa: F401
+    import envs.minatar.vector  # noqa: F401
+
+    assert not [m for m in sys.modules if m.split(".")[0] in ("jax", "gymnax")]
