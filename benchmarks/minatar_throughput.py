@@ -6,6 +6,8 @@ Random actions, N envs, env steps per second (N x vector steps / s), per game an
   torch generator, steps, resets the envs that ended (same step) and builds the observation;
 - ``reference``: the ``minatar`` package, N ``Environment`` objects stepped in a Python loop
   (``act``, ``state()``, ``reset()`` when done);
+- ``compiled``: ``torch`` with ``compile=True`` (``torch.compile`` of the game's step and
+  observation; prints how long its first steps took, compilation included);
 - ``gymnax``: ``gymnax.make("<Game>-MinAtar")``, ``jax.jit(jax.vmap(env.step))`` with its
   auto-reset, random actions drawn inside the same jitted call, one call per vector step,
   ``block_until_ready`` every step (Seaquest is not in gymnax 1.0).
@@ -17,7 +19,7 @@ rotated each repeat (the host is shared and drifts). Each child warms up (jax: c
 first, then times ``--seconds`` of stepping.
 
     python benchmarks/minatar_throughput.py --repeats 3 --seconds 1.5
-    python benchmarks/minatar_throughput.py --games Breakout --sizes 4096 --repeats 1
+    python benchmarks/minatar_throughput.py --games Breakout --sizes 4096 --sides torch compiled gymnax
 
 Needs the ``[bench]`` extra (``gymnax``, ``jax``) for the gymnax column; prints a markdown table.
 """
@@ -40,7 +42,7 @@ GYMNAX = {"Asterix", "Breakout", "Freeway", "SpaceInvaders"}
 SIZES = [1, 64, 1024, 4096]
 
 
-def child_torch(game: str, sizes: list[int], seconds: float) -> dict[int, float]:
+def child_torch(game: str, sizes: list[int], seconds: float, compile: bool = False) -> dict[int, float]:
     import torch
 
     torch.set_num_threads(1)
@@ -48,7 +50,8 @@ def child_torch(game: str, sizes: list[int], seconds: float) -> dict[int, float]
 
     out = {}
     for n in sizes:
-        env = game_class(game)(n, seed=0)
+        t0 = time.perf_counter()
+        env = game_class(game)(n, seed=0, compile=compile)
         gen = torch.Generator().manual_seed(1)
 
         def step():
@@ -58,12 +61,18 @@ def child_torch(game: str, sizes: list[int], seconds: float) -> dict[int, float]
 
         for _ in range(10):
             step()
+        if compile:
+            print(f"compiled {game} N={n}: first steps took {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         k, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             step()
             k += 1
         out[n] = k * n / (time.perf_counter() - t0)
     return out
+
+
+def child_compiled(game: str, sizes: list[int], seconds: float) -> dict[int, float]:
+    return child_torch(game, sizes, seconds, compile=True)
 
 
 def child_reference(game: str, sizes: list[int], seconds: float) -> dict[int, float]:
@@ -122,7 +131,8 @@ def child_gymnax(game: str, sizes: list[int], seconds: float) -> dict[int, float
     return out
 
 
-CHILDREN = {"torch": child_torch, "reference": child_reference, "gymnax": child_gymnax}
+CHILDREN = {"torch": child_torch, "reference": child_reference, "gymnax": child_gymnax,
+            "compiled": child_compiled}
 
 
 def run_child(side: str, game: str, sizes: list[int], seconds: float) -> dict[int, float]:
@@ -134,6 +144,9 @@ def run_child(side: str, game: str, sizes: list[int], seconds: float) -> dict[in
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} {game} failed:\n{proc.stderr[-2000:]}")
+    for line in proc.stderr.splitlines():
+        if line.startswith("compiled "):
+            print(line, flush=True)
     return {int(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1]).items()}
 
 
@@ -143,7 +156,7 @@ def available(game: str) -> bool:
     try:
         game_class(game)
         return True
-    except (ImportError, AttributeError):
+    except ValueError:
         return False
 
 
@@ -153,7 +166,8 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", type=int, default=SIZES)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.5)
-    p.add_argument("--sides", nargs="+", default=list(CHILDREN))
+    p.add_argument("--sides", nargs="+", default=["torch", "reference", "gymnax"],
+                   help="torch, reference, gymnax, compiled (torch with compile=True; Breakout only)")
     p.add_argument("--child", choices=list(CHILDREN))
     args = p.parse_args()
     if args.child:
@@ -176,8 +190,9 @@ def main() -> None:
                 print(f"repeat {r} {game:13s} {side:9s} " + "  ".join(f"N={n}: {v:,.0f}" for n, v in res.items()),
                       flush=True)
 
-    print("\n| game | N | torch steps/s | reference steps/s | gymnax steps/s | torch / reference | torch / gymnax |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| game | N | torch steps/s | reference steps/s | gymnax steps/s | torch / reference | torch / gymnax |"
+          + (" compiled steps/s | compiled / gymnax |" if "compiled" in args.sides else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if "compiled" in args.sides else ""))
     for game in games:
         for n in args.sizes:
             med = {side: statistics.median(rep[n] for rep in results[(game, side)])
@@ -185,7 +200,9 @@ def main() -> None:
             t, ref, gx = med.get("torch"), med.get("reference"), med.get("gymnax")
             fmt = lambda v: f"{v:,.0f}" if v else "-"  # noqa: E731
             ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
-            print(f"| {game} | {n} | {fmt(t)} | {fmt(ref)} | {fmt(gx)} | {ratio(t, ref)} | {ratio(t, gx)} |")
+            comp = med.get("compiled")
+            extra = f" {fmt(comp)} | {ratio(comp, gx)} |" if "compiled" in args.sides else ""
+            print(f"| {game} | {n} | {fmt(t)} | {fmt(ref)} | {fmt(gx)} | {ratio(t, ref)} | {ratio(t, gx)} |{extra}")
 
 
 if __name__ == "__main__":
