@@ -10,9 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 STEPS = 60_000
-# benchmarks/RESULTS.md (MinAtar DQN vs SB3, 60k steps): mean return over the last quarter of
-# training was 1.5-? for this project and ?-? for SB3; a random policy scores about 0.5.
-THRESHOLD = 1.0
+# benchmarks/RESULTS.md (MinAtar DQN vs SB3, 60k steps, 2026-12-01): mean training return over the
+# last quarter was 3.28 and 3.03 here (seeds 0, 1), 3.53 and 3.02 for SB3 with the same settings;
+# a uniformly random policy scores 0.5. 2.0 is below every seed of both sides, 4x random.
+THRESHOLD = 2.0
 
 
 @pytest.mark.slow
