@@ -29,11 +29,14 @@ What the base class does, as ``minatar.Environment`` does around a game:
 Rewards are ``float32``, terminals ``bool``. Reset is explicit: ``step`` never resets
 (the wrapper that serves the training schedule decides when, see ``envs.minatar.vector``).
 
-``compile=True`` runs ``_act`` and ``observation`` through ``torch.compile`` (Inductor fuses
-their element-wise work into a few loops): the state tensors go in as arguments and come
-back as results, so the compiled graph holds no state. Draws inside ``_act`` split the graph
-there (the generator stays eager). Compiling costs tens of seconds per game and number of
-envs the first time (Inductor's on-disk cache shortens later runs); it pays at large N.
+``compile=True`` runs ``_act`` through ``torch.compile`` (Inductor fuses its element-wise
+work into a few loops): the state tensors go in as arguments and come back as results, so
+the compiled graph holds no state. Draws inside ``_act`` split the graph there (the
+generator stays eager), which is why it pays only for a game that draws nothing while
+stepping: Breakout (about 3x at N = 4096 on a CPU), not Freeway (slower than eager);
+Asterix does not compile (an Inductor C++ error). Compiling ``observation`` too made steps
+slower, so it stays eager. Compiling costs seconds to tens of seconds per game and number of
+envs the first time (Inductor's on-disk cache shortens later runs); see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -92,7 +95,6 @@ class BatchedGame(ABC):
         self._init_state()
         if compile:
             self._act = self._compiled(type(self)._act)  # type: ignore[method-assign]
-            self.observation = self._compiled(type(self).observation)  # type: ignore[method-assign]
         self.reset()
 
     def _compiled(self, method):

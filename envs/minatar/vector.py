@@ -18,6 +18,7 @@
   ``report_every`` steps (default: every step on the CPU, where reading costs nothing;
   every 64 steps on an accelerator, so no step waits for the device).
 - **Seeding**: ``reset(seed)`` reseeds the game's torch generator and resets every env.
+- ``compile=True`` compiles the game's step (see ``envs/minatar/base.py``: pays for Breakout).
 
 :class:`MinAtarGymEnv` is one env of a game as a ``gymnasium.Env`` (numpy observations,
 same layout), for single-env evaluation code.
@@ -60,9 +61,9 @@ class MinAtarVectorEnv:
     def __init__(self, game: str, num_envs: int, device: str | torch.device = "cpu", *,
                  channels: int | None = None, sticky_action_prob: float = 0.1,
                  difficulty_ramping: bool = True, max_episode_steps: int | None = None,
-                 report_every: int | None = None, seed: int = 0) -> None:
+                 report_every: int | None = None, seed: int = 0, compile: bool = False) -> None:
         self.game = game_class(game)(num_envs, device, sticky_action_prob=sticky_action_prob,
-                                     difficulty_ramping=difficulty_ramping, seed=seed)
+                                     difficulty_ramping=difficulty_ramping, seed=seed, compile=compile)
         self.num_envs = int(num_envs)
         self.device = self.game.device
         self.channels = int(channels or self.game.num_channels)
