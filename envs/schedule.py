@@ -41,7 +41,7 @@ Semantics:
   arrays (rewards, flags) travel together in one more copy. The only device-to-host copy
   is the actions handed to the emulator.
 - **Device-native tasks** (MinAtar: ``minatar:<Game>``) run on ``device`` itself: actions
-  stay there, observations (``uint8``, channels padded), rewards and flags are made there,
+  stay there, observations (``uint8``, channels padded to 10 in a cycle), rewards and flags are made there,
   and a task switch resets the next game there. Same next-step auto-reset, ``valid``,
   budget, switch and seeding rules as above (the seed reseeds the game's torch generator).
   Finished episodes come back from the device in one copy per report (every step on the

@@ -7,8 +7,9 @@ envs for the whole run and reuses each on every revisit of its task.
 
 MinAtar tasks are *device-native* (``device_native``): each task's env is an
 ``envs.minatar.vector.MinAtarVectorEnv`` on the training device, which takes and returns
-tensors there; channels are zero-padded to the largest count among the schedule's games
-(10 once Seaquest is in the cycle); every game has MinAtar's six actions.
+tensors there; when the schedule has more than one game, every game's channels are
+zero-padded to 10 (Seaquest's count, the most of any game), so one network serves any cycle;
+a single game keeps its own channels. Every game has MinAtar's six actions.
 """
 
 from __future__ import annotations
@@ -137,11 +138,11 @@ def _build_gym(specs: list[TaskSpec], num_envs: int) -> TaskEnvs:
 
 def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.device,
                    sticky_action_prob: float) -> TaskEnvs:
-    """MinAtar games: batched on ``device``, channels padded to the most any of them has."""
-    from envs.minatar import game_class
+    """MinAtar games: batched on ``device``; a cycle of games pads every game's channels to 10."""
+    from envs.minatar import MAX_CHANNELS, game_class
     from envs.minatar.vector import MinAtarVectorEnv
 
-    channels = max(game_class(s.target).num_channels for s in specs)
+    channels = game_class(specs[0].target).num_channels if len(specs) == 1 else MAX_CHANNELS
     envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels,
                              sticky_action_prob=sticky_action_prob) for s in specs]
     return TaskEnvs(

@@ -88,12 +88,14 @@ def test_gym_env_layout_matches_the_schedule():
 def test_schedule_cycles_minatar_on_the_device_with_padded_channels():
     sched = TaskSchedule(["minatar:Breakout", "minatar:Freeway"], steps_per_visit=64, cycles=2,
                          num_envs=4, seed=0)
-    assert sched.obs_shape == (7, 10, 10) and sched.obs_dtype == torch.uint8 and sched.num_actions == 6
+    assert sched.obs_shape == (10, 10, 10) and sched.obs_dtype == torch.uint8 and sched.num_actions == 6
+    assert TaskSchedule(["minatar:Freeway"], 8, 1).obs_shape == (7, 10, 10)  # a single game: its own channels
     obs = sched.reset()
     switches = []
     while not sched.finished:
         res = sched.step(torch.randint(0, 6, (4,)))
-        assert res.next_obs.dtype == torch.uint8 and res.next_obs.shape == (4, 7, 10, 10)
+        assert res.next_obs.dtype == torch.uint8 and res.next_obs.shape == (4, 10, 10, 10)
+        assert not res.next_obs[:, 7:].any()  # padding
         if res.switch is not None:
             switches.append((res.switch.previous, res.switch.current))
             assert res.truncated.all()
