@@ -85,6 +85,8 @@ class MinAtarVectorEnv:
 
     def observation(self) -> torch.Tensor:
         """``[N, channels, 10, 10]`` uint8 of the current state (a fresh tensor)."""
+        if self.channels == self.game.num_channels:
+            return self.game.observation().to(torch.uint8)
         obs = torch.zeros(self.num_envs, self.channels, GRID, GRID, dtype=torch.uint8, device=self.device)
         obs[:, : self.game.num_channels] = self.game.observation()
         return obs
@@ -128,6 +130,9 @@ class MinAtarVectorEnv:
         """``(env, return, length)`` of the episodes ended since the last call, in the order they ended."""
         self._since_report = 0
         if not self._pending:
+            return []
+        if self.device.type == "cpu" and len(self._pending) == 1 and not bool(self._pending[0][0].any()):
+            self._pending.clear()  # the common case on a CPU: nothing ended (reading costs nothing here)
             return []
         done, rets, lens = (torch.stack(x) for x in zip(*self._pending))
         self._pending.clear()
