@@ -166,3 +166,18 @@ def test_jax_and_gymnax_stay_out_of_runtime_and_test_dependencies():
     import envs.minatar.vector  # noqa: F401
 
     assert not [m for m in sys.modules if m.split(".")[0] in ("jax", "gymnax")]
+
+
+def test_eval_vector_env_is_a_separate_batched_instance():
+    sched = TaskSchedule(["minatar:Breakout", "minatar:Asterix"], steps_per_visit=32, cycles=1, num_envs=2, seed=0)
+    sched.reset()
+    train_state = sched._envs[0].game.state_dict()
+    ev = sched.make_eval_vector_env(1, 5)
+    obs = ev.reset(seed=9)
+    assert obs.shape == (5, 10, 10, 10) and ev.game.name == "Asterix"
+    for _ in range(20):
+        ev.step(torch.randint(0, 6, (5,)))
+    after = sched._envs[0].game.state_dict()
+    assert all(torch.equal(train_state[k], after[k]) for k in train_state if k != "random")
+    with pytest.raises(ValueError, match="for MinAtar tasks"):
+        TaskSchedule(["gym:CartPole-v1"], 8, 1).make_eval_vector_env(0, 2)
