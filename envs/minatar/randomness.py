@@ -1,0 +1,219 @@
+"""Where a batched MinAtar game gets its random numbers: one source, per env, with a mask.
+
+The reference games (the ``minatar`` package) draw from a ``numpy.random.RandomState`` with
+``rand()``, ``rand(k)``, ``randint(high)``, ``randint(low, high)`` and ``randint(low, high, k)``.
+A batched game makes the same calls for all its envs at once, through a :class:`Randomness`:
+
+- ``uniform(mask, size=None)``: like ``rand()`` (``[N]``) or ``rand(size)`` (``[N, size]``),
+  floats in ``[0, 1)``;
+- ``integers(low, high, mask, size=None)``: like ``randint(low, high[, size])``, integers in
+  ``[low, high)``; ``low``/``high`` are ints or per-env ``[N]`` integer tensors.
+
+``mask`` (``[N]`` bool) says which envs draw now: an env whose entry is False consumes
+nothing from its stream and its returned entries are unspecified (callers must not use them).
+A game calls these in the same per-env order as the reference calls its ``RandomState``, so
+that :class:`RecordedRandomness`, fed per env with what the reference drew, reproduces the
+reference exactly.
+
+Two sources:
+
+- :class:`TorchRandomness`: a ``torch.Generator`` on the game's device; draws for every env
+  and ignores the mask (cheaper than a gather), no host transfer, no Python loop over envs.
+  Floats are ``float32``.
+- :class:`RecordedRandomness`: per-env queues of the reference's draws (see
+  :class:`RandomStateRecorder`, which wraps a ``RandomState`` and appends every call and its
+  result to a queue); pops them per env in order and checks that each pop asks for the
+  call the reference made (same method, bounds and size), so a game that draws in another
+  order fails loudly instead of silently drifting. Floats are ``float64`` (the reference's).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+Bound = int | torch.Tensor
+
+
+class Randomness(ABC):
+    """A source of per-env random numbers for ``num_envs`` envs on ``device``."""
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
+        self.num_envs = int(num_envs)
+        self.device = torch.device(device)
+
+    @abstractmethod
+    def uniform(self, mask: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        """``[N]`` (or ``[N, size]``) floats in ``[0, 1)``, like ``RandomState.rand``."""
+
+    @abstractmethod
+    def integers(self, low: Bound, high: Bound, mask: torch.Tensor,
+                 size: int | None = None) -> torch.Tensor:
+        """``[N]`` (or ``[N, size]``) int64 in ``[low, high)``, like ``RandomState.randint``."""
+
+    def seed(self, seed: int) -> None:
+        """Restart the source from ``seed`` (a no-op for sources that cannot be seeded)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What restores the source (empty when it cannot be saved)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+class TorchRandomness(Randomness):
+    """Draws from a ``torch.Generator`` on the device, for every env, ignoring the mask.
+
+    ``integers(low, high)`` is ``low + floor(u * (high - low))`` with ``u`` uniform in
+    ``float64`` (bias below 1e-15 for the ranges MinAtar uses), so per-env tensor bounds
+    cost one fused expression.
+    """
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        super().__init__(num_envs, device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed))
+
+    def seed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def _shape(self, size: int | None) -> tuple[int, ...]:
+        return (self.num_envs,) if size is None else (self.num_envs, size)
+
+    def uniform(self, mask: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        return torch.rand(self._shape(size), generator=self.generator, device=self.device)
+
+    def integers(self, low: Bound, high: Bound, mask: torch.Tensor,
+                 size: int | None = None) -> torch.Tensor:
+        if isinstance(low, int) and isinstance(high, int):
+            return torch.randint(low, high, self._shape(size), generator=self.generator,
+                                 device=self.device)
+        u = torch.rand(self._shape(size), generator=self.generator, device=self.device,
+                       dtype=torch.float64)
+        low_t = torch.as_tensor(low, device=self.device)
+        span = torch.as_tensor(high, device=self.device) - low_t
+        if size is not None:
+            low_t = low_t.unsqueeze(-1) if low_t.dim() else low_t
+            span = span.unsqueeze(-1) if span.dim() else span
+        return low_t + (u * span).long()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One call the reference made on its ``RandomState`` and what it returned."""
+
+    method: str
+    """``"rand"`` or ``"randint"``."""
+    low: int
+    high: int
+    """``randint``'s bounds (0, 0 for ``rand``)."""
+    size: int | None
+    """None for a scalar draw, else the length of the returned vector."""
+    value: Any
+    """The returned float/int, or 1-D array."""
+
+    def describe(self) -> str:
+        size = "" if self.size is None else f", size={self.size}"
+        if self.method == "rand":
+            return f"rand({'' if self.size is None else self.size})"
+        return f"randint({self.low}, {self.high}{size})"
+
+
+class RandomStateRecorder:
+    """Stands in for a ``numpy.random.RandomState``: delegates and logs each call to ``sink``.
+
+    Covers the calls the reference games make: ``rand()``, ``rand(k)``, ``randint(high)``,
+    ``randint(low, high)``, ``randint(low, high, size)`` (keywords too).
+    """
+
+    def __init__(self, random_state: np.random.RandomState, sink: deque) -> None:
+        self._rs = random_state
+        self.sink = sink
+
+    def rand(self, *size: int):
+        value = self._rs.rand(*size)
+        if len(size) > 1:
+            raise NotImplementedError("RandomStateRecorder records 0-d or 1-d rand() only")
+        self.sink.append(Draw("rand", 0, 0, size[0] if size else None, np.copy(value)))
+        return value
+
+    def randint(self, low, high=None, size=None, dtype=int):
+        value = self._rs.randint(low, high, size, dtype)
+        lo, hi = (0, low) if high is None else (low, high)
+        if size is not None and not isinstance(size, (int, np.integer)):
+            (size,) = tuple(size)
+        # a copy: the reference may change the returned array in place (Freeway does)
+        self.sink.append(Draw("randint", int(lo), int(hi), None if size is None else int(size),
+                              np.copy(value)))
+        return value
+
+
+class RecordedRandomness(Randomness):
+    """Replays, per env, the draws a reference env made (``streams[i]`` is env ``i``'s queue).
+
+    The queues may grow while a game consumes them (the reference and the game can run in
+    lockstep). A pop that asks for another call than the one recorded raises
+    ``AssertionError`` naming the env, the call asked for and the call recorded.
+    """
+
+    def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
+        super().__init__(num_envs, device)
+        self.streams: list[deque] = [deque() for _ in range(self.num_envs)]
+        self.popped = 0
+        """Draws consumed so far (all envs)."""
+
+    def recorder(self, env: int, random_state: np.random.RandomState) -> RandomStateRecorder:
+        """A ``RandomState`` stand-in whose draws feed env ``env``'s queue."""
+        return RandomStateRecorder(random_state, self.streams[env])
+
+    def _pop(self, env: int, method: str, low: int, high: int, size: int | None) -> Draw:
+        stream = self.streams[env]
+        asked = Draw(method, low, high, size, None).describe()
+        if not stream:
+            raise AssertionError(f"env {env}: the game asked for {asked} but the reference drew nothing more")
+        draw = stream.popleft()
+        if (draw.method, draw.size) != (method, size) or (
+            method == "randint" and (draw.low, draw.high) != (low, high)
+        ):
+            raise AssertionError(
+                f"env {env} draw {self.popped}: the game asked for {asked} "
+                f"but the reference drew {draw.describe()}"
+            )
+        self.popped += 1
+        return draw
+
+    def _envs(self, mask: torch.Tensor) -> list[int]:
+        return torch.nonzero(mask.cpu(), as_tuple=False).flatten().tolist()
+
+    def uniform(self, mask: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        shape = (self.num_envs,) if size is None else (self.num_envs, size)
+        out = np.zeros(shape, dtype=np.float64)
+        for i in self._envs(mask):
+            out[i] = self._pop(i, "rand", 0, 0, size).value
+        return torch.from_numpy(out).to(self.device)
+
+    def integers(self, low: Bound, high: Bound, mask: torch.Tensor,
+                 size: int | None = None) -> torch.Tensor:
+        shape = (self.num_envs,) if size is None else (self.num_envs, size)
+        lows = np.broadcast_to(torch.as_tensor(low).cpu().numpy(), (self.num_envs,))
+        highs = np.broadcast_to(torch.as_tensor(high).cpu().numpy(), (self.num_envs,))
+        out = np.zeros(shape, dtype=np.int64)
+        for i in self._envs(mask):
+            out[i] = self._pop(i, "randint", int(lows[i]), int(highs[i]), size).value
+        return torch.from_numpy(out).to(self.device)
+
+    def remaining(self) -> int:
+        """Recorded draws not consumed yet (all envs)."""
+        return sum(len(s) for s in self.streams)
