@@ -1,0 +1,113 @@
+"""Batched Seaquest against the reference minatar package."""
+
+import numpy as np
+import pytest
+import torch
+from minatar_lockstep import lockstep
+
+from envs.minatar.reference import (
+    assert_same_mean,
+    batched_random_policy_stats,
+    compare_with_reference,
+    reference_random_policy_stats,
+)
+from envs.minatar.seaquest import Seaquest
+from envs.minatar.seaquest_rules import ALIVE
+
+NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
+
+
+def diver_seeker(game, rng: np.random.Generator) -> int:
+    """Fetches divers, shoots what is ahead, surfaces when low on oxygen or full; 20 % random."""
+    if rng.random() < 0.2:
+        return int(rng.integers(6))
+    if game.diver_count > 0 and (game.oxygen < 60 or game.diver_count >= 6):
+        return UP
+    ahead = [e for e in game.e_fish + game.e_subs
+             if e[1] == game.sub_y and (e[0] > game.sub_x) == game.sub_or]
+    if ahead and rng.random() < 0.6:
+        return FIRE
+    if game.divers:
+        d = min(game.divers, key=lambda d: abs(d[1] - game.sub_y) + abs(d[0] - game.sub_x))
+        if d[1] < game.sub_y:
+            return UP
+        if d[1] > game.sub_y:
+            return DOWN
+        if d[0] != game.sub_x:
+            return LEFT if d[0] < game.sub_x else RIGHT
+    if game.sub_y == 0:
+        return DOWN
+    return int(rng.choice([NOOP, LEFT, RIGHT, FIRE]))
+
+
+def late_start(rng: np.random.Generator) -> dict[str, int]:
+    """The state after ``level`` surfacings (as the reference's ``_surface`` ramps), with
+    some divers on board: crowded screens, fast enemies, the 6-diver bonus."""
+    spawn, move, level = 20, 5, int(rng.integers(0, 26))
+    for index in range(level):
+        if spawn > 1 or move > 2:
+            move -= move > 2 and index % 2 == 1
+            spawn -= spawn > 1
+    return {"e_spawn_speed": spawn, "e_spawn_timer": spawn, "move_speed": move,
+            "ramp_index": level, "diver_count": int(rng.integers(0, 7))}
+
+
+def test_seaquest_equals_reference_step_for_step():
+    result = compare_with_reference("Seaquest", num_envs=8, vector_steps=250, seed=3)
+    assert result.episodes >= 50 and result.reward > 0
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_step_for_step_10k():
+    result = compare_with_reference("Seaquest", num_envs=8, vector_steps=1300, seed=4)
+    assert result.steps >= 10_000 and result.episodes >= 300 and result.reward > 0
+
+
+def test_seaquest_equals_reference_without_ramping_or_sticky_actions():
+    result = compare_with_reference("Seaquest", num_envs=4, vector_steps=150, seed=8,
+                                    sticky_action_prob=0.0, difficulty_ramping=False)
+    assert result.episodes > 10 and result.max_difficulty == 0
+
+
+def test_seaquest_equals_reference_when_fetching_divers_and_surfacing():
+    result = lockstep("Seaquest", num_envs=6, vector_steps=400, policy=diver_seeker, seed=5)
+    assert result["max_difficulty"] >= 2 and result["reward"] > 0
+
+
+def test_seaquest_equals_reference_from_late_difficulty():
+    result = lockstep("Seaquest", num_envs=6, vector_steps=300, policy=diver_seeker, seed=6,
+                      start=late_start)
+    assert result["max_difficulty"] >= 20 and result["episodes"] >= 10
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_scripted_10k():
+    for seed, start in ((7, None), (8, late_start)):
+        result = lockstep("Seaquest", num_envs=8, vector_steps=1300, policy=diver_seeker,
+                          seed=seed, start=start)
+        assert result["steps"] >= 10_000 and result["reward"] > 0
+
+
+def test_seaquest_reset_leaves_other_envs_alone():
+    game = Seaquest(3, seed=1)
+    actions = torch.tensor([DOWN, DOWN, FIRE])
+    for _ in range(40):  # past the first enemy and diver spawns
+        game.step(actions)
+        game.reset(game.terminal)
+    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
+    assert (before["enemies"][:, :, ALIVE] == 1).any() and (before["divers"][:, :, ALIVE] == 1).any()
+    game.reset(torch.tensor([True, False, False]))
+    after = game.state_dict()
+    for name, value in before.items():
+        for env in (1, 2):
+            assert torch.equal(after[name][env], value[env]), (name, env)
+    assert not (after["enemies"][0, :, ALIVE] == 1).any() and after["oxygen"][0] == 200
+    assert after["sub_y"][0] == 0 and after["e_spawn_timer"][0] == 20
+
+
+def test_seaquest_random_policy_matches_reference_statistics():
+    ours_ret, ours_len = batched_random_policy_stats("Seaquest", 320, num_envs=64, seed=0)
+    ref_ret, ref_len = reference_random_policy_stats("Seaquest", 320, seed=0)
+    assert len(ours_ret) == len(ref_ret) == 320
+    assert_same_mean(ours_ret, ref_ret, "return")
+    assert_same_mean(ours_len, ref_len, "length")
