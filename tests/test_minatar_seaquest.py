@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from minatar_fuzz import fuzz
 from minatar_lockstep import lockstep
 
 from envs.minatar.reference import (
@@ -12,7 +13,7 @@ from envs.minatar.reference import (
     reference_random_policy_stats,
 )
 from envs.minatar.seaquest import Seaquest
-from envs.minatar.seaquest_rules import ALIVE
+from envs.minatar.seaquest_rules import ALIVE, DIR, IS_SUB, SHOT, TIMER, X, Y
 
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
 
@@ -111,3 +112,85 @@ def test_seaquest_random_policy_matches_reference_statistics():
     assert len(ours_ret) == len(ref_ret) == 320
     assert_same_mean(ours_ret, ref_ret, "return")
     assert_same_mean(ours_len, ref_len, "length")
+
+
+def crowded_state(game, rng: np.random.Generator) -> None:
+    """A random mid-game state with objects packed onto a few cells (shared by enemies of
+    both kinds, player bullets of both headings and divers), timers near zero."""
+    game.sub_x, game.sub_y = int(rng.integers(10)), int(rng.integers(9))
+    game.sub_or = bool(game.sub_x == 9 or (game.sub_x > 0 and rng.random() < 0.5))
+    game.move_speed = int(rng.integers(2, 6))
+    game.e_spawn_speed = int(rng.integers(1, 21))
+    game.e_spawn_timer, game.d_spawn_timer = int(rng.integers(3)), int(rng.integers(3))
+    game.shot_timer = int(rng.integers(3))
+    game.oxygen = int(rng.integers(-1, 201))
+    game.diver_count = int(rng.integers(-2, 7))
+    game.surface = bool(rng.random() < 0.5)
+    game.ramp_index = int(rng.integers(0, 20))
+    hot = [(int(rng.integers(10)), int(rng.integers(1, 9))) for _ in range(3)]
+    hot.append((game.sub_x, max(game.sub_y, 1)))
+    heading = {y: bool(rng.random() < 0.5) for y in range(10)}
+
+    def near() -> tuple[int, int]:
+        x, y = hot[rng.integers(len(hot))]
+        return min(9, max(0, x + int(rng.integers(-1, 2)))), y
+
+    game.f_bullets = []  # at most 2 (one per 5 steps, 10 steps' life), never 2 alike
+    for _ in range(rng.integers(0, 3)):
+        x, y = near()
+        bullet = [x, y, bool(rng.random() < 0.5)]
+        if bullet not in game.f_bullets:
+            game.f_bullets.append(bullet)
+    if len(game.f_bullets) == 1 and rng.random() < 0.5:  # one heading the other way, to meet
+        x, y, right = game.f_bullets[0]
+        if 0 <= x + (2 if right else -2) <= 9:
+            game.f_bullets.append([x + (2 if right else -2), y, not right])
+    game.e_fish, game.e_subs, game.divers, game.e_bullets = [], [], [], []
+    for _ in range(rng.integers(0, 12)):
+        x, y = near()
+        if rng.random() < 0.5:
+            game.e_subs.append([x, y, heading[y], int(rng.integers(0, 3)), int(rng.integers(0, 3))])
+        else:
+            game.e_fish.append([x, y, heading[y], int(rng.integers(0, 3))])
+    for _ in range(rng.integers(0, 4)):  # often on the sub, to meet the 6-diver cap
+        x, y = (game.sub_x, game.sub_y) if game.sub_y > 0 and rng.random() < 0.4 else near()
+        game.divers.append([x, y, bool(rng.random() < 0.5), int(rng.integers(0, 3))])
+    for _ in range(rng.integers(0, 4)):
+        x, y = near()
+        game.e_bullets.append([x, y, bool(rng.random() < 0.5)])
+
+
+def load_reference(game: Seaquest, i: int, ref) -> None:
+    """Copy a reference ``Env``'s state into env ``i`` of the batched game."""
+    for name in ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
+                 "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
+                 "surface"):
+        getattr(game, name)[i] = getattr(ref, name)
+
+    def put(slots: torch.Tensor, rows: list[list[int]], fields: tuple[int, ...]) -> None:
+        slots[i] = 0
+        for k, row in enumerate(rows):
+            slots[i, k, ALIVE] = 1
+            for field, value in zip(fields, row):
+                slots[i, k, field] = int(value)
+
+    put(game.f_bullets, ref.f_bullets, (X, Y, DIR))
+    enemies = [f + [0, 0] for f in ref.e_fish] + [s + [1] for s in ref.e_subs]
+    put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
+    put(game.divers, ref.divers, (X, Y, DIR, TIMER))
+    game.e_bullets[i] = False
+    for x, y, heading in ref.e_bullets:
+        game.e_bullets[i, int(heading), y, x] = True
+
+
+def test_seaquest_equals_reference_from_crowded_random_states():
+    ended = fuzz("Seaquest", num_envs=300, steps=4, make_state=crowded_state,
+                 load=load_reference, seed=0)
+    assert 30 < ended < 270
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_from_crowded_random_states_many():
+    for seed in range(1, 11):
+        fuzz("Seaquest", num_envs=500, steps=6, make_state=crowded_state, load=load_reference,
+             seed=seed)
