@@ -21,8 +21,9 @@ from envs.minatar.reference import reference_envs
 
 Policy = Callable[[object, np.random.Generator], int]
 """``policy(reference_game, rng) -> action``; ``reference_game`` is ``Environment.env``."""
-Start = Callable[[np.random.Generator], dict[str, int]]
-"""``start(rng) -> {state name: value}`` set on both sides after each reset."""
+Start = Callable[[np.random.Generator], dict]
+"""``start(rng) -> {state name: value}`` set on both sides after each reset (an int, or a
+numpy array for a map)."""
 
 
 def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: int = 0,
@@ -44,7 +45,8 @@ def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: 
             refs[i].reset()
             for name, value in (start(rng) if start is not None else {}).items():
                 setattr(refs[i].env, name, value)
-                getattr(batched, name)[i] = value
+                ours = getattr(batched, name)
+                ours[i] = torch.as_tensor(np.asarray(value) != 0 if ours.dtype == torch.bool else value)
 
     def check(t: int) -> None:
         ours = batched.observation().numpy()

@@ -117,7 +117,7 @@ class SpaceInvaders(BatchedGame):
         self.alien_shot_timer = torch.where(shoots, ENEMY_SHOT_INTERVAL, self.alien_shot_timer)
         e_bullets = e_bullets | (self._nearest_alien(aliens) & shoots.view(-1, 1, 1))
 
-        kills = aliens & f_bullets
+        kills = aliens & f_bullets & cells
         reward = kills.sum((1, 2)).float()
         aliens = aliens & ~kills
         self.f_bullet_map = f_bullets & ~kills
