@@ -58,7 +58,7 @@ class Seaquest(BatchedGame):
     state_names = (
         "sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed", "e_spawn_timer",
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",
-        "f_bullets", "enemies", "divers", "e_bullets",
+        "f_bullets", "enemies", "enemy_head", "divers", "e_bullets",
     )
 
     def _init_state(self) -> None:
@@ -69,6 +69,7 @@ class Seaquest(BatchedGame):
         self.surface = torch.zeros(n, dtype=torch.bool, device=dev)
         self.f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
         self.enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
+        self.enemy_head = torch.zeros(n, dtype=torch.long, device=dev)
         self.divers = slots.empty(n, DIVER_SLOTS, 5, dev)
         self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
         self._cell = torch.arange(GRID * GRID, device=dev)
@@ -91,7 +92,8 @@ class Seaquest(BatchedGame):
             put(name, value)
         keep = (~mask).long()
         self.f_bullets = self.f_bullets * keep[:, None, None]
-        self.enemies = self.enemies * keep[:, None, None]
+        self.enemies[:, :, ALIVE] *= keep.unsqueeze(1)
+        self.enemy_head = self.enemy_head * keep
         self.divers = self.divers * keep[:, None, None]
         self.e_bullets = self.e_bullets & ~mask[:, None, None, None]
 
@@ -104,18 +106,19 @@ class Seaquest(BatchedGame):
         terminal = self.terminal.clone()
 
         # The rule functions update these copies of the object lists in place.
-        bullets, enemies, divers = self.f_bullets.clone(), self.enemies.clone(), self.divers.clone()
+        bullets, enemies, divers = self.f_bullets.clone(), self.enemies, self.divers.clone()
+        age = slots.ring_age(self.enemy_head, ENEMY_SLOTS)
         player = (self.sub_x, self.sub_y)
-        reward += resolve_player_bullets(bullets, enemies, live)
+        reward += resolve_player_bullets(bullets, enemies, age, live)
         self.diver_count = resolve_divers(divers, player, self.diver_count, live)
         subs = live.unsqueeze(1) & (enemies[:, :, ALIVE] == 1) & (enemies[:, :, IS_SUB] == 1)
-        hits, touched, shots = move_enemies(enemies, subs, bullets, player, self.move_speed,
-                                            shoot=True)
+        hits, touched, shots = move_enemies(enemies, subs, age, bullets, player,
+                                            self.move_speed, shoot=True)
         reward += hits
         terminal |= touched
         terminal |= self._move_enemy_bullets(enemies, shots, live)
         fish = live.unsqueeze(1) & (enemies[:, :, ALIVE] == 1) & (enemies[:, :, IS_SUB] == 0)
-        hits, touched, _ = move_enemies(enemies, fish, bullets, player, self.move_speed,
+        hits, touched, _ = move_enemies(enemies, fish, age, bullets, player, self.move_speed,
                                         shoot=False)
         reward += hits
         terminal |= touched
@@ -127,7 +130,6 @@ class Seaquest(BatchedGame):
         reward += self._oxygen_and_surface(live, terminal)
 
         self.f_bullets = slots.compact(bullets, ALIVE)
-        self.enemies = slots.compact(enemies, ALIVE)
         self.divers = slots.compact(divers, ALIVE)
         self.terminal = terminal
         return reward.float(), terminal.clone()
@@ -147,7 +149,7 @@ class Seaquest(BatchedGame):
             torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
             self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
         ], 1)
-        self.enemies = slots.append(en, ALIVE, spawn & ~clash, enemy)
+        self.enemy_head = slots.ring_append(en, self.enemy_head, spawn & ~clash, enemy)
         self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
         spawn = live & (self.d_spawn_timer == 0)

@@ -19,8 +19,6 @@ several share a cell:
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 from envs.minatar.slots import first
@@ -41,9 +39,10 @@ def _step(heading: torch.Tensor) -> torch.Tensor:
     return 2 * heading - 1
 
 
-def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor,
+def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor, age: torch.Tensor,
                            live: torch.Tensor) -> torch.Tensor:
-    """Move the player's bullets and let them hit enemies; returns the hits per env."""
+    """Move the player's bullets and let them hit enemies (``age``: the enemies' list
+    order, 0 = oldest); returns the hits per env."""
     hits = torch.zeros_like(live, dtype=torch.long)
     slot = torch.arange(enemies.shape[1], device=enemies.device)
     for k in reversed(range(bullets.shape[1])):
@@ -54,8 +53,8 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor,
         inside = active & (x >= 0) & (x < GRID)
         on_cell = ((enemies[:, :, ALIVE] == 1) & (enemies[:, :, X] == x.unsqueeze(1))
                    & (enemies[:, :, Y] == b[:, Y].unsqueeze(1)))
-        shark_hit, shark = first(on_cell & (enemies[:, :, IS_SUB] == 0))
-        sub_hit, sub = first(on_cell & (enemies[:, :, IS_SUB] == 1))
+        shark_hit, shark = first(on_cell & (enemies[:, :, IS_SUB] == 0), age)
+        sub_hit, sub = first(on_cell & (enemies[:, :, IS_SUB] == 1), age)
         shark_hit &= inside
         sub_hit &= inside & ~shark_hit
         victim = torch.where(shark_hit, shark, sub)
@@ -89,8 +88,8 @@ def resolve_divers(divers: torch.Tensor, player: Player, diver_count: torch.Tens
     return diver_count
 
 
-def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, bullets: torch.Tensor,
-                 player: Player, move_speed: torch.Tensor, *, shoot: bool
+def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, age: torch.Tensor,
+                 bullets: torch.Tensor, player: Player, move_speed: torch.Tensor, *, shoot: bool
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Step the enemies where ``movers`` ([N, K] bool) is set: touch test, move, leave the
     screen, touch test, meet player bullets; with ``shoot`` (subs), count down to the next
@@ -109,7 +108,7 @@ def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, bullets: torch.Ten
     onto_player = moves & ~gone & at_player & (x == px.unsqueeze(1))
     touched |= onto_player.any(1)
     meets = moves & ~gone & ~onto_player
-    hit, used = _match_bullets(meets, x, y, bullets)
+    hit, used = _match_bullets(meets, x, y, age, bullets)
     enemies[:, :, ALIVE] *= (~(gone | hit)).long()
     bullets[:, :, ALIVE] *= (~used).long()
     shots = movers & (enemies[:, :, SHOT] == 0)
@@ -119,28 +118,25 @@ def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, bullets: torch.Ten
     return hit.sum(1), touched, shots & shoot
 
 
-@functools.cache
-def _after(size: int, device: torch.device) -> torch.Tensor:
-    """``[size, size]`` bool, True where the column index exceeds the row index."""
-    index = torch.arange(size, device=device)
-    return index.unsqueeze(0) > index.unsqueeze(1)
-
-
-def _match_bullets(meets: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+def _match_bullets(meets: torch.Tensor, x: torch.Tensor, y: torch.Tensor, age: torch.Tensor,
                    bullets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Which of the enemies in ``meets`` ([N, K]) are hit, and which bullets ([N, B]) hit them,
-    when the enemies claim, last-spawned first, the first bullet left on their cell."""
-    k, b = x.shape[1], bullets.shape[1]
+    when the enemies claim, last-spawned first, the first bullet left on their cell.
+
+    Bullet ``b`` with ``q`` live bullets before it on its cell goes to the enemy with ``q``
+    enemies meeting on that cell after it (if there is one)."""
     cell = y * GRID + x
-    same = (cell.unsqueeze(2) == cell.unsqueeze(1)) & meets.unsqueeze(1)
-    later = _after(k, x.device)
-    rank = (same & later).sum(2)  # enemies on the same cell spawned after this one
     alive = bullets[:, :, ALIVE] == 1
     b_cell = bullets[:, :, Y] * GRID + bullets[:, :, X]
-    b_same = (b_cell.unsqueeze(2) == b_cell.unsqueeze(1)) & alive.unsqueeze(1)
-    earlier = _after(b, x.device).T
-    queue = (b_same & earlier).sum(2)  # live bullets on the same cell fired before this one
-    match = (meets.unsqueeze(2) & alive.unsqueeze(1)
-             & (cell.unsqueeze(2) == b_cell.unsqueeze(1))
-             & (rank.unsqueeze(2) == queue.unsqueeze(1)))
-    return match.any(2), match.any(1)
+    hit = torch.zeros_like(meets)
+    used = torch.zeros_like(alive)
+    by_age = age.argsort(1)  # slots oldest first
+    for b in range(bullets.shape[1]):
+        queue = (alive[:, :b] & (b_cell[:, :b] == b_cell[:, b : b + 1])).sum(1, keepdim=True)
+        there = meets & (cell == b_cell[:, b : b + 1]) & alive[:, b : b + 1]
+        there = there.gather(1, by_age)  # in list order
+        from_end = there.flip(1).cumsum(1).flip(1)  # meeting enemies this old or younger
+        taker = (there & (from_end == queue + 1)).gather(1, age)  # back to slots
+        hit |= taker
+        used[:, b] = taker.any(1)
+    return hit, used

@@ -40,7 +40,28 @@ def compact(objects: torch.Tensor, alive: int) -> torch.Tensor:
     return moved * moved[:, :, alive : alive + 1]
 
 
-def first(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(any, index)`` per env of an ``[N, K]`` bool mask: whether a slot is set, and the
-    lowest set slot (0 when none)."""
-    return mask.any(1), mask.to(torch.uint8).argmax(1)
+def ring_append(objects: torch.Tensor, head: torch.Tensor, envs: torch.Tensor,
+                values: torch.Tensor) -> torch.Tensor:
+    """Write ``values`` (``[N, F]``) into slot ``head`` of each env in ``envs`` and return the
+    next head, ``(head + 1) % capacity`` there. A ring keeps list order without compaction
+    when no object outlives ``capacity`` appends: slot ``(head + j) % capacity`` holds the
+    ``j``-th oldest (see :func:`ring_age`)."""
+    index = head.view(-1, 1, 1).expand(-1, 1, objects.shape[2])
+    current = objects.gather(1, index)
+    objects.scatter_(1, index, torch.where(envs.view(-1, 1, 1), values.unsqueeze(1), current))
+    return torch.where(envs, (head + 1) % objects.shape[1], head)
+
+
+def ring_age(head: torch.Tensor, capacity: int) -> torch.Tensor:
+    """``[N, capacity]``: each slot's place in list order (0 = oldest) for a ring at ``head``."""
+    slot = torch.arange(capacity, device=head.device)
+    return (slot - head.unsqueeze(1)) % capacity
+
+
+def first(mask: torch.Tensor, order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(any, slot)`` per env of an ``[N, K]`` bool mask: whether a slot is set, and the set
+    slot first in list order (the lowest slot, or the lowest ``order``, e.g. a ring's age;
+    undefined when none is set)."""
+    if order is None:
+        return mask.any(1), mask.to(torch.uint8).argmax(1)
+    return mask.any(1), torch.where(mask, order, mask.shape[1]).argmin(1)
