@@ -22,13 +22,15 @@ Observation channels (``[N, 10, 10, 10]``): 0 sub front, 1 sub back, 2 player bu
 7 oxygen gauge (row 9), 8 diver gauge (row 9), 9 diver.
 
 State: scalars per env, and the reference's object lists as ordered slot tensors
-(:mod:`envs.minatar.slots`): player bullets ``[N, 3, 4]``, enemies (sharks and subs in one
-list, which keeps each kind's own order) ``[N, 32, 7]``, divers ``[N, 4, 5]``; enemy bullets
+(:mod:`envs.minatar.slots`): player bullets ``[N, 3, 4]`` and divers ``[N, 4, 5]``
+(compacted after each step), enemies (sharks and subs in one list, which keeps each kind's
+own order) ``[N, 32, 7]`` as a ring whose list order starts at ``enemy_head``; enemy bullets
 as two ``[10, 10]`` planes per env (left-, right-moving), since they only ever meet the
 player. Capacities follow from the rules: a player bullet lives at most 10 steps and one is
 fired at most every 5; a diver lives 60 steps and one spawns every 30; an enemy lives at
 most ``10 * (move_speed + 1) <= 30`` steps once spawns come every step (``move_speed`` is 2
-by then, and at most 60 steps with one spawn per 20 before).
+by then, and at most 60 steps with one spawn per 20 before), so no enemy outlives 32 spawns
+and the ring never overwrites a live one.
 """
 
 from __future__ import annotations
