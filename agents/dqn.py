@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.base import Agent, Learnable, after_step, extra_loss, make_adam, optimizer_step
-from agents.networks import QNetwork, make_encoder
+from agents.networks import QNetwork, default_encoder, make_encoder
 
 
 @dataclass
@@ -65,7 +65,7 @@ class DQNConfig:
     reward_clip: float | None = None
     """Clip each one-step reward to [−c, c] for the loss (None: no clipping; Atari presets use 1)."""
     encoder: str = "auto"
-    """Encoder: auto (nature_cnn for images, mlp otherwise), mlp, nature_cnn, impala_cnn."""
+    """Encoder: auto (minatar_cnn for MinAtar grids, nature_cnn for other images, mlp otherwise), mlp, nature_cnn, impala_cnn, minatar_cnn."""
     hidden: tuple[int, ...] = (256, 256)
     """Hidden widths of the MLP encoder."""
     activation: str = "relu"
@@ -112,7 +112,7 @@ class DQN(Agent):
         self.num_actions = num_actions
         self.action_masks = action_masks.to(self.device)  # (num_tasks, num_actions) bool
         self.image = len(obs_shape) == 3
-        kind = cfg.encoder if cfg.encoder != "auto" else ("nature_cnn" if self.image else "mlp")
+        kind = cfg.encoder if cfg.encoder != "auto" else default_encoder(obs_shape)
         encoder = make_encoder(kind, obs_shape, cfg.activation, cfg.norm, cfg.hidden)
         self.q = QNetwork(encoder, num_actions, cfg.dueling).to(self.device)
         # channels-last lets oneDNN / cuDNN pick their fast convolution kernels

@@ -1,4 +1,4 @@
-"""Networks: encoders (MLP, Nature CNN, IMPALA CNN) and heads (Q, dueling Q).
+"""Networks: encoders (MLP, Nature CNN, IMPALA CNN, MinAtar CNN) and heads (Q, dueling Q).
 
 Activation and normalisation are constructor arguments, so an intervention that changes
 the architecture (AdaLin, CReLU, LayerNorm) is an option, not a fork:
@@ -22,7 +22,7 @@ from torch import nn
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "adalin", "crelu")
 NORMS = (None, "layer")
-ENCODERS = ("mlp", "nature_cnn", "impala_cnn")
+ENCODERS = ("mlp", "nature_cnn", "impala_cnn", "minatar_cnn")
 
 
 def width_multiplier(activation: str) -> int:
@@ -186,6 +186,38 @@ class ImpalaCNN(nn.Sequential):
         self.out_dim = features
 
 
+class MinAtarCNN(nn.Sequential):
+    """The MinAtar network of Young & Tian (2019): a 3x3 convolution with 16 channels (stride 1,
+    no padding), then a 128-unit linear layer, each followed by the activation. Observations
+    are 0/1 cells (``uint8`` or ``bool``), cast to float unscaled."""
+
+    def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
+                 channels: int = 16, features: int = 128):
+        c, h, w = obs_shape
+        m = width_multiplier(activation)
+        mods: list[nn.Module] = [CastToFloat()]
+        mods += _block(nn.Conv2d(c, channels, 3, stride=1), channels, activation, norm, conv=True)
+        mods.append(nn.Flatten())
+        mods += _block(nn.Linear(channels * m * (h - 2) * (w - 2), features), features, activation, norm,
+                       conv=False)
+        super().__init__(*mods)
+        self.out_dim = features * m
+
+
+class CastToFloat(nn.Module):
+    """Integer or bool cells → float32 with the same values (MinAtar's 0/1 grids)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.is_floating_point() else x.float()
+
+
+def default_encoder(obs_shape: Sequence[int]) -> str:
+    """The encoder ``"auto"`` picks: minatar_cnn for 10x10 grids, nature_cnn for other images, else mlp."""
+    if len(obs_shape) == 3:
+        return "minatar_cnn" if tuple(obs_shape[1:]) == (10, 10) else "nature_cnn"
+    return "mlp"
+
+
 def make_encoder(kind: str, obs_shape: Sequence[int], activation: str = "relu",
                  norm: str | None = None, hidden: Sequence[int] = (256, 256)) -> nn.Module:
     """Build an encoder by name; it has an `out_dim` attribute."""
@@ -201,6 +233,10 @@ def make_encoder(kind: str, obs_shape: Sequence[int], activation: str = "relu",
         return NatureCNN(obs_shape, activation, norm)
     if kind == "impala_cnn":
         return ImpalaCNN(obs_shape, activation, norm)
+    if kind == "minatar_cnn":
+        if len(obs_shape) != 3:
+            raise ValueError(f"encoder 'minatar_cnn' needs grid observations (C, H, W), got shape {tuple(obs_shape)}")
+        return MinAtarCNN(obs_shape, activation, norm)
     raise ValueError(f"unknown encoder {kind!r}; valid: {', '.join(ENCODERS)}")
 
 

@@ -40,6 +40,13 @@ Semantics:
 - **Device.** Observations are moved to ``device`` once per step; the small per-env
   arrays (rewards, flags) travel together in one more copy. The only device-to-host copy
   is the actions handed to the emulator.
+- **Device-native tasks** (MinAtar: ``minatar:<Game>``) run on ``device`` itself: actions
+  stay there, observations (``uint8``, channels padded to 10 in a cycle), rewards and flags are made there,
+  and a task switch resets the next game there. Same next-step auto-reset, ``valid``,
+  budget, switch and seeding rules as above (the seed reseeds the game's torch generator).
+  Finished episodes come back from the device in one copy per report (every step on the
+  CPU, every 64 steps and at each visit's end on an accelerator; see
+  ``envs/minatar/vector.py``), so on an accelerator ``res.episodes`` arrives in batches.
 """
 
 from __future__ import annotations
@@ -133,7 +140,7 @@ class TaskSchedule:
         self._vsteps_per_visit = -(-int(steps_per_visit) // self.num_envs)
         # Env steps per visit, rounded up to a multiple of num_envs.
         self.steps_per_visit = self._vsteps_per_visit * self.num_envs
-        self._task_envs: TaskEnvs = build_task_envs(specs, self.num_envs, atari)
+        self._task_envs: TaskEnvs = build_task_envs(specs, self.num_envs, atari, device=self.device)
         self._envs = self._task_envs.envs
         self._sizes = self._task_envs.task_sizes
         self.action_masks = torch.from_numpy(self._task_envs.action_masks()).to(self.device)
@@ -226,10 +233,17 @@ class TaskSchedule:
         """A single (non-vector) env of task ``task`` with this schedule's layout."""
         return self._task_envs.make_single_env(task)
 
+    def make_eval_vector_env(self, task: int, num_envs: int):
+        """A separate batched env of device-native task ``task`` (MinAtar) with this layout."""
+        return self._task_envs.make_vector_env(task, num_envs)
+
     # ------------------------------------------------------------------ stepping
     def _start_visit(self) -> torch.Tensor:
         """Reset the current task's env (seeded by position) and return its first obs."""
         seed = visit_seed(self.seed, self.visit, self._vstep)
+        if self._task_envs.device_native:
+            self._needs_reset = False
+            return self._envs[self.task_index].reset(seed=seed)
         obs, _ = self._envs[self.task_index].reset(seed=seed)
         self._ep_ret[:] = 0.0
         self._ep_len[:] = 0
@@ -276,6 +290,8 @@ class TaskSchedule:
             raise RuntimeError("call reset() before step() (at the start and after load_state_dict)")
         if self.finished:
             raise RuntimeError("the schedule is finished: check schedule.finished")
+        if self._task_envs.device_native:
+            return self._step_device(actions)
         task = self._task
         obs_np, rew, term, trunc, _ = self._envs[task].step(self._host_actions(actions, task))
 
@@ -329,6 +345,31 @@ class TaskSchedule:
             episodes=episodes,
             switch=switch,
         )
+
+    def _step_device(self, actions: torch.Tensor) -> StepResult:
+        """``step`` for device-native tasks: no host copy of observations or actions."""
+        n, task = self.num_envs, self._task
+        if not isinstance(actions, torch.Tensor) or actions.shape != (n,) or actions.is_floating_point():
+            got = f"{actions.dtype} {tuple(actions.shape)}" if hasattr(actions, "shape") else type(actions).__name__
+            raise ValueError(f"discrete actions must be an integer tensor of shape ({n},), got {got}")
+        env = self._envs[task]
+        out = env.step(actions)
+        self._vstep += 1
+        self.steps += n
+        last = self._vstep == self._vsteps_per_visit
+        episodes = [Episode(task, i, ret, length) for i, ret, length in out.episodes]
+        truncated = out.truncated
+        obs, switch = out.obs, None
+        if last:
+            episodes += [Episode(task, i, ret, length) for i, ret, length in env.take_episodes()]
+            truncated = torch.ones(n, dtype=torch.bool, device=self.device)
+            self._set_visit(self.visit + 1)
+            self._vstep = 0
+            if not self.finished:
+                switch = TaskSwitch(task, self.task_index, self.visit)
+                obs = self._start_visit()
+        return StepResult(next_obs=out.obs, obs=obs, rewards=out.rewards, terminated=out.terminated,
+                          truncated=truncated, valid=out.valid, task=task, episodes=episodes, switch=switch)
 
     # -------------------------------------------------------------- checkpoint
     def _settings(self) -> dict[str, Any]:

@@ -4,6 +4,12 @@
 all discrete or all continuous), works out the common observation shape and action size,
 and builds one vector env per task, each wrapped to that layout. The schedule keeps these
 envs for the whole run and reuses each on every revisit of its task.
+
+MinAtar tasks are *device-native* (``device_native``): each task's env is an
+``envs.minatar.vector.MinAtarVectorEnv`` on the training device, which takes and returns
+tensors there; when the schedule has more than one game, every game's channels are
+zero-padded to 10 (Seaquest's count, the most of any game), so one network serves any cycle;
+a single game keeps its own channels. Every game has MinAtar's six actions.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class TaskEnvs:
     """Per task: its number of actions (discrete) or action dimensions (continuous)."""
     atari: AtariOptions | None = None
     """Atari settings when the tasks are Atari games."""
+    device_native: bool = False
+    """Whether the envs take and return tensors on the training device (MinAtar tasks)."""
+    minatar: dict | None = None
+    """MinAtar settings (``sticky_action_prob``, ``device``) when the tasks are MinAtar games."""
     action_size: int = field(init=False)
     """Largest entry of ``task_sizes``: the agent's number of actions or action dimensions."""
 
@@ -56,9 +66,25 @@ class TaskEnvs:
     def make_single_env(self, task: int) -> gymnasium.Env:
         """A single (non-vector) env of task ``task`` with exactly this layout (for evaluation)."""
         spec = self.specs[task]
+        if spec.kind == "minatar":
+            from envs.minatar.vector import MinAtarGymEnv
+
+            return MinAtarGymEnv(spec.target, channels=self.obs_shape[0], device="cpu",
+                                 sticky_action_prob=self.minatar["sticky_action_prob"])
         if spec.kind == "atari":
             return make_atari_env(spec, self.atari)
         return make_gym_env(spec, self.obs_shape[0], None if self.discrete else self.action_size)
+
+    def make_vector_env(self, task: int, num_envs: int):
+        """A separate batched env of MinAtar task ``task`` with this layout, on the training
+        device (for evaluation; next-step auto-reset, see ``envs.minatar.vector``)."""
+        spec = self.specs[task]
+        if spec.kind != "minatar":
+            raise ValueError(f"make_vector_env is for MinAtar tasks; {spec.id!r} is not one")
+        from envs.minatar.vector import MinAtarVectorEnv
+
+        return MinAtarVectorEnv(spec.target, num_envs, self.minatar["device"], channels=self.obs_shape[0],
+                                sticky_action_prob=self.minatar["sticky_action_prob"])
 
     def close(self) -> None:
         """Close every env."""
@@ -110,12 +136,38 @@ def _build_gym(specs: list[TaskSpec], num_envs: int) -> TaskEnvs:
     )
 
 
+def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.device,
+                   sticky_action_prob: float) -> TaskEnvs:
+    """MinAtar games: batched on ``device``; a cycle of games pads every game's channels to 10."""
+    from envs.minatar import MAX_CHANNELS, game_class
+    from envs.minatar.vector import MinAtarVectorEnv
+
+    channels = game_class(specs[0].target).num_channels if len(specs) == 1 else MAX_CHANNELS
+    envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels,
+                             sticky_action_prob=sticky_action_prob) for s in specs]
+    return TaskEnvs(
+        specs=specs,
+        envs=envs,  # type: ignore[arg-type]
+        obs_shape=(channels, 10, 10),
+        obs_dtype=torch.uint8,
+        frame_stack=1,
+        discrete=True,
+        task_sizes=[e.num_actions for e in envs],
+        device_native=True,
+        minatar={"sticky_action_prob": sticky_action_prob, "device": torch.device(device)},
+    )
+
+
 def build_task_envs(
-    specs: list[TaskSpec], num_envs: int, atari: AtariOptions | None = None
+    specs: list[TaskSpec], num_envs: int, atari: AtariOptions | None = None,
+    device: str | torch.device = "cpu", minatar_sticky_actions: float = 0.1,
 ) -> TaskEnvs:
-    """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`)."""
+    """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`); ``device``
+    and ``minatar_sticky_actions`` serve MinAtar tasks only."""
     if num_envs < 1:
         raise ValueError(f"num_envs={num_envs} must be >= 1")
+    if {s.kind for s in specs} == {"minatar"}:
+        return _build_minatar(specs, num_envs, device, minatar_sticky_actions)
     if {s.kind for s in specs} == {"atari"}:
         return _build_atari(specs, num_envs, atari or AtariOptions())
     if any(s.kind == "atari" for s in specs):

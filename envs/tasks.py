@@ -1,4 +1,5 @@
-"""Task ids: parsing and validation of ``"atari:<Game>"`` and ``"gym:<gymnasium id>"``.
+"""Task ids: parsing and validation of ``"atari:<Game>"``, ``"gym:<gymnasium id>"`` and
+``"minatar:<Game>"``.
 
 A task id names one environment of a schedule:
 
@@ -7,6 +8,10 @@ A task id names one environment of a schedule:
   case ROM id is accepted too (``"atari:space_invaders"``); the canonical form is CamelCase.
 - ``"gym:CartPole-v1"``, ``"gym:HalfCheetah-v5"``: any id in Gymnasium's registry
   (Atari entries excluded: use the ``atari:`` form for those).
+- ``"minatar:Breakout"``, ``"minatar:SpaceInvaders"``: one of MinAtar's five games (Asterix,
+  Breakout, Freeway, Seaquest, SpaceInvaders), run as a batched torch program on the training
+  device (``envs/minatar``). Case-insensitive; the reference's snake case
+  (``"minatar:space_invaders"``) is accepted too.
 
 Every error a user can make here (unknown prefix, unknown game or id, missing extra such
 as MuJoCo) raises ``ValueError`` with one line naming the bad value and what is valid.
@@ -26,7 +31,7 @@ import gymnasium
 
 gymnasium.register_envs(ale_py)
 
-TaskKind = Literal["atari", "gym"]
+TaskKind = Literal["atari", "gym", "minatar"]
 
 # Gymnasium entry-point packages that need an optional dependency: (module, install hint).
 _EXTRAS: dict[str, tuple[str, str, str]] = {
@@ -42,15 +47,18 @@ class TaskSpec:
     id: str
     """Canonical task id, e.g. ``"atari:Pong"`` or ``"gym:CartPole-v1"``."""
     kind: TaskKind
-    """``"atari"`` (built with ale-py) or ``"gym"`` (built with ``gymnasium.make``)."""
+    """``"atari"`` (ale-py), ``"gym"`` (``gymnasium.make``) or ``"minatar"`` (``envs.minatar``)."""
     name: str
     """Short name usable in a TensorBoard tag, e.g. ``"Pong"`` or ``"CartPole-v1"``."""
     target: str
-    """What the factory builds: ale-py ROM id (``"pong"``) or Gymnasium id (``"CartPole-v1"``)."""
+    """What the factory builds: ale-py ROM id (``"pong"``), Gymnasium id (``"CartPole-v1"``) or
+    MinAtar game name (``"Breakout"``)."""
 
     @property
     def gym_id(self) -> str:
         """The Gymnasium registry id of this task (``"ALE/Pong-v5"`` for Atari games)."""
+        if self.kind == "minatar":
+            return f"MinAtar/{self.name}-v0"  # the reference package's id (full action set)
         return f"ALE/{self.name}-v5" if self.kind == "atari" else self.target
 
 
@@ -146,6 +154,20 @@ def parse_gym_id(env_id: str) -> TaskSpec:
     return TaskSpec(id=task_id, kind="gym", name=env_id.replace("/", "_"), target=env_id)
 
 
+def parse_minatar_game(game: str) -> TaskSpec:
+    """The spec of MinAtar game ``game`` (case- and underscore-insensitive)."""
+    from envs.minatar import GAMES
+
+    by_key = {_fold(name): name for name in GAMES}
+    name = by_key.get(_fold(game))
+    if name is None:
+        raise ValueError(
+            f"unknown MinAtar game {game!r} in task 'minatar:{game}'"
+            f"{_suggest(game, list(GAMES), fold=True)}; valid games: {', '.join(GAMES)}"
+        )
+    return TaskSpec(id=f"minatar:{name}", kind="minatar", name=name, target=name)
+
+
 def parse_task(task_id: str) -> TaskSpec:
     """Parse and validate one task id; raise a one-line ``ValueError`` if it is bad."""
     if not isinstance(task_id, str):
@@ -155,6 +177,8 @@ def parse_task(task_id: str) -> TaskSpec:
         return parse_atari_game(rest.strip())
     if sep and prefix.strip().lower() == "gym":
         return parse_gym_id(rest.strip())
+    if sep and prefix.strip().lower() == "minatar":
+        return parse_minatar_game(rest.strip())
     hint = ""
     if not sep:
         if _fold(task_id) in {_fold(n) for n in atari_games()}:
@@ -162,13 +186,13 @@ def parse_task(task_id: str) -> TaskSpec:
         elif task_id in gymnasium.registry:
             hint = f" (did you mean 'gym:{task_id}'?)"
     raise ValueError(
-        f"task {task_id!r} must start with 'atari:' or 'gym:'{hint}, "
-        "e.g. 'atari:Pong' or 'gym:CartPole-v1'"
+        f"task {task_id!r} must start with 'minatar:', 'atari:' or 'gym:'{hint}, "
+        "e.g. 'atari:Pong', 'gym:CartPole-v1' or 'minatar:Breakout'"
     )
 
 
 def parse_tasks(task_ids: list[str] | tuple[str, ...]) -> list[TaskSpec]:
-    """Parse a schedule's task list: non-empty, no duplicates, not Atari mixed with others.
+    """Parse a schedule's task list: non-empty, no duplicates, one kind (Atari, MinAtar or Gymnasium).
 
     Whether the tasks agree on discrete versus continuous actions needs their action
     spaces; :func:`envs.task_envs.build_task_envs` checks that when it builds them.
@@ -187,6 +211,13 @@ def parse_tasks(task_ids: list[str] | tuple[str, ...]) -> list[TaskSpec]:
             )
         seen.add(spec.id)
     kinds = {s.kind for s in specs}
+    if "minatar" in kinds and len(kinds) > 1:
+        minatar = [s.id for s in specs if s.kind == "minatar"]
+        other = [s.id for s in specs if s.kind != "minatar"]
+        raise ValueError(
+            f"cannot mix MinAtar tasks {minatar} with other tasks {other} in one schedule "
+            "(MinAtar runs as batched device tensors with 10x10 grid observations)"
+        )
     if len(kinds) > 1:
         atari = [s.id for s in specs if s.kind == "atari"]
         other = [s.id for s in specs if s.kind != "atari"]

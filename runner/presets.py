@@ -81,12 +81,33 @@ def _mujoco_cycle() -> TrainConfig:
     )
 
 
+def _minatar_cycle() -> TrainConfig:
+    """DQN cycling MinAtar SpaceInvaders -> Asterix -> Seaquest, the C-CHAIN order, scaled for a
+    laptop: 100k env steps per visit (not millions), 2 cycles, 8 batched envs on the training
+    device, the MinAtar network (3x3 conv with 16 channels, 128 units), channels padded to 10,
+    MinAtar's sticky actions 0.1; replay 100k, batch 32, one update per 4 env steps, epsilon
+    1 -> 0.01 over each visit's first 10% (restarted at every switch)."""
+    return TrainConfig(
+        preset="minatar-cycle",
+        env=EnvConfig(tasks=("minatar:SpaceInvaders", "minatar:Asterix", "minatar:Seaquest"),
+                      steps_per_visit=100_000, cycles=2, num_envs=8),
+        replay=ReplayConfig(capacity=100_000),
+        dqn=DQNConfig(lr=2.5e-4, batch_size=32, train_freq=4, learning_starts=5_000,
+                      target_update_interval=1_000, exploration_fraction=0.1, epsilon_end=0.01,
+                      epsilon_restart=True, encoder="minatar_cnn"),
+        monitor=MonitorConfig(every=2_000),
+        eval=EvalConfig(episodes=5, random_episodes=5, max_steps=10_000),
+        checkpoint_every=50_000, log_every=5_000,
+    )
+
+
 PRESETS = {
     "quickstart": _quickstart,
     "atari-cycle": _atari_cycle,
     "classic-cycle": _classic_cycle,
     "pendulum": _pendulum,
     "mujoco-cycle": _mujoco_cycle,
+    "minatar-cycle": _minatar_cycle,
 }
 
 

@@ -80,3 +80,10 @@ def test_recorded_randomness_catches_a_draw_out_of_order(monkeypatch):
     monkeypatch.setattr(Breakout, "_reset", twice)
     with pytest.raises(AssertionError, match="asked for"):
         compare_with_reference("Breakout", num_envs=2, vector_steps=50, seed=0)
+
+
+@pytest.mark.slow
+def test_compiled_breakout_equals_reference_step_for_step():
+    # torch.compile of the step and the observation (tens of seconds to compile)
+    result = compare_with_reference("Breakout", num_envs=4, vector_steps=2500, seed=7, compile=True)
+    assert result.steps >= 10_000 and result.episodes >= 300

@@ -28,7 +28,10 @@ def game_class(name: str) -> type[BatchedGame]:
     if name not in GAMES:
         raise ValueError(f"unknown MinAtar game {name!r}; valid: {', '.join(GAMES)}")
     module, cls = GAMES[name][1].split(":")
-    return getattr(importlib.import_module(module), cls)
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        raise ValueError(f"MinAtar game {name!r} is not built yet ({module}.{cls} is missing)") from None
 
 
 __all__ = ["ACTIONS", "GAMES", "MAX_CHANNELS", "NUM_ACTIONS", "BatchedGame", "RecordedRandomness",

@@ -28,6 +28,15 @@ What the base class does, as ``minatar.Environment`` does around a game:
 
 Rewards are ``float32``, terminals ``bool``. Reset is explicit: ``step`` never resets
 (the wrapper that serves the training schedule decides when, see ``envs.minatar.vector``).
+
+``compile=True`` runs ``_act`` through ``torch.compile`` (Inductor fuses its element-wise
+work into a few loops): the state tensors go in as arguments and come back as results, so
+the compiled graph holds no state. Draws inside ``_act`` split the graph there (the
+generator stays eager), which is why it pays only for a game that draws nothing while
+stepping: Breakout (about 3x at N = 4096 on a CPU), not Freeway (slower than eager);
+Asterix does not compile (an Inductor C++ error). Compiling ``observation`` too made steps
+slower, so it stays eager. Compiling costs seconds to tens of seconds per game and number of
+envs the first time (Inductor's on-disk cache shortens later runs); see benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ class BatchedGame(ABC):
         sticky_action_prob: float = 0.1,
         difficulty_ramping: bool = True,
         seed: int = 0,
+        compile: bool = False,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be >= 1")
@@ -83,7 +93,29 @@ class BatchedGame(ABC):
         self.last_action = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self.terminal = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._init_state()
+        if compile:
+            self._act = self._compiled(type(self)._act)  # type: ignore[method-assign]
         self.reset()
+
+    def _compiled(self, method):
+        """``method`` of this game through ``torch.compile``, with the state as arguments and results."""
+        names = (*self.state_names, "terminal")
+
+        def pure(args, *tensors):
+            for name, value in zip(names, tensors):
+                setattr(self, name, value)
+            out = method(self, *args)
+            return out, tuple(getattr(self, name) for name in names)
+
+        compiled = torch.compile(pure, dynamic=False)
+
+        def run(*args):
+            out, tensors = compiled(args, *(getattr(self, name) for name in names))
+            for name, value in zip(names, tensors):
+                setattr(self, name, value)
+            return out
+
+        return run
 
     # ---------------------------------------------------------------- per game
     @abstractmethod

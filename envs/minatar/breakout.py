@@ -19,30 +19,30 @@ import torch
 from envs.minatar.base import GRID, LEFT, RIGHT, BatchedGame
 
 
+BRICK_ROWS = (1, 4)
+"""Bricks only ever occupy rows 1-3 (placed there at reset and at a refill)."""
+ALL_BRICKS = (1 << 30) - 1
+
+
 class Breakout(BatchedGame):
+    """Bricks are kept as a 30-bit mask per env (bit ``(row - 1) * 10 + column`` for rows 1-3),
+    so every step is a fixed sequence of ``[N]``-sized integer operations."""
+
     name = "Breakout"
     num_channels = 4
-    state_names = ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y", "strike", "brick_map")
+    state_names = ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y", "strike", "bricks")
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
-        for name in ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y"):
+        for name in ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y", "bricks"):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self.strike = torch.zeros(n, dtype=torch.bool, device=dev)
-        self.brick_map = torch.zeros(n, GRID, GRID, dtype=torch.bool, device=dev)
-        self._start_bricks = torch.zeros(GRID, GRID, dtype=torch.bool, device=dev)
-        self._start_bricks[1:4, :] = True
-        dev_long = dict(dtype=torch.long, device=dev)
-        self._dx = torch.tensor([-1, 1, 1, -1], **dev_long)
-        self._dy = torch.tensor([-1, -1, 1, 1], **dev_long)
-        self._flip_x = torch.tensor([1, 0, 3, 2], **dev_long)
-        self._flip_y = torch.tensor([3, 2, 1, 0], **dev_long)
-        self._flip_xy = torch.tensor([2, 3, 0, 1], **dev_long)
+        self._bits = torch.arange(30, device=dev)
 
     def _reset(self, mask: torch.Tensor) -> None:
         side = self.random.integers(0, 2, mask)
-        x = torch.where(side == 0, 0, 9)
-        d = torch.where(side == 0, 2, 3)
+        x = side * 9                        # side 0: column 0 heading down-right (2)
+        d = side + 2                        # side 1: column 9 heading down-left (3)
         m = mask
         self.ball_x = torch.where(m, x, self.ball_x)
         self.ball_y = torch.where(m, 3, self.ball_y)
@@ -51,38 +51,38 @@ class Breakout(BatchedGame):
         self.last_x = torch.where(m, x, self.last_x)
         self.last_y = torch.where(m, 3, self.last_y)
         self.strike = self.strike & ~m
-        self.brick_map = torch.where(m[:, None, None], self._start_bricks, self.brick_map)
+        self.bricks = torch.where(m, ALL_BRICKS, self.bricks)
         self.terminal = self.terminal & ~m
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
-        pos = self.pos - (actions == LEFT).long() + (actions == RIGHT).long()
-        pos = pos.clamp(0, 9)
+        pos = (self.pos - (actions == LEFT).long() + (actions == RIGHT).long()).clamp(0, 9)
 
+        # directions 0: up-left, 1: up-right, 2: down-right, 3: down-left;
+        # d ^ 1 reflects horizontally, 3 - d vertically, d ^ 2 both
         d = self.ball_dir
-        new_x = self.ball_x + self._dx[d]
-        new_y = self.ball_y + self._dy[d]
+        new_x = self.ball_x + torch.where((d == 1) | (d == 2), 1, -1)
+        new_y = self.ball_y + torch.where(d < 2, -1, 1)
         side = (new_x < 0) | (new_x > 9)
         new_x = new_x.clamp(0, 9)
-        d = torch.where(side, self._flip_x[d], d)
+        d = torch.where(side, d ^ 1, d)
         top = new_y < 0
-        new_y = new_y.clamp_min(0)
-        d = torch.where(top, self._flip_y[d], d)
+        new_y = new_y.clamp(0, 9)  # (a live ball never goes below row 9; a terminal one may try)
+        d = torch.where(top, 3 - d, d)
 
-        flat = self.brick_map.view(self.num_envs, GRID * GRID)
-        cell = new_y * GRID + new_x
-        on_brick = ~top & flat.gather(1, cell[:, None]).squeeze(1)
+        in_rows = (new_y >= BRICK_ROWS[0]) & (new_y < BRICK_ROWS[1])
+        bit = ((new_y - BRICK_ROWS[0]) * GRID + new_x).clamp(0, 29)
+        on_brick = ~top & in_rows & ((self.bricks >> bit) & 1).bool()
         hit = on_brick & ~self.strike & live
-        flat = flat.scatter(1, cell[:, None], (~hit)[:, None] & flat.gather(1, cell[:, None]))
+        bricks = self.bricks & ~(hit.long() << bit)
         new_y = torch.where(hit, self.ball_y, new_y)
-        d = torch.where(hit, self._flip_y[d], d)
+        d = torch.where(hit, 3 - d, d)
 
         bottom = ~top & ~on_brick & (new_y == 9)
-        refill = bottom & ~flat.any(1)
-        flat = torch.where(refill[:, None], self._start_bricks.view(1, -1), flat)
+        bricks = torch.where(bottom & (bricks == 0), ALL_BRICKS, bricks)
         above = bottom & (self.ball_x == pos)
         lands = bottom & ~above & (new_x == pos)
-        d = torch.where(above, self._flip_y[d], torch.where(lands, self._flip_xy[d], d))
+        d = torch.where(above, 3 - d, torch.where(lands, d ^ 2, d))
         new_y = torch.where(above | lands, self.ball_y, new_y)
         ends = bottom & ~above & ~lands
 
@@ -93,19 +93,26 @@ class Breakout(BatchedGame):
         self.ball_y = torch.where(live, new_y, self.ball_y)
         self.ball_dir = torch.where(live, d, self.ball_dir)
         self.strike = torch.where(live, on_brick, self.strike)
-        self.brick_map = torch.where(live[:, None], flat, self.brick_map.view(self.num_envs, -1)).view(
-            self.num_envs, GRID, GRID)
+        self.bricks = torch.where(live, bricks, self.bricks)
         self.terminal = self.terminal | (live & ends)
         return hit.float(), self.terminal.clone()
 
+    def brick_map(self) -> torch.Tensor:
+        """``[N, 10, 10]`` bool: where the bricks are."""
+        grid = torch.zeros(self.num_envs, GRID, GRID, dtype=torch.bool, device=self.device)
+        rows = ((self.bricks[:, None] >> self._bits) & 1).bool()
+        grid[:, BRICK_ROWS[0]:BRICK_ROWS[1]] = rows.view(self.num_envs, 3, GRID)
+        return grid
+
     def observation(self) -> torch.Tensor:
-        obs = self._empty_observation()
-        cells = GRID * GRID
+        n, cells = self.num_envs, GRID * GRID
+        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
+        rows = ((self.bricks[:, None] >> self._bits) & 1).bool()
+        obs[:, 3, BRICK_ROWS[0]:BRICK_ROWS[1]] = rows.view(n, 3, GRID)
         idx = torch.stack((
-            self._cells(torch.full_like(self.pos, 9), self.pos),        # 0 paddle
-            cells + self._cells(self.ball_y, self.ball_x),               # 1 ball
-            2 * cells + self._cells(self.last_y, self.last_x),           # 2 trail
+            9 * GRID + self.pos,                                         # 0 paddle
+            cells + self.ball_y * GRID + self.ball_x,                    # 1 ball
+            2 * cells + self.last_y * GRID + self.last_x,                # 2 trail
         ), dim=1)
-        obs.scatter_(1, idx, True)
-        obs[:, 3 * cells:] = self.brick_map.view(self.num_envs, cells)
-        return obs.view(self.num_envs, self.num_channels, GRID, GRID)
+        obs.view(n, -1).scatter_(1, idx, True)
+        return obs

@@ -55,7 +55,7 @@ def reference_envs(game: str, num_envs: int, seed: int, sticky_action_prob: floa
 def compare_with_reference(game: str, num_envs: int, vector_steps: int, seed: int = 0,
                            sticky_action_prob: float = 0.1, difficulty_ramping: bool = True,
                            actions_seed: int = 1234,
-                           action_probs: list[float] | None = None) -> Comparison:
+                           action_probs: list[float] | None = None, compile: bool = False) -> Comparison:
     """Lockstep run (see the module docstring); raises ``AssertionError`` at the first mismatch.
 
     Actions are uniformly random, or drawn with ``action_probs`` (six probabilities) to reach
@@ -70,7 +70,7 @@ def compare_with_reference(game: str, num_envs: int, vector_steps: int, seed: in
     for env in refs:
         env.reset()
     batched = game_class(game)(num_envs, randomness=random, sticky_action_prob=sticky_action_prob,
-                               difficulty_ramping=difficulty_ramping)
+                               difficulty_ramping=difficulty_ramping, compile=compile)
     action_rng = np.random.default_rng(actions_seed)
 
     def check_obs(t: int) -> None:

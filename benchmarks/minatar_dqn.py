@@ -1,0 +1,190 @@
+"""DQN on MinAtar Breakout: this project (batched torch game through train.py) vs
+Stable-Baselines3's DQN on the reference package's Gymnasium env, same network and settings.
+
+Both sides: the MinAtar network (3x3 conv, 16 channels, ReLU, 128 units, ReLU, linear head over
+the 6 actions), Adam lr 2.5e-4, batch 32, gamma 0.99, replay 100k, Huber loss, gradient norm
+clipped at 10, one gradient step every 4 env steps after 5 000 random steps, a hard target
+update every 1 000 env steps (= 250 gradient steps here), epsilon 1 -> 0.01 over the first
+10% of the run, vanilla (not double) DQN targets, 1 env, sticky actions 0.1. Ours observes
+uint8 (C, 10, 10) grids; SB3 observes the reference's bool (10, 10, C) grid transposed to
+float32 (C, 10, 10) by a wrapper.
+
+Per run: the mean training-episode return over the last quarter of the steps (raw returns;
+ours from ``charts/episodic_return``, SB3's from its Monitor wrapper), and env steps per
+second from the first gradient step to the end (ours from the wall times of the
+``charts/SPS`` events, SB3's from a callback). Runs alternate sides seed by seed.
+
+    python benchmarks/minatar_dqn.py --steps 100000 --seeds 0 1
+    python benchmarks/minatar_dqn.py --sps-table --steps 20000      # ours, SPS vs --env.num-envs
+
+Prints markdown for ``benchmarks/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LEARNING_STARTS = 5_000
+TRAIN_FREQ = 4
+TARGET_ENV_STEPS = 1_000
+
+
+def ours_cmd(run_dir: str, steps: int, seed: int, num_envs: int = 1) -> list[str]:
+    # train.py takes gradient_steps / train_freq updates per env step (all envs counted), so
+    # the replay ratio (one update per 4 env steps) is the same for every number of envs.
+    grad = ["--dqn.train-freq", str(TRAIN_FREQ), "--dqn.gradient-steps", "1"]
+    return [sys.executable, str(ROOT / "train.py"), "--env.tasks", "minatar:Breakout",
+            "--env.steps-per-visit", str(steps), "--env.cycles", "1", "--env.num-envs", str(num_envs),
+            "--seed", str(seed), "--run-dir", run_dir, "--no-progress", "--threads", "1",
+            "--dqn.encoder", "minatar_cnn", "--dqn.lr", "2.5e-4", "--dqn.batch-size", "32",
+            "--dqn.gamma", "0.99", "--replay.capacity", "100000", "--dqn.learning-starts", str(LEARNING_STARTS),
+            *grad, "--dqn.target-update-interval", str(TARGET_ENV_STEPS // TRAIN_FREQ),
+            "--dqn.exploration-fraction", "0.1", "--dqn.epsilon-end", "0.01", "--dqn.no-double",
+            "--dqn.max-grad-norm", "10", "--monitor.every", "0", "--eval.episodes", "0",
+            "--eval.random-episodes", "0", "--checkpoint-every", "0", "--log-every", "1000"]
+
+
+def ours_result(run_dir: str, steps: int) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+    acc.Reload()
+    rets = [e.value for e in acc.Scalars("charts/episodic_return") if e.step > 0.75 * steps]
+    sps = [(e.step, e.wall_time) for e in acc.Scalars("charts/SPS") if e.step >= LEARNING_STARTS]
+    (s0, t0), (s1, t1) = sps[0], sps[-1]
+    return {"final_return": statistics.mean(rets), "episodes": len(rets), "sps": (s1 - s0) / (t1 - t0)}
+
+
+def sb3_child(steps: int, seed: int) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from minatar.gym import register_envs
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+    from torch import nn
+
+    torch.set_num_threads(1)
+    register_envs()
+
+    class ChannelsFirst(gym.ObservationWrapper):
+        def __init__(self, env):
+            super().__init__(env)
+            h, w, c = env.observation_space.shape
+            self.observation_space = gym.spaces.Box(0.0, 1.0, (c, h, w), np.float32)
+
+        def observation(self, obs):
+            return np.ascontiguousarray(np.moveaxis(obs, -1, 0), dtype=np.float32)
+
+    class MinAtarNet(BaseFeaturesExtractor):
+        def __init__(self, space, features_dim: int = 128):
+            super().__init__(space, features_dim)
+            c, h, w = space.shape
+            self.net = nn.Sequential(nn.Conv2d(c, 16, 3), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(16 * (h - 2) * (w - 2), features_dim), nn.ReLU())
+
+        def forward(self, x):
+            return self.net(x)
+
+    class Clock(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.marks = {}
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps in (LEARNING_STARTS, steps):
+                self.marks[self.num_timesteps] = time.perf_counter()
+            return True
+
+    env = Monitor(ChannelsFirst(gym.make("MinAtar/Breakout-v0")))
+    model = DQN("MlpPolicy", env, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=LEARNING_STARTS,
+                batch_size=32, gamma=0.99, train_freq=TRAIN_FREQ, gradient_steps=1,
+                target_update_interval=TARGET_ENV_STEPS, exploration_fraction=0.1,
+                exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
+                policy_kwargs=dict(features_extractor_class=MinAtarNet, net_arch=[],
+                                   optimizer_class=torch.optim.Adam),
+                seed=seed, device="cpu", verbose=0)
+    clock = Clock()
+    model.learn(steps, callback=clock)
+    ends = np.cumsum(env.get_episode_lengths())
+    rets = [r for r, e in zip(env.get_episode_rewards(), ends) if e > 0.75 * steps]
+    sps = (steps - LEARNING_STARTS) / (clock.marks[steps] - clock.marks[LEARNING_STARTS])
+    return {"final_return": float(np.mean(rets)), "episodes": len(rets), "sps": sps}
+
+
+def run_ours(steps: int, seed: int, num_envs: int = 1) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = str(Path(tmp) / "run")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run(ours_cmd(run_dir, steps, seed, num_envs), capture_output=True, text=True,
+                              cwd=ROOT, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-3000:])
+        return ours_result(run_dir, steps)
+
+
+def run_sb3(steps: int, seed: int) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, __file__, "--child-sb3", "--steps", str(steps), "--seeds", str(seed)],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--child-sb3", action="store_true")
+    p.add_argument("--sps-table", action="store_true", help="ours only: SPS for --env.num-envs 1 8 64 256")
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 8, 64, 256])
+    args = p.parse_args()
+    if args.child_sb3:
+        print(json.dumps(sb3_child(args.steps, args.seeds[0])))
+        return
+    print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, load average "
+          f"{os.getloadavg()[0]:.1f}, cpus {os.cpu_count()}, steps {args.steps}")
+    if args.sps_table:
+        print("| --env.num-envs | gradient steps per env step | env steps/s | final return (last 25%) |")
+        print("|---:|---:|---:|---:|")
+        for n in args.num_envs:
+            res = run_ours(args.steps, args.seeds[0], n)
+            print(f"| {n} | 0.25 | {res['sps']:,.0f} | {res['final_return']:.2f} |", flush=True)
+        return
+    rows = []
+    for seed in args.seeds:
+        for side, run in (("ours", run_ours), ("sb3", run_sb3)) if seed % 2 == 0 else \
+                (("sb3", run_sb3), ("ours", run_ours)):
+            t = time.perf_counter()
+            res = run(args.steps, seed)
+            res.update(side=side, seed=seed, wall=time.perf_counter() - t)
+            rows.append(res)
+            print(json.dumps(res), flush=True)
+    print("\n| side | seed | final return (last 25% of steps) | episodes | env steps/s | wall s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['side']} | {r['seed']} | {r['final_return']:.2f} | {r['episodes']} | {r['sps']:,.0f} | {r['wall']:.0f} |")
+    for side in ("ours", "sb3"):
+        mine = [r for r in rows if r["side"] == side]
+        print(f"{side}: mean final return {statistics.mean(r['final_return'] for r in mine):.2f}, "
+              f"mean SPS {statistics.mean(r['sps'] for r in mine):,.0f}")
+    ours = statistics.mean(r["sps"] for r in rows if r["side"] == "ours")
+    sb3 = statistics.mean(r["sps"] for r in rows if r["side"] == "sb3")
+    print(f"SPS ratio ours / SB3: {ours / sb3:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""A batched MinAtar game with the schedule's conventions, every tensor on the device.
+
+:class:`MinAtarVectorEnv` is what a schedule steps for a ``minatar:<Game>`` task:
+
+- **Observations** are ``uint8`` ``[N, channels, 10, 10]`` with values 0/1, on the game's
+  device: the replay keeps one byte per cell (a quarter of float32) and the MinAtar encoder
+  casts to float without scaling (``agents.networks.MinAtarCNN``). The game's channels come
+  first; channels past the game's own (``channels`` > the game's count) are zero, so games
+  with different channel counts share one network.
+- **Next-step auto-reset**, as the schedule's Gymnasium vector envs: after ``terminated |
+  truncated`` in an env, its next step resets it, ignores its action, returns the new
+  episode's first observation with reward 0 and both flags False, and ``valid`` False.
+- **Time cap**: ``max_episode_steps`` (None: none, as in MinAtar) truncates an episode after
+  that many agent steps.
+- **Finished episodes** (raw return, length in agent steps) are kept on the device and
+  handed over by :meth:`take_episodes` as host numbers: one device-to-host copy for all the
+  episodes that ended since the last call. ``step`` calls it itself every
+  ``report_every`` steps (default: every step on the CPU, where reading costs nothing;
+  every 64 steps on an accelerator, so no step waits for the device).
+- **Seeding**: ``reset(seed)`` reseeds the game's torch generator and resets every env.
+- ``compile=True`` compiles the game's step (see ``envs/minatar/base.py``: pays for Breakout).
+
+:class:`MinAtarGymEnv` is one env of a game as a ``gymnasium.Env`` (numpy observations,
+same layout), for single-env evaluation code.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium
+import numpy as np
+import torch
+
+from envs.minatar import NUM_ACTIONS, game_class
+from envs.minatar.base import GRID
+
+ACCELERATOR_REPORT_EVERY = 64
+
+
+class VectorStep(NamedTuple):
+    """One step of every env (tensors on the device)."""
+
+    obs: torch.Tensor
+    """``[N, channels, 10, 10]`` uint8: the next observation (a new episode's first where valid is False)."""
+    rewards: torch.Tensor
+    """``[N]`` float32 raw rewards."""
+    terminated: torch.Tensor
+    """``[N]`` bool."""
+    truncated: torch.Tensor
+    """``[N]`` bool: the time cap (never set when ``max_episode_steps`` is None)."""
+    valid: torch.Tensor
+    """``[N]`` bool: False where this step was an auto-reset step."""
+    episodes: list[tuple[int, float, int]]
+    """``(env, return, length)`` of episodes handed over at this step (see ``report_every``)."""
+
+
+class MinAtarVectorEnv:
+    """``num_envs`` copies of one MinAtar game (see the module docstring)."""
+
+    def __init__(self, game: str, num_envs: int, device: str | torch.device = "cpu", *,
+                 channels: int | None = None, sticky_action_prob: float = 0.1,
+                 difficulty_ramping: bool = True, max_episode_steps: int | None = None,
+                 report_every: int | None = None, seed: int = 0, compile: bool = False) -> None:
+        self.game = game_class(game)(num_envs, device, sticky_action_prob=sticky_action_prob,
+                                     difficulty_ramping=difficulty_ramping, seed=seed, compile=compile)
+        self.num_envs = int(num_envs)
+        self.device = self.game.device
+        self.channels = int(channels or self.game.num_channels)
+        if self.channels < self.game.num_channels:
+            raise ValueError(f"channels={self.channels} is fewer than {game}'s {self.game.num_channels}")
+        if max_episode_steps is not None and max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1 or None")
+        self.max_episode_steps = max_episode_steps
+        self.report_every = report_every or (1 if self.device.type == "cpu" else ACCELERATOR_REPORT_EVERY)
+        self.single_observation_shape = (self.channels, GRID, GRID)
+        self.num_actions = NUM_ACTIONS
+        n, dev = self.num_envs, self.device
+        self._ep_ret = torch.zeros(n, dtype=torch.float32, device=dev)
+        self._ep_len = torch.zeros(n, dtype=torch.long, device=dev)
+        self._done = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._no = torch.zeros(n, dtype=torch.bool, device=dev)
+        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._since_report = 0
+
+    def observation(self) -> torch.Tensor:
+        """``[N, channels, 10, 10]`` uint8 of the current state (a fresh tensor)."""
+        if self.channels == self.game.num_channels:
+            return self.game.observation().to(torch.uint8)
+        obs = torch.zeros(self.num_envs, self.channels, GRID, GRID, dtype=torch.uint8, device=self.device)
+        obs[:, : self.game.num_channels] = self.game.observation()
+        return obs
+
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reseed (when ``seed`` is given), start a new episode in every env, return the observation."""
+        if seed is not None:
+            self.game.random.seed(seed)
+        self.game.reset()
+        self._ep_ret.zero_()
+        self._ep_len.zero_()
+        self._done = self._no.clone()
+        self._pending.clear()
+        self._since_report = 0
+        return self.observation()
+
+    def step(self, actions: torch.Tensor) -> VectorStep:
+        """Step every env once (see the module docstring)."""
+        resetting = self._done
+        reward, terminated = self.game.step(actions)
+        self.game.reset(resetting)
+        valid = ~resetting
+        reward = torch.where(valid, reward, 0.0)
+        terminated = terminated & valid
+        self._ep_ret = self._ep_ret + reward
+        self._ep_len = self._ep_len + valid.long()
+        if self.max_episode_steps is not None:
+            truncated = valid & ~terminated & (self._ep_len >= self.max_episode_steps)
+        else:
+            truncated = self._no
+        done = terminated | truncated
+        self._pending.append((done, self._ep_ret, self._ep_len))
+        self._ep_ret = torch.where(done, 0.0, self._ep_ret)
+        self._ep_len = torch.where(done, 0, self._ep_len)
+        self._done = done
+        self._since_report += 1
+        episodes = self.take_episodes() if self._since_report >= self.report_every else []
+        return VectorStep(self.observation(), reward, terminated, truncated, valid, episodes)
+
+    def take_episodes(self) -> list[tuple[int, float, int]]:
+        """``(env, return, length)`` of the episodes ended since the last call, in the order they ended."""
+        self._since_report = 0
+        if not self._pending:
+            return []
+        if self.device.type == "cpu" and len(self._pending) == 1 and not bool(self._pending[0][0].any()):
+            self._pending.clear()  # the common case on a CPU: nothing ended (reading costs nothing here)
+            return []
+        done, rets, lens = (torch.stack(x) for x in zip(*self._pending))
+        self._pending.clear()
+        steps, envs = torch.nonzero(done, as_tuple=True)
+        packed = torch.stack((envs.double(), rets[steps, envs].double(), lens[steps, envs].double()))
+        rows = packed.cpu().tolist()
+        return [(int(e), r, int(n)) for e, r, n in zip(*rows)]
+
+    def drop_episodes(self) -> None:
+        """Forget the episodes not handed over yet (a visit's end cuts them)."""
+        self._pending.clear()
+        self._since_report = 0
+
+    def close(self) -> None:
+        """Nothing to release (present for the schedule's envs interface)."""
+
+
+class MinAtarGymEnv(gymnasium.Env):
+    """One env of a MinAtar game as a ``gymnasium.Env`` (``uint8`` ``(channels, 10, 10)`` numpy
+    observations, 6 actions, no auto-reset; ``reset(seed=...)`` reseeds)."""
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, game: str, channels: int | None = None, device: str | torch.device = "cpu",
+                 sticky_action_prob: float = 0.1, difficulty_ramping: bool = True,
+                 max_episode_steps: int | None = None) -> None:
+        self._env = MinAtarVectorEnv(game, 1, device, channels=channels, sticky_action_prob=sticky_action_prob,
+                                     difficulty_ramping=difficulty_ramping, report_every=1)
+        self.observation_space = gymnasium.spaces.Box(0, 1, self._env.single_observation_shape, np.uint8)
+        self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
+        self.max_episode_steps = max_episode_steps
+        self._steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._steps = 0
+        return self._env.reset(seed)[0].cpu().numpy(), {}
+
+    def step(self, action):
+        game = self._env.game
+        reward, terminated = game.step(torch.as_tensor([int(action)], device=game.device))
+        self._steps += 1
+        truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
+        obs = self._env.observation()[0].cpu().numpy()
+        return obs, float(reward[0]), bool(terminated[0]), bool(truncated and not terminated[0]), {}
