@@ -195,3 +195,23 @@ def test_seaquest_equals_reference_from_crowded_random_states_many():
     for seed in range(1, 11):
         fuzz("Seaquest", num_envs=500, steps=6, make_state=crowded_state, load=load_reference,
              seed=seed)
+
+
+def test_seaquest_state_dict_round_trip_continues_identically():
+    game = Seaquest(16, seed=5)
+    actions = torch.randint(0, 6, (80, 16), generator=torch.Generator().manual_seed(0))
+    for a in actions[:40]:
+        _, done = game.step(a)
+        game.reset(done)
+    saved = game.state_dict()
+    rest = []
+    for a in actions[40:]:
+        r, done = game.step(a)
+        game.reset(done)
+        rest.append((r, done, game.observation()))
+    other = Seaquest(16, seed=99)
+    other.load_state_dict(saved)
+    for a, (r, done, obs) in zip(actions[40:], rest):
+        r2, done2 = other.step(a)
+        other.reset(done2)
+        assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())

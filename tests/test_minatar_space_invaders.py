@@ -133,3 +133,23 @@ def test_space_invaders_random_policy_matches_reference_statistics():
     assert len(ours_ret) == len(ref_ret) == 320
     assert_same_mean(ours_ret, ref_ret, "return")
     assert_same_mean(ours_len, ref_len, "length")
+
+
+def test_space_invaders_state_dict_round_trip_continues_identically():
+    game = SpaceInvaders(16, seed=5)
+    actions = torch.randint(0, 6, (80, 16), generator=torch.Generator().manual_seed(0))
+    for a in actions[:40]:
+        _, done = game.step(a)
+        game.reset(done)
+    saved = game.state_dict()
+    rest = []
+    for a in actions[40:]:
+        r, done = game.step(a)
+        game.reset(done)
+        rest.append((r, done, game.observation()))
+    other = SpaceInvaders(16, seed=99)
+    other.load_state_dict(saved)
+    for a, (r, done, obs) in zip(actions[40:], rest):
+        r2, done2 = other.step(a)
+        other.reset(done2)
+        assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
