@@ -1,0 +1,217 @@
+"""Batched Seaquest against the reference minatar package."""
+
+import numpy as np
+import pytest
+import torch
+from minatar_fuzz import fuzz
+from minatar_lockstep import lockstep
+
+from envs.minatar.reference import (
+    assert_same_mean,
+    batched_random_policy_stats,
+    compare_with_reference,
+    reference_random_policy_stats,
+)
+from envs.minatar.seaquest import Seaquest
+from envs.minatar.seaquest_rules import ALIVE, DIR, IS_SUB, SHOT, TIMER, X, Y
+
+NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
+
+
+def diver_seeker(game, rng: np.random.Generator) -> int:
+    """Fetches divers, shoots what is ahead, surfaces when low on oxygen or full; 20 % random."""
+    if rng.random() < 0.2:
+        return int(rng.integers(6))
+    if game.diver_count > 0 and (game.oxygen < 60 or game.diver_count >= 6):
+        return UP
+    ahead = [e for e in game.e_fish + game.e_subs
+             if e[1] == game.sub_y and (e[0] > game.sub_x) == game.sub_or]
+    if ahead and rng.random() < 0.6:
+        return FIRE
+    if game.divers:
+        d = min(game.divers, key=lambda d: abs(d[1] - game.sub_y) + abs(d[0] - game.sub_x))
+        if d[1] < game.sub_y:
+            return UP
+        if d[1] > game.sub_y:
+            return DOWN
+        if d[0] != game.sub_x:
+            return LEFT if d[0] < game.sub_x else RIGHT
+    if game.sub_y == 0:
+        return DOWN
+    return int(rng.choice([NOOP, LEFT, RIGHT, FIRE]))
+
+
+def late_start(rng: np.random.Generator) -> dict[str, int]:
+    """The state after ``level`` surfacings (as the reference's ``_surface`` ramps), with
+    some divers on board: crowded screens, fast enemies, the 6-diver bonus."""
+    spawn, move, level = 20, 5, int(rng.integers(0, 26))
+    for index in range(level):
+        if spawn > 1 or move > 2:
+            move -= move > 2 and index % 2 == 1
+            spawn -= spawn > 1
+    return {"e_spawn_speed": spawn, "e_spawn_timer": spawn, "move_speed": move,
+            "ramp_index": level, "diver_count": int(rng.integers(0, 7))}
+
+
+def test_seaquest_equals_reference_step_for_step():
+    result = compare_with_reference("Seaquest", num_envs=8, vector_steps=250, seed=3)
+    assert result.episodes >= 50 and result.reward > 0
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_step_for_step_10k():
+    result = compare_with_reference("Seaquest", num_envs=8, vector_steps=1300, seed=4)
+    assert result.steps >= 10_000 and result.episodes >= 300 and result.reward > 0
+
+
+def test_seaquest_equals_reference_without_ramping_or_sticky_actions():
+    result = compare_with_reference("Seaquest", num_envs=4, vector_steps=150, seed=8,
+                                    sticky_action_prob=0.0, difficulty_ramping=False)
+    assert result.episodes > 10 and result.max_difficulty == 0
+
+
+def test_seaquest_equals_reference_when_fetching_divers_and_surfacing():
+    result = lockstep("Seaquest", num_envs=6, vector_steps=400, policy=diver_seeker, seed=5)
+    assert result["max_difficulty"] >= 2 and result["reward"] > 0
+
+
+def test_seaquest_equals_reference_from_late_difficulty():
+    result = lockstep("Seaquest", num_envs=6, vector_steps=300, policy=diver_seeker, seed=6,
+                      start=late_start)
+    assert result["max_difficulty"] >= 20 and result["episodes"] >= 10
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_scripted_10k():
+    for seed, start in ((7, None), (8, late_start)):
+        result = lockstep("Seaquest", num_envs=8, vector_steps=1300, policy=diver_seeker,
+                          seed=seed, start=start)
+        assert result["steps"] >= 10_000 and result["reward"] > 0
+
+
+def test_seaquest_reset_leaves_other_envs_alone():
+    game = Seaquest(3, seed=1)
+    actions = torch.tensor([DOWN, DOWN, FIRE])
+    for _ in range(40):  # past the first enemy and diver spawns
+        game.step(actions)
+        game.reset(game.terminal)
+    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
+    assert (before["enemies"][:, :, ALIVE] == 1).any() and (before["divers"][:, :, ALIVE] == 1).any()
+    game.reset(torch.tensor([True, False, False]))
+    after = game.state_dict()
+    for name, value in before.items():
+        for env in (1, 2):
+            assert torch.equal(after[name][env], value[env]), (name, env)
+    assert not (after["enemies"][0, :, ALIVE] == 1).any() and after["oxygen"][0] == 200
+    assert after["sub_y"][0] == 0 and after["e_spawn_timer"][0] == 20
+
+
+def test_seaquest_random_policy_matches_reference_statistics():
+    ours_ret, ours_len = batched_random_policy_stats("Seaquest", 320, num_envs=64, seed=0)
+    ref_ret, ref_len = reference_random_policy_stats("Seaquest", 320, seed=0)
+    assert len(ours_ret) == len(ref_ret) == 320
+    assert_same_mean(ours_ret, ref_ret, "return")
+    assert_same_mean(ours_len, ref_len, "length")
+
+
+def crowded_state(game, rng: np.random.Generator) -> None:
+    """A random mid-game state with objects packed onto a few cells (shared by enemies of
+    both kinds, player bullets of both headings and divers), timers near zero."""
+    game.sub_x, game.sub_y = int(rng.integers(10)), int(rng.integers(9))
+    game.sub_or = bool(game.sub_x == 9 or (game.sub_x > 0 and rng.random() < 0.5))
+    game.move_speed = int(rng.integers(2, 6))
+    game.e_spawn_speed = int(rng.integers(1, 21))
+    game.e_spawn_timer, game.d_spawn_timer = int(rng.integers(3)), int(rng.integers(3))
+    game.shot_timer = int(rng.integers(3))
+    game.oxygen = int(rng.integers(-1, 201))
+    game.diver_count = int(rng.integers(-2, 7))
+    game.surface = bool(rng.random() < 0.5)
+    game.ramp_index = int(rng.integers(0, 20))
+    hot = [(int(rng.integers(10)), int(rng.integers(1, 9))) for _ in range(3)]
+    hot.append((game.sub_x, max(game.sub_y, 1)))
+    heading = {y: bool(rng.random() < 0.5) for y in range(10)}
+
+    def near() -> tuple[int, int]:
+        x, y = hot[rng.integers(len(hot))]
+        return min(9, max(0, x + int(rng.integers(-1, 2)))), y
+
+    game.f_bullets = []  # at most 2 (one per 5 steps, 10 steps' life), never 2 alike
+    for _ in range(rng.integers(0, 3)):
+        x, y = near()
+        bullet = [x, y, bool(rng.random() < 0.5)]
+        if bullet not in game.f_bullets:
+            game.f_bullets.append(bullet)
+    if len(game.f_bullets) == 1 and rng.random() < 0.5:  # one heading the other way, to meet
+        x, y, right = game.f_bullets[0]
+        if 0 <= x + (2 if right else -2) <= 9:
+            game.f_bullets.append([x + (2 if right else -2), y, not right])
+    game.e_fish, game.e_subs, game.divers, game.e_bullets = [], [], [], []
+    for _ in range(rng.integers(0, 12)):
+        x, y = near()
+        if rng.random() < 0.5:
+            game.e_subs.append([x, y, heading[y], int(rng.integers(0, 3)), int(rng.integers(0, 3))])
+        else:
+            game.e_fish.append([x, y, heading[y], int(rng.integers(0, 3))])
+    for _ in range(rng.integers(0, 4)):  # often on the sub, to meet the 6-diver cap
+        x, y = (game.sub_x, game.sub_y) if game.sub_y > 0 and rng.random() < 0.4 else near()
+        game.divers.append([x, y, bool(rng.random() < 0.5), int(rng.integers(0, 3))])
+    for _ in range(rng.integers(0, 4)):
+        x, y = near()
+        game.e_bullets.append([x, y, bool(rng.random() < 0.5)])
+
+
+def load_reference(game: Seaquest, i: int, ref) -> None:
+    """Copy a reference ``Env``'s state into env ``i`` of the batched game."""
+    for name in ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
+                 "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
+                 "surface"):
+        getattr(game, name)[i] = getattr(ref, name)
+
+    def put(slots: torch.Tensor, rows: list[list[int]], fields: tuple[int, ...]) -> None:
+        slots[i] = 0
+        for k, row in enumerate(rows):
+            slots[i, k, ALIVE] = 1
+            for field, value in zip(fields, row):
+                slots[i, k, field] = int(value)
+
+    put(game.f_bullets, ref.f_bullets, (X, Y, DIR))
+    enemies = [f + [0, 0] for f in ref.e_fish] + [s + [1] for s in ref.e_subs]
+    put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
+    game.enemy_head[i] = len(enemies)
+    put(game.divers, ref.divers, (X, Y, DIR, TIMER))
+    game.e_bullets[i] = False
+    for x, y, heading in ref.e_bullets:
+        game.e_bullets[i, int(heading), y, x] = True
+
+
+def test_seaquest_equals_reference_from_crowded_random_states():
+    ended = fuzz("Seaquest", num_envs=300, steps=4, make_state=crowded_state,
+                 load=load_reference, seed=0)
+    assert 30 < ended < 270
+
+
+@pytest.mark.slow
+def test_seaquest_equals_reference_from_crowded_random_states_many():
+    for seed in range(1, 11):
+        fuzz("Seaquest", num_envs=500, steps=6, make_state=crowded_state, load=load_reference,
+             seed=seed)
+
+
+def test_seaquest_state_dict_round_trip_continues_identically():
+    game = Seaquest(16, seed=5)
+    actions = torch.randint(0, 6, (80, 16), generator=torch.Generator().manual_seed(0))
+    for a in actions[:40]:
+        _, done = game.step(a)
+        game.reset(done)
+    saved = game.state_dict()
+    rest = []
+    for a in actions[40:]:
+        r, done = game.step(a)
+        game.reset(done)
+        rest.append((r, done, game.observation()))
+    other = Seaquest(16, seed=99)
+    other.load_state_dict(saved)
+    for a, (r, done, obs) in zip(actions[40:], rest):
+        r2, done2 = other.step(a)
+        other.reset(done2)
+        assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
