@@ -83,6 +83,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         check_finite(agent, log, last_check, step)
         last_check = step
         results.step = step
+        log.writer.flush()  # every event up to `step` is on disk before the checkpoint says so
         save({
             "config": dataclasses.asdict(cfg), "step": step, "grad_credit": grad_credit,
             "agent": agent.state_dict(), "replay": replay.state_dict(), "schedule": schedule.state_dict(),
@@ -189,10 +190,18 @@ def finished_line(cfg: TrainConfig, state: dict) -> str | None:
             f"To continue it, give more cycles: python train.py --resume {cfg.run_dir} --env.cycles {cfg.env.cycles + 1}")
 
 
+#: `python train.py SUBCOMMAND …`: the module whose `main(argv)` handles it
+SUBCOMMANDS = {"sweep": "studies.sweep", "report": "studies.report"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from runner.cli import parse_args
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     try:
         cfg, resume_state = parse_args(argv)
         if resume_state is not None and (line := finished_line(cfg, resume_state)) is not None:
@@ -220,7 +229,9 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
         t0 = time.perf_counter()
         step = resume_state["step"] if resume_state else 0
         log = RunLogger(str(run_dir), [t.name for t in parts.schedule.tasks], parts.schedule.total_steps,
-                        start_step=step, progress=cfg.progress, purge_step=step if resume_state else None)
+                        start_step=step, progress=cfg.progress,
+                        # events after the checkpoint's step are dropped; those at it were written before it
+                        purge_step=step + 1 if resume_state else None)
         results = train(cfg, parts, log, run_dir, resume_state)
         summary = format_summary(results)
         log.writer.add_text("summary", "<pre>" + summary + "</pre>", results.step)
