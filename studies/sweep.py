@@ -391,7 +391,7 @@ class Scheduler:
     every `report_every` seconds)."""
 
     def __init__(self, runs: list[Run], sweep_dir: Path, launcher: Launcher, max_concurrent: int, retries: int,
-                 say: Callable[[str], None] | None = None, report_every: float = 30.0):
+                 say: Callable[[str], None] | None = None, report_every: float = 30.0, settle: float = 0.5):
         self.runs, self.dir, self.launcher = runs, sweep_dir, launcher
         self.max_concurrent, self.retries, self.report_every = max_concurrent, retries, report_every
         self.say = say or (lambda line: print(line, file=sys.stderr, flush=True))
@@ -401,6 +401,7 @@ class Scheduler:
         self.active: dict[Any, tuple[Run, float]] = {}
         self.finished_here: list[float] = []  # wall seconds of the runs finished in this launch
         self.t0 = self.last_report = time.monotonic()
+        self.settle = settle  # seconds for new processes to write their pid files before sweep.json lists them
 
     def save(self) -> None:
         extra = {r.name: _pid_info(self.logs / f"{r.name}.pid") for r, _ in self.active.values()}
@@ -443,7 +444,7 @@ class Scheduler:
                 if self.pending and len(self.active) < self.max_concurrent:
                     while self.pending and len(self.active) < self.max_concurrent:
                         self.start(self.pending.popleft())
-                    time.sleep(0.5)  # let the processes write their pid files before they are listed
+                    time.sleep(self.settle)
                     self.save()
                     self.report()
                 for handle, code in self.launcher.wait(list(self.active), timeout=1.0):
