@@ -33,8 +33,18 @@ from runner.results import RunResults
 from runner.summary import format_summary
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class StopRequest:
+    """SIGTERM and Ctrl-C handler: the first signal asks the loop to stop at the end of the
+    current step (after the switch, evaluation and logging of that step, so the checkpoint it
+    writes is consistent); a second one stops at once, without a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            raise SystemExit(130)
+        self.requested = True
 
 
 class NonFiniteError(RuntimeError):
@@ -108,7 +118,8 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         results.start_visit(task, step)
         log.start_visit(visit, task, step)
 
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM behaves like Ctrl-C
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     prioritized = cfg.replay.kind == "prioritized"
     next_log = step + cfg.log_every
     next_ckpt = step + cfg.checkpoint_every if cfg.checkpoint_every else None
@@ -168,11 +179,16 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
             if next_ckpt is not None and step >= next_ckpt:
                 next_ckpt += cfg.checkpoint_every
                 checkpoint()
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         checkpoint()
         print(f"\ninterrupted at step {step}; checkpoint written. Continue with: "
               f"python train.py --resume {run_dir}", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     check_finite(agent, log, last_check, step)
     end_visit()
     results.finished = True

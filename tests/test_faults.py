@@ -86,3 +86,40 @@ def test_sigkill_at_any_moment_then_resume_loses_at_most_one_checkpoint_period(t
             assert max(b - a for a, b in zip(steps, steps[1:])) <= LOG_EVERY, tag
     assert [s for s, _ in got["task/index"]] == [0, 600, 1200, 1800]
     assert got["losses/td_loss"] == want["losses/td_loss"]  # and the resumed run learned exactly the same
+
+
+def test_sigterm_at_a_task_switch_stops_after_the_switch_is_recorded(tmp_path, monkeypatch, capsys):
+    """The signal arrives inside the step that ends a visit: the run still closes the visit
+    (its evaluation row) before it checkpoints, so the resumed run's record has no hole."""
+    import json
+
+    import train
+    from envs.schedule import TaskSchedule
+
+    step = TaskSchedule.step
+
+    def signalling_step(self, actions):
+        res = step(self, actions)
+        if res.switch is not None and res.switch.visit == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # delivered before the loop handles the switch
+        return res
+
+    monkeypatch.setattr(TaskSchedule, "step", signalling_step)
+    rd = tmp_path / "run"
+    small = [*ARGS[:ARGS.index("--env.steps-per-visit")], "--env.steps-per-visit", "150",
+             *ARGS[ARGS.index("--env.steps-per-visit") + 2:], "--checkpoint-every", "0"]
+    try:
+        train.main([*small, "--run-dir", str(rd)])
+        raise AssertionError("the run was not interrupted")
+    except SystemExit as stopped:
+        assert stopped.code == 130
+    assert "interrupted at step 150; checkpoint written" in capsys.readouterr().err
+    state = torch.load(rd / "checkpoint.pt", weights_only=False)
+    assert state["step"] == 150
+    assert [(v["start"], v["end"]) for v in state["results"]["visits"]] == [(0, 150), (150, None)]
+    assert len(state["results"]["matrix"]) == 1  # the ended visit's evaluation is in
+    monkeypatch.setattr(TaskSchedule, "step", step)
+    assert train.main(["--resume", str(rd), "--no-progress"]) == 0
+    results = json.loads((rd / "results.json").read_text())
+    assert [(v["start"], v["end"]) for v in results["visits"]] == [(0, 150), (150, 300), (300, 450), (450, 600)]
+    assert len(results["matrix"]) == 4 and results["finished"]
