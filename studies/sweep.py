@@ -362,8 +362,8 @@ class Launcher(Protocol):
 
 def _pid_info(pid_file: Path) -> dict:
     try:
-        pid, host = pid_file.read_text().split()
-        return {"pid": int(pid), "host": host}
+        pid, host, worker = pid_file.read_text().split()
+        return {"pid": int(pid), "host": host, "worker_pid": int(worker)}
     except (OSError, ValueError):
         return {}
 
@@ -487,7 +487,7 @@ def _run_train_process(argv: list[str], log: str, pid_file: str, root: str) -> i
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         with open(pid_file, "w") as f:
-            f.write(f"{proc.pid} {socket.gethostname()}\n")
+            f.write(f"{proc.pid} {socket.gethostname()} {os.getpid()}\n")  # the run, its host, the Ray worker
         return proc.wait()
 
 

@@ -211,25 +211,32 @@ def test_a_run_with_bad_input_fails_while_the_other_finishes(ray_local, tmp_path
     assert "failed: plasticity=swr_lam=2__seed=0 after 1 attempt(s)" in capsys.readouterr().err
 
 
-def test_a_run_killed_mid_run_is_resumed_from_its_checkpoint_and_completes(ray_local, tmp_path):
+def test_killed_runs_and_workers_are_resumed_from_their_checkpoints_and_complete(ray_local, tmp_path, capsys):
+    """Two runs at once: SIGKILL the train.py process of one and the Ray worker of the other."""
     out = tmp_path / "sweep"
     args = [*TINY, "--env.steps-per-visit", "1000", "--checkpoint-every", "300"]
     code: list[int] = []
-    thread = threading.Thread(target=lambda: code.append(train.main(["sweep", "--out", str(out), *args])))
+    thread = threading.Thread(target=lambda: code.append(train.main(["sweep", "--out", str(out), "--seeds", "0-1",
+                                                                     "--max-concurrent", "2", *args])))
     thread.start()
-    run_dir, pid_file = out / "seed=0", out / "logs" / "seed=0.pid"
-    deadline = time.time() + 120
-    while not ((run_dir / "checkpoint.pt").exists() and pid_file.exists()) and time.time() < deadline:
-        time.sleep(0.1)
-    pid = int(pid_file.read_text().split()[0])
-    killed_at = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
-    os.kill(pid, signal.SIGKILL)
-    thread.join(timeout=180)
+    killed = {}
+    for seed, victim in ((0, 0), (1, 2)):  # field 0: the run's pid, field 2: its Ray worker's
+        run_dir, pid_file = out / f"seed={seed}", out / "logs" / f"seed={seed}.pid"
+        deadline = time.time() + 120
+        while not ((run_dir / "checkpoint.pt").exists() and pid_file.exists()) and time.time() < deadline:
+            time.sleep(0.1)
+        killed[seed] = torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"]
+        os.kill(int(pid_file.read_text().split()[victim]), signal.SIGKILL)
+    thread.join(timeout=240)
     assert code == [0]
-    (run,) = json.loads((out / "sweep.json").read_text())["runs"]
-    assert run["state"] == "finished" and run["attempts"] == 2 and run["returncode"] == 0
-    log = (out / "logs" / "seed=0.log").read_text()
-    assert f"=== attempt 2: python train.py --resume {run_dir}" in log
-    assert killed_at < 4000 and _results(run_dir)["step"] == 4000
-    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == 4000
-    assert [v["start"] for v in _results(run_dir)["visits"]] == [0, 1000, 2000, 3000]
+    err = capsys.readouterr().err
+    assert "sweep: seed=0 killed by signal 9" in err and "sweep: seed=1 its Ray worker died" in err
+    runs = json.loads((out / "sweep.json").read_text())["runs"]
+    assert [(r["state"], r["attempts"], r["returncode"]) for r in runs] == [("finished", 2, 0)] * 2
+    for seed in (0, 1):
+        run_dir = out / f"seed={seed}"
+        log = (out / "logs" / f"seed={seed}.log").read_text()
+        assert f"=== attempt 2: python train.py --resume {run_dir}" in log
+        assert killed[seed] < 4000 and _results(run_dir)["step"] == 4000
+        assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == 4000
+        assert [v["start"] for v in _results(run_dir)["visits"]] == [0, 1000, 2000, 3000]
