@@ -464,8 +464,9 @@ class Scheduler:
 # --- Ray ---------------------------------------------------------------------------------------------
 
 
-def _run_train_process(argv: list[str], log: str, pid_file: str, root: str) -> int:
-    """Body of the Ray task: `python train.py ARGV` in `root`, output appended to `log`; the child
+def _run_train_process(argv: list[str], log: str, pid_file: str, root: str, cwd: str) -> int:
+    """Body of the Ray task: `python ROOT/train.py ARGV` in `cwd` (the sweep's working directory,
+    else `root`), output appended to `log`; the child
     gets SIGTERM (it checkpoints) if this worker dies. Uses only the standard library, so Ray
     ships it by value and a cluster worker needs no copy of this module."""
     import ctypes
@@ -483,7 +484,8 @@ def _run_train_process(argv: list[str], log: str, pid_file: str, root: str) -> i
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "a") as out:
-        proc = subprocess.Popen([sys.executable, os.path.join(root, "train.py"), *argv], cwd=root, env=env,
+        proc = subprocess.Popen([sys.executable, os.path.join(root, "train.py"), *argv], env=env,
+                                cwd=cwd if os.path.isdir(cwd) else root,
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         with open(pid_file, "w") as f:
@@ -499,7 +501,7 @@ class RayLauncher:
         self.task = ray.remote(_run_train_process).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
 
     def submit(self, argv: list[str], log: Path, pid_file: Path) -> Any:
-        return self.task.remote(argv, str(log.resolve()), str(pid_file.resolve()), str(ROOT))
+        return self.task.remote(argv, str(log.resolve()), str(pid_file.resolve()), str(ROOT), os.getcwd())
 
     def wait(self, handles: list[Any], timeout: float) -> list[tuple[Any, int | None]]:
         ready, _ = self.ray.wait(handles, num_returns=len(handles), timeout=timeout)
@@ -528,7 +530,7 @@ def main(argv: list[str]) -> int:
     try:
         opts, passthrough = parse_sweep_args(argv)
         ray = _import_ray()
-        sweep_dir = opts.out
+        sweep_dir = opts.out.resolve()  # run directories are absolute: the processes may start elsewhere
         stored = SweepFile(sweep_dir).load()
         if not stored and opts.seeds is None and not opts.grid and not passthrough and not sweep_dir.exists():
             raise ValueError(f"--out {sweep_dir}: no sweep there yet; give its runs (--seeds, --grid, train.py options)")
