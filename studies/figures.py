@@ -136,7 +136,7 @@ def performance_profiles(taus: np.ndarray, by_method: dict[str, tuple[np.ndarray
         color = COLORS[i % len(COLORS)]
         ax.plot(taus, values, label=method, color=color)
         ax.fill_between(taus, ci[0], ci[1], color=color, alpha=0.2, linewidth=0)
-    ax.set(xlabel="normalised final score τ", ylabel="fraction of runs with score > τ", ylim=(0, 1.02),
+    ax.set(xlabel="normalised final score τ", ylabel="fraction of run × task scores > τ", ylim=(0, 1.02),
            title="performance profiles")
     ax.legend(fontsize="small")
     fig.tight_layout()
