@@ -1,8 +1,10 @@
 """A run SIGKILLed at an arbitrary moment and resumed: it loses at most one checkpoint period,
 ends where an uninterrupted run with the same seed ends (step counter, replay buffer), and its
 TensorBoard curves neither repeat nor skip a step — including events logged at the very step
-of the checkpoint it resumes from (here a task switch). (A forced NaN stop is tested in
-test_resume.py.)"""
+of the checkpoint it resumes from (here a task switch). Checkpoints fall on visit ends here
+because the environments' own state is not checkpointed (a resume mid-visit starts fresh
+episodes, so only a resume at a visit end can be compared transition for transition with an
+uninterrupted run). (A forced NaN stop is tested in test_resume.py.)"""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
-LOG_EVERY, CHECKPOINT_EVERY, VISIT = 50, 300, 600
+LOG_EVERY, CHECKPOINT_EVERY, VISIT = 50, 600, 600
 ARGS = ["--env.tasks", "gym:CartPole-v1", "gym:Acrobot-v1", "--env.steps-per-visit", str(VISIT), "--env.cycles", "2",
         "--dqn.learning-starts", "100", "--dqn.batch-size", "16", "--dqn.hidden", "16", "--monitor.every", "50",
         "--monitor.batch-size", "16", "--eval.episodes", "2", "--eval.random-episodes", "2", "--eval.max-steps", "30",
@@ -51,7 +53,7 @@ def test_sigkill_at_any_moment_then_resume_loses_at_most_one_checkpoint_period(t
     run_dir = tmp_path / "killed"
     proc = _cli([*ARGS, "--run-dir", str(run_dir)])
     ckpt, seen, deadline = run_dir / "checkpoint.pt", set(), time.time() + 300
-    while len(seen) < 4 and time.time() < deadline and proc.poll() is None:  # the 4th checkpoint: step 1200
+    while len(seen) < 2 and time.time() < deadline and proc.poll() is None:  # the 2nd checkpoint: step 1200
         if ckpt.exists():
             seen.add(ckpt.stat().st_mtime_ns)
         time.sleep(0.02)
