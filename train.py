@@ -33,8 +33,18 @@ from runner.results import RunResults
 from runner.summary import format_summary
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class StopRequest:
+    """SIGTERM and Ctrl-C handler: the first signal asks the loop to stop at the end of the
+    current step (after the switch, evaluation and logging of that step, so the checkpoint it
+    writes is consistent); a second one stops at once, without a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self, signum, frame) -> None:
+        if self.requested:
+            raise SystemExit(130)
+        self.requested = True
 
 
 class NonFiniteError(RuntimeError):
@@ -83,6 +93,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         check_finite(agent, log, last_check, step)
         last_check = step
         results.step = step
+        log.writer.flush()  # every event up to `step` is on disk before the checkpoint says so
         save({
             "config": dataclasses.asdict(cfg), "step": step, "grad_credit": grad_credit,
             "agent": agent.state_dict(), "replay": replay.state_dict(), "schedule": schedule.state_dict(),
@@ -107,7 +118,8 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         results.start_visit(task, step)
         log.start_visit(visit, task, step)
 
-    signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM behaves like Ctrl-C
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     prioritized = cfg.replay.kind == "prioritized"
     next_log = step + cfg.log_every
     next_ckpt = step + cfg.checkpoint_every if cfg.checkpoint_every else None
@@ -167,11 +179,16 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
             if next_ckpt is not None and step >= next_ckpt:
                 next_ckpt += cfg.checkpoint_every
                 checkpoint()
+            if stop.requested:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         checkpoint()
         print(f"\ninterrupted at step {step}; checkpoint written. Continue with: "
               f"python train.py --resume {run_dir}", file=sys.stderr)
         raise SystemExit(130) from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     check_finite(agent, log, last_check, step)
     end_visit()
     results.finished = True
@@ -189,10 +206,18 @@ def finished_line(cfg: TrainConfig, state: dict) -> str | None:
             f"To continue it, give more cycles: python train.py --resume {cfg.run_dir} --env.cycles {cfg.env.cycles + 1}")
 
 
+#: `python train.py SUBCOMMAND …`: the module whose `main(argv)` handles it
+SUBCOMMANDS = {"scores": "runner.scores", "sweep": "studies.sweep", "report": "studies.report"}
+
+
 def main(argv: list[str] | None = None) -> int:
     from runner.cli import parse_args
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
     try:
         cfg, resume_state = parse_args(argv)
         if resume_state is not None and (line := finished_line(cfg, resume_state)) is not None:
@@ -223,7 +248,9 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
         t0 = time.perf_counter()
         step = resume_state["step"] if resume_state else 0
         log = RunLogger(str(run_dir), [t.name for t in parts.schedule.tasks], parts.schedule.total_steps,
-                        start_step=step, progress=cfg.progress, purge_step=step if resume_state else None)
+                        start_step=step, progress=cfg.progress,
+                        # events after the checkpoint's step are dropped; those at it were written before it
+                        purge_step=step + 1 if resume_state else None)
         results = train(cfg, parts, log, run_dir, resume_state)
         summary = format_summary(results)
         log.writer.add_text("summary", "<pre>" + summary + "</pre>", results.step)
@@ -241,6 +268,10 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
             log.close()
         parts.close()
     print(summary)
+    if results.matrix:
+        from runner.scores import compute_scores, format_scores
+
+        print(format_scores(compute_scores(results.to_dict()), results.to_dict()))
     print(f"done in {time.perf_counter() - t0:.0f}s; TensorBoard: tensorboard --logdir {run_dir}")
     return 0
 

@@ -5,7 +5,7 @@
      "visits": [{"task": 0, "start": 0, "end": 30000}, ...],   # in order; "end" is null while running
      "matrix": [[r00, r01], [r10, r11], ...],          # matrix[v][t]: mean greedy return of task t at the end of visit v
      "evaluations": [{"step": s, "visit": v, "returns": [...]}, ...],   # every evaluation (visit ends and --eval.every)
-     "train_returns": [[[step, return], ...], ...],    # per visit: the training episodes that ended in it
+     "train_curve": [[[step, return], ...], ...],      # per visit: the training episodes that ended in it
      "step": 60000, "finished": true}
 
 The file is rewritten atomically (temporary file, rename) after every evaluation and at the
@@ -33,7 +33,7 @@ class RunResults:
     visits: list[dict[str, Any]] = field(default_factory=list)
     matrix: list[list[float]] = field(default_factory=list)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
-    train_returns: list[list[list[float]]] = field(default_factory=list)
+    train_curve: list[list[list[float]]] = field(default_factory=list)
     step: int = 0
     finished: bool = False
 
@@ -45,7 +45,7 @@ class RunResults:
 
     def start_visit(self, task: int, step: int) -> None:
         self.visits.append({"task": task, "start": step, "end": None})
-        self.train_returns.append([])
+        self.train_curve.append([])
 
     def end_visit(self, step: int, returns: list[float] | None) -> None:
         """Close the current visit; `returns[t]` is task t's evaluation (None: not evaluated)."""
@@ -54,8 +54,8 @@ class RunResults:
             self.matrix.append([float(r) for r in returns])
 
     def episode(self, ret: float, step: int) -> None:
-        if self.train_returns:
-            self.train_returns[-1].append([step, float(ret)])
+        if self.train_curve:
+            self.train_curve[-1].append([step, float(ret)])
 
     def evaluation(self, step: int, returns: list[float]) -> None:
         self.evaluations.append({"step": step, "visit": len(self.visits) - 1, "returns": [float(r) for r in returns]})
@@ -76,7 +76,7 @@ class RunResults:
 
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "random": self.random, "visits": self.visits, "matrix": self.matrix,
-                "evaluations": self.evaluations, "train_returns": self.train_returns,
+                "evaluations": self.evaluations, "train_curve": self.train_curve,
                 "step": self.step, "finished": self.finished}
 
     state_dict = to_dict

@@ -16,7 +16,7 @@ def format_summary(results: RunResults, last: int = 10) -> str:
     rows = [head, "-" * len(head)]
     for v, visit in enumerate(results.visits):
         task = visit["task"]
-        returns = [r for _, r in results.train_returns[v]]
+        returns = [r for _, r in results.train_curve[v]]
         tail = returns[-last:]
         train = sum(tail) / len(tail) if tail else None
         rows.append(f"{v:>5}  {results.tasks[task]:<22} {len(returns):>8} {_fmt(train):>16} "

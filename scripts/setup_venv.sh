@@ -4,7 +4,7 @@
 # without a GPU: a CUDA machine gets PyPI's default build, any other gets the CPU wheel.
 set -euo pipefail
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-dev,mujoco}
+EXTRAS=${EXTRAS:-dev,mujoco,sweep}
 TORCH_VERSION=2.13.0
 PYTHON=${PYTHON:-python3}
 

@@ -175,7 +175,7 @@ def test_loop_acts_stores_and_updates_exactly(tmp_path):
     assert [s["step"] for s in saved] == [10, 20, 24]
     assert saved[-1]["agent"] == {"updates": 9}
     # training returns land in the visit they ended in
-    assert results.train_returns == [[[4, 1.5]], [[12, 5.5]], [], [[20, 9.5]]]
+    assert results.train_curve == [[[4, 1.5]], [[12, 5.5]], [], [[20, 9.5]]]
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["finished"] is True and on_disk["random"] == [0.0, -5.0] and on_disk["matrix"] == results.matrix
 

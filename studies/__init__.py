@@ -1,0 +1,1 @@
+"""Studies: sweeps of runs on Ray (`studies.sweep`) and reports that compare them (`studies.report`)."""
