@@ -31,6 +31,7 @@ from runner.config import TrainConfig
 from runner.logger import RunLogger
 from runner.results import RunResults
 from runner.summary import format_summary
+from runner.tb_layout import add_continual_layout
 
 
 class StopRequest:
@@ -251,6 +252,8 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
                         start_step=step, progress=cfg.progress,
                         # events after the checkpoint's step are dropped; those at it were written before it
                         purge_step=step + 1 if resume_state else None)
+        if resume_state is None:
+            add_continual_layout(log.writer, [t.name for t in parts.schedule.tasks], list(parts.agent.learnables))
         results = train(cfg, parts, log, run_dir, resume_state)
         summary = format_summary(results)
         log.writer.add_text("summary", "<pre>" + summary + "</pre>", results.step)
