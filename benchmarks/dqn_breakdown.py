@@ -20,7 +20,7 @@ def breakdown(args) -> None:
     import torch.nn.functional as F
 
     from runner.cli import parse_args
-    from runner.components import build, random_actions
+    from runner.build import build
 
     tmp = tempfile.mkdtemp(prefix="dqn_breakdown_")
     cfg, _ = parse_args(ours_argv(args, os.path.join(tmp, "run")))
@@ -33,7 +33,7 @@ def breakdown(args) -> None:
     env = model.get_env()  # VecTransposeImage(VecFrameStack(...)), as SB3's learn() steps it
     obs = sched.reset()
     for _ in range(fill):  # fill ours with real frames
-        a = random_actions(comp, 0, 1)
+        a = agent.act(obs, 0, 0)  # before learning starts: uniformly random
         res = sched.step(a)
         replay.add(obs, a, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
         obs = res.obs
@@ -46,7 +46,7 @@ def breakdown(args) -> None:
     agents = {"ours": agent}
     if args.breakdown_compile:
         agents["ours-compile"] = DQN(dataclasses.replace(cfg.dqn, compile=True), sched.obs_shape, sched.num_actions,
-                                     sched.action_masks, comp.device, cfg.seed)
+                                     sched.action_masks, sched.device, cfg.seed)
         t = time.perf_counter()
         agents["ours-compile"].update(replay.sample(32))
         print(f"--dqn.compile: compilation of the update (first call): {time.perf_counter() - t:.1f} s", flush=True)
@@ -61,7 +61,7 @@ def breakdown(args) -> None:
         t_all = time.perf_counter()
         for i in range(n):
             t0 = time.perf_counter()
-            actions = learner.act(obs, 0, 0.01)
+            actions = learner.epsilon_greedy(obs, 0, 0.01)
             t1 = time.perf_counter()
             res = sched.step(actions)
             t2 = time.perf_counter()

@@ -34,7 +34,7 @@ shared machine's load hits all variants alike; the table gives every repeat's ra
 
 ``--monitor`` compares ours with ``--monitor.every`` = MonitorConfig's default (2000 gradient
 steps, batch 256) against ``--monitor.every 0``, and also measures the cost of one
-measurement (``Components.after_update`` at a measuring update: replay sample of 256,
+measurement (``Monitoring.after_update`` at a measuring update: replay sample of 256,
 ``Monitor.measure``, Q metrics, TensorBoard writes, a histogram every 10th time) in
 process, interleaved with the cost of the training it is amortised over.
 
@@ -189,12 +189,12 @@ def speed(args) -> None:
 
 # ----------------------------------------------------------------------------- monitor
 def monitor_cost_in_process(args) -> dict:
-    """Seconds of one monitoring step (Components.after_update at a measuring update), and
+    """Seconds of one monitoring step (Monitoring.after_update at a measuring update), and
     seconds of the training it is amortised over (`every` updates, each with 4 loop steps),
     measured interleaved in one process on a replay filled with real Breakout frames."""
 
     from runner.cli import parse_args
-    from runner.components import build, random_actions
+    from runner.build import build
     from runner.logger import RunLogger
 
     tmp = tempfile.mkdtemp(prefix="dqn_monitor_")
@@ -207,7 +207,7 @@ def monitor_cost_in_process(args) -> dict:
 
         def env_step(explore: bool) -> None:
             nonlocal obs
-            actions = random_actions(comp, 0, 1) if explore else agent.act(obs, 0, 0.01)
+            actions = agent.act(obs, 0, 0) if explore else agent.epsilon_greedy(obs, 0, 0.01)
             res = sched.step(actions)
             replay.add(obs, actions, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
             obs = res.obs
@@ -222,8 +222,8 @@ def monitor_cost_in_process(args) -> dict:
             log.accumulate(agent.update(batch))
 
         def measurement() -> None:
-            agent.updates = cfg.monitor.every * (comp.measurements + 1)  # a measuring update
-            comp.after_update(replay.sample(32), 0, log)
+            agent.updates = cfg.monitor.every * (comp.monitoring.measurements + 1)  # a measuring update
+            comp.monitoring.after_update(replay, log.writer, 0)
 
         for _ in range(5):
             train_unit()
@@ -241,8 +241,8 @@ def monitor_cost_in_process(args) -> dict:
         log.close()
         sched.close()
         return {"unit_s": statistics.median(unit_times), "measure_s": statistics.median(meas_times),
-                "measure_all": meas_times, "unit_all": unit_times, "histograms": comp.measurements // 10,
-                "measurements": comp.measurements}
+                "measure_all": meas_times, "unit_all": unit_times, "histograms": comp.monitoring.measurements // 10,
+                "measurements": comp.monitoring.measurements}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

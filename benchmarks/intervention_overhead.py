@@ -7,7 +7,7 @@ built from the same seed:
 
 * ``base``: ReLU network, no intervention.
 * ``swr``: base + SWR (``swr`` with its defaults: lam=1e-3, every update), attached as
-  ``runner.components._attach_interventions`` does (``registry.build`` on the learnable's
+  ``runner.build.attach_interventions`` does (``registry.build`` on the learnable's
   module, optimizer and targets, appended to ``learnable.interventions``).
 * ``adalin``: ``DQNConfig(activation="adalin")`` (a PReLU-like AdaLin on every hidden layer).
 * ``redo``: base + ReDo ``tau=0.1, every=1000``; its check scores the batch it is given
@@ -73,7 +73,7 @@ def make_agent(activation: str = "relu", plasticity: str | None = None, seed: in
     torch.manual_seed(seed)
     masks = torch.ones(1, NUM_ACTIONS, dtype=torch.bool)
     agent = DQN(DQNConfig(activation=activation), OBS, NUM_ACTIONS, masks, "cpu", seed)
-    if plasticity:  # as runner.components._attach_interventions
+    if plasticity:  # as runner.build.attach_interventions
         spec = registry.parse(plasticity)
         for learnable in agent.learnables.values():
             learnable.interventions.append(

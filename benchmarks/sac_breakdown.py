@@ -21,7 +21,7 @@ def breakdown(args) -> None:
 
     from agents.sac import temperature_loss
     from runner.cli import parse_args
-    from runner.components import build, random_actions
+    from runner.build import build
     from runner.logger import RunLogger
 
     tmp = tempfile.mkdtemp(prefix="sac_breakdown_")
@@ -38,7 +38,7 @@ def breakdown(args) -> None:
     env = model.get_env()
     obs = sched.reset()
     for _ in range(fill):
-        a = random_actions(comp, 0, 1)
+        a = agent.act(obs, 0, 0)  # before learning starts: uniformly random
         res = sched.step(a)
         replay.add(obs, a, res.rewards, res.next_obs, res.terminated, res.truncated, res.valid, res.task)
         obs = res.obs
@@ -52,7 +52,7 @@ def breakdown(args) -> None:
         t_all = time.perf_counter()
         for _ in range(n):
             t0 = time.perf_counter()
-            actions = agent.act(obs, 0)
+            actions = agent.act(obs, 0, 10**12)
             t1 = time.perf_counter()
             res = sched.step(actions)
             t2 = time.perf_counter()
