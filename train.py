@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from runner.build import RunParts, build
-from runner.checkpoint import restore_rng_states, rng_states, save_checkpoint
+from runner.checkpoint import CheckpointWriteError, restore_rng_states, rng_states, save_checkpoint
 from runner.config import TrainConfig
 from runner.logger import RunLogger
 from runner.results import RunResults
@@ -209,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         kept = "the last good checkpoint.pt is kept" if (run_dir / "checkpoint.pt").exists() else "no checkpoint was written"
         print(f"error: {err}; the run stops ({kept})", file=sys.stderr)
         return 3
+    except CheckpointWriteError as err:
+        print(f"error: {err}; the run stops", file=sys.stderr)
+        return 4
 
 
 def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | None) -> int:
@@ -229,7 +232,7 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
         # a run that fails before its first checkpoint leaves nothing behind (one that diverged
         # keeps its TensorBoard events, to see how)
         fresh = created and resume_state is None and not (run_dir / "checkpoint.pt").exists()
-        if fresh and not isinstance(err, NonFiniteError):
+        if fresh and not isinstance(err, (NonFiniteError, CheckpointWriteError)):
             if log is not None:
                 log.close()
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -6,8 +6,9 @@ the architecture (AdaLin, CReLU, LayerNorm) is an option, not a fork:
     encoder = make_encoder("nature_cnn", obs_shape=(4, 84, 84), activation="adalin")
     q = QNetwork(encoder, num_actions=18, dueling=True)
 
-Every encoder is an `nn.Sequential`-style stack whose registration order is its forward
-order, which is what the layer-wise interventions in `plasticity/` rely on. Image inputs
+Activation and norm modules come from `plasticity.layers` (one definition of what an
+activation, a norm and a layer are, shared with the interventions, which read each
+network's structure from its traced forward pass). Image inputs
 are `uint8` and scaled to [0, 1] inside the encoder, so replay keeps frames as bytes.
 """
 
@@ -20,45 +21,12 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "gelu", "adalin", "crelu")
-NORMS = (None, "layer")
+from plasticity.layers import ACTIVATION_NAMES as ACTIVATIONS  # one definition, shared with plasticity/
+from plasticity.layers import NORM_NAMES as NORMS
+from plasticity.layers import activation_width_multiplier as width_multiplier
+from plasticity.layers import make_activation, make_norm
+
 ENCODERS = ("mlp", "nature_cnn", "impala_cnn")
-
-
-def width_multiplier(activation: str) -> int:
-    """How many times wider an activation's output is than its input (2 for CReLU)."""
-    return 2 if activation == "crelu" else 1
-
-
-def make_activation(name: str, num_features: int) -> nn.Module:
-    """An activation module; `num_features` sizes AdaLin's per-neuron slopes."""
-    if name == "relu":
-        return nn.ReLU()
-    if name == "leaky_relu":
-        return nn.LeakyReLU(0.01)
-    if name == "tanh":
-        return nn.Tanh()
-    if name == "gelu":
-        return nn.GELU()
-    if name == "adalin":
-        from plasticity.adalin import AdaLin
-
-        return AdaLin("relu", num_features)
-    if name == "crelu":
-        from plasticity.crelu import CReLU
-
-        return CReLU()
-    raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-
-
-def make_norm(norm: str | None, num_features: int, conv: bool) -> nn.Module | None:
-    """LayerNorm over the features of a vector, or over (C, H, W) of a feature map."""
-    if norm is None:
-        return None
-    if norm == "layer":
-        # GroupNorm with one group is LayerNorm over (C, H, W) with a per-channel affine.
-        return nn.GroupNorm(1, num_features) if conv else nn.LayerNorm(num_features)
-    raise ValueError(f"unknown norm {norm!r}; valid: none, layer")
 
 
 def _block(layer: nn.Module, out: int, activation: str, norm: str | None, conv: bool) -> list[nn.Module]:

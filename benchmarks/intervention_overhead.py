@@ -44,7 +44,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.dqn import DQN, DQNConfig  # noqa: E402
-from agents.replay import Batch  # noqa: E402
+from replay import Batch  # noqa: E402
 from plasticity import registry  # noqa: E402
 
 NUM_ACTIONS, OBS = 18, (4, 84, 84)

@@ -60,7 +60,7 @@ def make(kind: str, capacity: int):
     if kind.startswith("ours"):
         import torch
 
-        from agents.replay import make_replay
+        from replay import make_replay
 
         buf = make_replay(kind.split("-")[1], capacity, 1, OBS_SHAPE, torch.uint8, 4, reward_clip=1.0,
                           device="cpu", seed=0)
@@ -105,7 +105,7 @@ def child(kind: str, capacity: int, fill: bool, frames: int) -> dict:
     steps = record(frames) if fill else []
     import torch  # noqa: F401  (imports are not the buffer's memory: load them before the baseline)
 
-    import agents.replay  # noqa: F401
+    import replay  # noqa: F401
     if kind.startswith("sb3"):
         import stable_baselines3.common.buffers  # noqa: F401
     before = rss_bytes()

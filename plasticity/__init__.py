@@ -32,10 +32,11 @@ _EXPORTS = {
     "ReDo": "redo",
     "ContinualBackprop": "cbp",
     "Monitor": "monitor",
+    "Structure": "structure",
 }
 _SUBMODULES = {
     "adalin", "base", "cbp", "crelu", "injection", "l2", "layers", "metrics", "monitor",
-    "redo", "registry", "reset", "shrink_perturb", "swr", "weight_clipping",
+    "redo", "registry", "reset", "shrink_perturb", "structure", "swr", "weight_clipping",
 }
 
 __all__ = ["Intervention", "call_module", *_EXPORTS, *sorted(_SUBMODULES)]

@@ -27,12 +27,15 @@ Defaults: ``alpha_init=0.0`` (the network starts as the plain phi network), ``di
 (the feature axis: channels of (B, C, H, W), features of (B, F)).
 
 ``convert(module)`` swaps every nn.ReLU / nn.LeakyReLU / nn.Tanh / nn.GELU *module* for an
-AdaLin of the same phi. The width of each activation is read from the nearest preceding
-Linear (``out_features``, feature axis -1) or Conv (``out_channels``, axis 1) in
-registration order, which must be the forward order (true for nn.Sequential). Activations
-called functionally (``F.relu``) are not seen; an activation module reused after layers of
-different widths cannot be converted correctly (its single alpha has one width).
-Create the optimizer after converting, so it trains the alphas.
+AdaLin of the same phi. The width of each activation is read from the layer that feeds it
+in the traced forward pass (`plasticity.structure`): the Linear (``out_features``, feature
+axis -1) or Conv (``out_channels``, axis 1) it follows, through a norm, pooling or dropout
+(not through a flatten). A module that does not trace falls back to the nearest preceding
+Linear/Conv in registration order (true for nn.Sequential). Activations called
+functionally (``F.relu``) are modules of nobody and are not converted; an activation
+module called after layers of different widths is refused (its single alpha has one
+width), one called after layers of the same width becomes one AdaLin whose alphas those
+calls share. Create the optimizer after converting, so it trains the alphas.
 """
 
 from __future__ import annotations
@@ -200,11 +203,63 @@ def convert(module: nn.Module, alpha_init: float = 0.0) -> nn.Module:
         raise ValueError(
             "adalin: convert needs a container; build AdaLin(base, num_features) directly"
         )
+    from plasticity.structure import Structure
+
+    try:
+        st = Structure(module, "adalin")
+    except ValueError:
+        st = None
+    if st is not None:
+        _convert_traced(module, st, alpha_init)
+        return module
     # (width, feature axis) of the most recent layer output in registration order;
     # None after a layer that changes the width in a way we cannot follow.
     state: dict[str, tuple[int, int] | None] = {"width": None}
     _convert_children(module, alpha_init, state, prefix="")
     return module
+
+
+def _traced_width(st, node) -> tuple[int, int] | None:
+    """(width, feature axis) of the layer feeding activation `node`, or None."""
+    cur = node
+    while True:
+        ins = [n for n in cur.all_input_nodes if n.op != "get_attr"]
+        if not ins:
+            return None
+        cur = ins[0]
+        kind = st.kind(cur)
+        module = st.module_of(cur)
+        if kind == "layer":
+            if isinstance(module, nn.modules.conv._ConvNd):
+                return (module.out_channels, 1)
+            return (module.out_features, -1)
+        if kind == "norm" or isinstance(module, (nn.Dropout, nn.Identity, nn.modules.pooling._MaxPoolNd,
+                                                 nn.modules.pooling._AvgPoolNd)):
+            continue
+        if kind == "act" and getattr(module, "width_multiplier", 1) == 1:
+            continue
+        return None
+
+
+def _convert_traced(module: nn.Module, st, alpha_init: float) -> None:
+    widths: dict[str, set[tuple[int, int] | None]] = {}
+    for node in st.nodes:
+        if node.op == "call_module" and isinstance(st.module_of(node), _SUPPORTED_MODULES):
+            widths.setdefault(node.target, set()).add(_traced_width(st, node))
+    for path, found in widths.items():
+        child = module.get_submodule(path)
+        if None in found:
+            raise ValueError(
+                f"adalin: cannot infer the width of activation {path!r} ({type(child).__name__}): "
+                f"no Linear/Conv layer feeds it in the forward pass; build AdaLin(base, num_features) "
+                f"for it by hand")
+        if len(found) > 1:
+            raise ValueError(f"adalin: activation {path!r} is called after layers of different widths "
+                             f"{sorted(found)}; give each call its own module")
+        (width, dim), = found
+        parent, _, name = path.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, name,
+                AdaLin(child, width, alpha_init=alpha_init, dim=dim))
 
 
 def _convert_children(

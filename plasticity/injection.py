@@ -31,6 +31,10 @@ and order match the online network, and hard or Polyak syncs keep working.
 Fresh initialisation: every submodule's ``reset_parameters()`` (PyTorch default init), or
 ``init(head)`` when given. Heads that sample noise (NoisyNet) break the exact equality.
 
+Hidden task boundaries: `on_task_switch` is never called, so with ``at_step=None`` nothing
+would ever be injected; the intervention says so with ``needs_task_boundaries = True`` and
+the runner refuses that combination. Give ``at_step=N`` for the one-off form of the paper.
+
 Checkpoints: ``state_dict`` stores the number of injections; ``load_state_dict`` redoes
 them structurally, so load the intervention's state *before* the model's and the
 optimizer's. A compiled module (torch.compile) must be recompiled after an injection.
@@ -42,13 +46,14 @@ import copy
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.fx
 from torch import nn
 
 from plasticity.base import Intervention
 
 
 def _combine(old: Any, fresh: Any, fresh_init: Any) -> Any:
-    if isinstance(old, torch.Tensor):
+    if isinstance(old, (torch.Tensor, torch.fx.Proxy)):  # a Proxy while the structure is traced
         return old + (fresh - fresh_init)  # fresh - fresh_init is exactly 0 at injection
     if isinstance(old, (tuple, list)):
         return type(old)(_combine(a, b, c) for a, b, c in zip(old, fresh, fresh_init))
@@ -109,6 +114,8 @@ class PlasticityInjection(Intervention):
     """
 
     name = "injection"
+    #: what replaces injection at task switches when the learner is not told about them
+    without_task_boundaries = "injects only with at_step=N (at_step=None needs announced switches)"
 
     def __init__(
         self,
@@ -143,6 +150,7 @@ class PlasticityInjection(Intervention):
         self.head = head
         self.at_step = at_step
         self.at_task_switch = bool(at_task_switch)
+        self.needs_task_boundaries = at_step is None
         self.max_injections = max_injections
         self.init = init
         self.injections = 0

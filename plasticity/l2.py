@@ -6,14 +6,20 @@ et al., "Loss of plasticity in deep continual learning" (Nature 2024) and Lyle e
 Learning via Regenerative Regularization" (2023, arXiv:2308.11958).
 
     L2:       loss() = coef / 2 * sum_p ||theta_p||^2
-    L2-Init:  loss() = coef / 2 * sum_p ||theta_p - theta_p,0||^2
+    L2-Init:  loss() = lam * sum_p ||theta_p - theta_p,0||^2      (Kumar et al.'s lambda)
 
 theta_0 is a copy of the parameters taken when the intervention is attached (a plain
 tensor, not a parameter; it is saved by ``state_dict``). The term is added to the
 learner's loss before ``backward()``, so with Adam it is L2 regularisation, not decoupled
 weight decay.
 
-Defaults: ``coef=1e-4`` for L2 and ``coef=1e-3`` for L2-Init. Both papers sweep the
+L2-Init takes the paper's lambda as written there (``lam``, no factor 1/2), so a value
+read from the paper regularises as in the paper; its gradient is ``2*lam*(theta -
+theta_0)``. (An earlier version took ``coef`` with ``coef/2``; ``coef`` is no longer
+accepted for L2-Init, so an old value cannot silently mean half of itself: use
+``lam = coef / 2``.)
+
+Defaults: ``coef=1e-4`` for L2 and ``lam=1e-3`` for L2-Init. Both papers sweep the
 coefficient over roughly {1e-2, 1e-3, 1e-4, 1e-5} and the best value depends on the task
 and on the scale of the main loss; L2-Init tolerates a larger coefficient because it pulls
 towards a useful point (the initialisation) instead of towards zero. Tune per setting.
@@ -48,10 +54,11 @@ def _select(module: nn.Module, weights_only: bool, name: str) -> list[nn.Paramet
 
 
 class _Penalty(Intervention):
-    """coef/2 * sum_p ||theta_p - anchor_p||^2 over a fixed parameter set; ``_offsets``
+    """factor * sum_p ||theta_p - anchor_p||^2 over a fixed parameter set; ``_offsets``
     gives the differences theta_p - anchor_p (the anchor is 0 for L2, theta_0 for L2-Init)."""
 
     metric = "penalty"  # key of the norm of the offsets in ``metrics()``
+    factor = 0.0
 
     def _setup(self, module: nn.Module, coef: Any, weights_only: bool) -> None:
         self.coef = _check_coef(self.name, coef)
@@ -63,7 +70,7 @@ class _Penalty(Intervention):
 
     def loss(self) -> torch.Tensor:
         total = torch.stack([d.square().sum() for d in self._offsets()]).sum()
-        return 0.5 * self.coef * total
+        return self.factor * total
 
     @torch.no_grad()
     def metrics(self) -> dict[str, float]:
@@ -88,13 +95,14 @@ class L2(_Penalty):
     ) -> None:
         super().__init__()
         self._setup(module, coef, weights_only)
+        self.factor = 0.5 * self.coef
 
     def _offsets(self) -> list[torch.Tensor]:
         return self.params
 
 
 class L2Init(_Penalty):
-    """coef/2 * squared distance of the parameters from their initial values."""
+    """lam * squared distance of the parameters from their initial values (Kumar et al.'s lambda)."""
 
     name = "l2init"
     metric = "l2init_distance"
@@ -105,11 +113,14 @@ class L2Init(_Penalty):
         optimizer: torch.optim.Optimizer | None = None,
         *,
         targets: Iterable[nn.Module] = (),
-        coef: float = 1e-3,
+        lam: float = 1e-3,
         weights_only: bool = False,
     ) -> None:
         super().__init__()
-        self._setup(module, coef, weights_only)
+        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0.0:
+            raise ValueError(f"l2init: lam must be >= 0, got {lam!r}")
+        self._setup(module, lam, weights_only)
+        self.lam = self.factor = float(lam)
         self.init = [p.detach().clone() for p in self.params]
 
     def _offsets(self) -> list[torch.Tensor]:

@@ -1,50 +1,34 @@
-"""What the package knows about a network's structure, and the toolkit of the re-initialising
-interventions (Reset, Shrink & Perturb, ReDo, CBP). The monitor and the metrics use the same
-two definitions (`weight_layers`, `is_activation`), so "a layer" and "an activation" mean
-the same thing in every intervention and every ``plasticity/*`` tag.
-
-What it knows about a network, and how it finds it:
+"""One definition of what a layer, an activation and a norm are, and the toolkit of the
+re-initialising interventions (Reset, Shrink & Perturb, ReDo, CBP). The monitor, the
+metrics, every intervention and the agents' networks (`make_activation`, `make_norm`) use
+these definitions, so "a layer" and "an activation" mean the same thing everywhere.
 
 * **Weight layers** are the `nn.Linear` and `nn.Conv1d/2d/3d` submodules (and their
-  subclasses), taken in *registration order* (`module.modules()`). Only these: the
-  interventions need their in/out layout (incoming weights of unit j are ``W[j]``, outgoing
-  ones a column block of the next layer), which transposed convolutions, ``nn.Bilinear`` or
-  ``nn.Embedding`` do not have, although they too own a weight of two or more dimensions;
-  such modules still count in whole-network norms, not as layers. For
-  `nn.Sequential`-style networks registration order is the forward order. It is NOT the
-  forward order when a module registers its layers in a different order than it calls
-  them, or when data branches (residual connections, two heads read the same features). `neuron_groups(..., pairs=...)` takes the structure
-  explicitly for such networks.
-* A **neuron group** is a hidden layer L_i with the layer(s) reading its output. Neuron j is
-  output unit / channel j of L_i; its *incoming* weights are `W_i[j]` (and `bias_i[j]`), its
-  *outgoing* weights are the columns of the next layer that read it:
-  `W_{i+1}[:, j]` for Linear→Linear and Conv→Conv, the block of columns
-  `j·S:(j+1)·S` (S = H·W·… = in_features / out_channels) when a conv feeds a Linear through a
-  Flatten. An activation that widens its input k times by concatenation along the feature
-  (channel) dimension, such as CReLU ``[relu(x), relu(-x)]``, declares a class attribute
-  ``width_multiplier = k``; unit j is then read through channels ``j, n + j, …, (k-1)·n + j``.
-  Layers right after the next layer that take the same input size with no module between
-  them (two parallel heads, e.g. the value and advantage streams of a dueling head) are
-  treated as further readers of the same units. A pair whose shapes do not fit these rules
-  (e.g. the output of one Q-network followed by the first layer of a twin) is not a hidden
-  pair: that layer counts as an output layer. The LAST weight layer is always an output
-  layer; output layers are never recycled.
+  subclasses; `WEIGHT_LAYERS`). Only these: the interventions need their in/out layout
+  (incoming weights of unit j are ``W[j]``, outgoing ones a column block of the next
+  layer), which transposed convolutions, ``nn.Bilinear`` or ``nn.Embedding`` do not have;
+  such modules still count in whole-network norms, not as layers.
 * An **activation** module is an instance of one of `ACTIVATIONS` (the element-wise
-  built-ins: ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU, Mish, Tanh, Sigmoid, Hardtanh/ReLU6,
-  Softsign, ...) or any module with the attribute ``is_activation = True`` (AdaLin, CReLU,
-  your own; usually a class attribute). The submodules of an activation are part of it
-  (`find_activations` does not search them).
-* The **activation** of a group is the first activation module registered after L_i and
-  before L_{i+1}. Activity is measured at its output; when there is none (functional
-  activations), at the output of the norm layer if any, else of L_i itself (then it
-  measures pre-activations: use activation modules).
-* A **norm layer** (LayerNorm / GroupNorm / BatchNorm) between L_i and its activation has
-  per-unit parameters (γ_j, β_j; running mean/var for BatchNorm) indexed by the unit on their
-  first dimension. Recycling unit j resets them to their fresh values (γ=1, β=0, mean 0,
-  var 1) and zeroes their optimizer moments; per-unit parameters of the activation (AdaLin's
-  α_j, a per-channel PReLU's slope) are reset the same way. LayerNorm and GroupNorm mix units, so the
-  outgoing-weights-zero rule keeps the network's output unchanged only when there is no such
-  norm layer.
+  built-ins) or any module with the attribute ``is_activation = True`` (AdaLin, CReLU, your
+  own). The submodules of an activation are part of it. Functional activations
+  (``F.relu``, ``torch.tanh``, ``x.relu()``) are recognised in the traced forward pass
+  (`plasticity.structure.ACTIVATION_FUNCTIONS`).
+* A **norm** is an instance of `NORMS` (LayerNorm, GroupNorm, BatchNorm/InstanceNorm,
+  RMSNorm).
+* How they are connected is read from the forward pass, not from the registration order:
+  see `plasticity.structure`. A **neuron group** is a hidden layer L with the layers
+  reading its output. Neuron j is output unit / channel j of L; its *incoming* weights are
+  ``W_L[j]`` (and ``bias_L[j]``), its *outgoing* weights the columns of every reader that
+  read it: ``W_next[:, j]`` for Linear→Linear and Conv→Conv, the block ``j·S:(j+1)·S``
+  (S = in_features / out_channels) when a conv feeds a Linear through a flatten. An
+  activation that widens its input k times by concatenation along the feature dimension
+  (CReLU ``[relu(x), relu(-x)]``) declares ``width_multiplier = k``; unit j is then read
+  through channels ``j, n + j, …, (k-1)·n + j``. Output layers are never recycled.
+* A **norm layer** between L and its activation has per-unit parameters (γ_j, β_j; running
+  mean/var for BatchNorm). Recycling unit j resets them to their fresh values and zeroes
+  their optimizer moments; per-unit parameters of the activation (AdaLin's α_j, a
+  per-channel PReLU's slope) are reset the same way. LayerNorm and GroupNorm mix units, so
+  the outgoing-weights-zero rule keeps the output unchanged only without such a norm.
 
 Fresh values always come from the module's own `reset_parameters()` (the PyTorch default
 initialiser, or a subclass's override), drawn from torch's global generator, so a seeded
@@ -71,10 +55,56 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Mish, nn.Softplus, nn.Hardswish, nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid,
     nn.Softsign,
 )
-NORMS: tuple[type[nn.Module], ...] = (nn.LayerNorm, nn.GroupNorm, _BatchNorm)
+#: normalisation layers: LayerNorm, GroupNorm, BatchNorm*d / InstanceNorm*d, RMSNorm
+NORMS: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+#: activation names accepted by `make_activation` (the networks' ``activation=`` option)
+ACTIVATION_NAMES = ("relu", "leaky_relu", "tanh", "gelu", "adalin", "crelu")
+#: norm names accepted by `make_norm` (the networks' ``norm=`` option)
+NORM_NAMES = (None, "layer")
 #: optimizer state entries that are per-element moments (Adam/AdamW/Adamax, RMSprop, SGD)
 MOMENT_KEYS = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq", "exp_inf", "momentum_buffer",
                "square_avg", "grad_avg")
+
+
+def make_activation(name: str, num_features: int) -> nn.Module:
+    """The activation module called `name` (one of `ACTIVATION_NAMES`); `num_features` sizes
+    AdaLin's per-neuron slopes (AdaLin here is the ReLU-based one)."""
+    if name == "relu":
+        return nn.ReLU()
+    if name == "leaky_relu":
+        return nn.LeakyReLU(0.01)
+    if name == "tanh":
+        return nn.Tanh()
+    if name == "gelu":
+        return nn.GELU()
+    if name == "adalin":
+        from plasticity.adalin import AdaLin
+
+        return AdaLin("relu", num_features)
+    if name == "crelu":
+        from plasticity.crelu import CReLU
+
+        return CReLU()
+    raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATION_NAMES)}")
+
+
+def activation_width_multiplier(name: str) -> int:
+    """How many times wider the named activation's output is than its input (2 for CReLU)."""
+    return 2 if name == "crelu" else 1
+
+
+def make_norm(name: str | None, num_features: int, conv: bool) -> nn.Module | None:
+    """The norm layer called `name` (one of `NORM_NAMES`): ``"layer"`` is LayerNorm over the
+    features of a vector, GroupNorm with one group (LayerNorm over (C, H, W) with a
+    per-channel affine) for a feature map; None is no norm."""
+    if name is None:
+        return None
+    if name == "layer":
+        return nn.GroupNorm(1, num_features) if conv else nn.LayerNorm(num_features)
+    raise ValueError(f"unknown norm {name!r}; valid: none, layer")
 
 
 def is_weight_layer(m: nn.Module) -> bool:
@@ -114,10 +144,6 @@ def num_units(layer: nn.Module) -> int:
     return layer.out_channels if isinstance(layer, _ConvNd) else layer.out_features
 
 
-def _in_size(layer: nn.Module) -> int:
-    return layer.in_channels if isinstance(layer, _ConvNd) else layer.in_features
-
-
 @dataclass
 class NeuronGroup:
     """The units of one hidden layer and everything attached to them (see module docstring)."""
@@ -129,18 +155,25 @@ class NeuronGroup:
     norm: nn.Module | None          # norm layer after L_i, if any
     multiplier: int = 1             # k: the activation's width multiplier (2 for CReLU)
     spatial: int = 1                # S: columns per channel when a Conv feeds a Linear
+    structure: Any = None           # the traced Structure it comes from (None: explicit pairs)
+    probe_node: Any = None          # the traced node whose value is the group's activity
+    hook_module: nn.Module | None = None  # a module called once whose output is that value
 
     @property
     def n_units(self) -> int:
         return num_units(self.layer)
 
     @property
-    def probe(self) -> nn.Module:
-        """The module whose output is this group's activity."""
+    def probe(self) -> nn.Module | None:
+        """The module whose output is this group's activity, when a forward hook can read it
+        (None when the activity is the output of a functional activation or of a module
+        called several times: then only the traced probe can read it)."""
+        if self.structure is not None:
+            return self.hook_module
         return self.activation or self.norm or self.layer
 
-    def activity(self, output: torch.Tensor) -> torch.Tensor:
-        """Mean |h| per unit over the batch (and positions): shape (k, n) for a probe output."""
+    def activity(self, output: torch.Tensor, signed: bool = False) -> torch.Tensor:
+        """Mean |h| (mean h if `signed`) per unit over the batch (and positions): shape (k, n)."""
         if not torch.is_tensor(output):
             raise TypeError(f"{self.name}: activity needs a tensor output, got {type(output).__name__}")
         dim = 1 if isinstance(self.layer, _ConvNd) else output.dim() - 1
@@ -149,7 +182,8 @@ class NeuronGroup:
             raise RuntimeError(f"{self.name}: expected {width} units on dim {dim} of the activation, "
                                f"got shape {tuple(output.shape)}; pass explicit pairs")
         dims = [d for d in range(output.dim()) if d != dim]
-        return output.detach().abs().float().mean(dim=dims).view(self.multiplier, self.n_units)
+        h = output.detach().float()
+        return (h if signed else h.abs()).mean(dim=dims).view(self.multiplier, self.n_units)
 
     def outgoing_columns(self, idx: torch.Tensor) -> torch.Tensor:
         """Indices along dim 1 of each next layer's weight that read units `idx`."""
@@ -169,13 +203,7 @@ class NeuronGroup:
         return total
 
 
-def _between(order: list[nn.Module], start: nn.Module, stop: nn.Module | None) -> list[nn.Module]:
-    i = next(k for k, m in enumerate(order) if m is start)
-    j = len(order) if stop is None else next(k for k, m in enumerate(order) if m is stop)
-    return order[i + 1:j]
-
-
-def _make_group(name: str, layer: nn.Module, nexts: Sequence[nn.Module], activation: nn.Module | None,
+def make_group(name: str, layer: nn.Module, nexts: Sequence[nn.Module], activation: nn.Module | None,
                 norm: nn.Module | None) -> NeuronGroup | None:
     """A group if the shapes fit a hidden pair, else None (the layer is an output layer)."""
     n = num_units(layer)
@@ -196,12 +224,16 @@ def _make_group(name: str, layer: nn.Module, nexts: Sequence[nn.Module], activat
     return NeuronGroup(name, layer, tuple(nexts), activation, norm, k, spatial or 1)
 
 
-def neuron_groups(module: nn.Module, pairs: Sequence[Sequence[Any]] | None = None) -> list[NeuronGroup]:
-    """The hidden layers of `module` as neuron groups, in registration order.
+def neuron_groups(module: nn.Module, pairs: Sequence[Sequence[Any]] | None = None,
+                  who: str = "plasticity") -> list[NeuronGroup]:
+    """The hidden layers of `module` as neuron groups, in forward order, read from the traced
+    forward pass (`plasticity.structure.Structure`; a module that does not trace is refused
+    with a ValueError naming it).
 
-    `pairs` overrides discovery: a list of ``(layer, next)`` where `next` is a layer or a list
-    of layers reading `layer`'s output, optionally followed by the activation module and the
-    norm module (``None`` for none): ``(layer, next, activation, norm)``.
+    `pairs` gives the structure explicitly instead: a list of ``(layer, next)`` where `next`
+    is a layer or a list of layers reading `layer`'s output, optionally followed by the
+    activation module and the norm module (``None`` for none): ``(layer, next, activation,
+    norm)``. Activity is then read by forward hooks on the activation (else norm, else layer).
     """
     names = {id(m): n for n, m in module.named_modules()}
     if pairs is not None:
@@ -212,34 +244,16 @@ def neuron_groups(module: nn.Module, pairs: Sequence[Sequence[Any]] | None = Non
             act = p[2] if len(p) > 2 else None
             norm = p[3] if len(p) > 3 else None
             if id(layer) not in names or not is_weight_layer(layer):
-                raise ValueError("neuron_groups: every pair must start with a Linear/Conv layer of the module")
-            g = _make_group(names[id(layer)], layer, nexts, act, norm)
+                raise ValueError(f"{who}: every pair must start with a Linear/Conv layer of the module")
+            g = make_group(names[id(layer)], layer, nexts, act, norm)
             if g is None:
-                raise ValueError(f"neuron_groups: shapes of {names[id(layer)]} and its next layer(s) do not fit")
+                raise ValueError(f"{who}: shapes of {names[id(layer)]} and its next layer(s) do not fit")
             out.append(g)
         return out
-    order = list(module.modules())
-    layers = weight_layers(module)
-    groups: list[NeuronGroup] = []
-    i = 0
-    while i < len(layers) - 1:
-        name, layer = layers[i]
-        nexts = [layers[i + 1][1]]
-        j = i + 1
-        # parallel readers: same kind and input size, nothing registered in between
-        while (j + 1 < len(layers) and type(layers[j + 1][1]) is type(nexts[0])
-               and _in_size(layers[j + 1][1]) == _in_size(nexts[0])
-               and not _between(order, layers[j][1], layers[j + 1][1])):
-            nexts.append(layers[j + 1][1])
-            j += 1
-        between = _between(order, layer, nexts[0])
-        act = next((m for m in between if is_activation(m)), None)
-        norm = next((m for m in between if is_norm(m)), None)
-        g = _make_group(name, layer, nexts, act, norm)
-        if g is not None:
-            groups.append(g)
-        i = j if g is not None and len(nexts) > 1 else i + 1
-    return groups
+    from plasticity.structure import Structure
+
+    hint = "pairs=[(layer, next_layers, activation, norm), ...]"
+    return Structure(module, who, hint).groups()
 
 
 # ---------------------------------------------------------------- activity measurement
@@ -249,21 +263,43 @@ def _bn_snapshot(module: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
             for b in m.buffers(recurse=False)]
 
 
-def measure_activity(module: nn.Module, groups: Sequence[NeuronGroup], inputs: Any) -> list[torch.Tensor]:
-    """Mean |h| per unit of each group, shape (k, n), from one no-grad forward on `inputs`.
+def measure_activity(module: nn.Module, groups: Sequence[NeuronGroup], inputs: Any,
+                     signed: bool = False) -> Any:
+    """Mean |h| per unit of each group, shape (k, n), from one no-grad forward on `inputs`;
+    with `signed`, the pair (mean |h| list, mean h list).
+
+    Groups read from the traced structure are measured by running the traced graph up to
+    their activation nodes (this reads functional activations and shared modules exactly);
+    groups given by explicit pairs by forward hooks on their activation modules.
 
     Forward hooks exist only for this call (removed even on error); BatchNorm running
     statistics are restored afterwards, so the measurement leaves no trace.
     """
     stats: list[torch.Tensor | None] = [None] * len(groups)
+    means: list[torch.Tensor | None] = [None] * len(groups)
     handles = []
 
     def make_hook(i: int):
         def hook(_m: nn.Module, _inp: Any, out: torch.Tensor) -> None:
             stats[i] = groups[i].activity(out)
+            means[i] = groups[i].activity(out, signed=True)
         return hook
 
     snap = _bn_snapshot(module)
+    structure = groups[0].structure if groups else None
+    if structure is not None and all(g.structure is structure for g in groups):
+        probe = structure.probe([g.probe_node for g in groups])
+        try:
+            with torch.no_grad():
+                outs = call_module(probe, inputs)
+        finally:
+            with torch.no_grad():
+                for b, saved in snap:
+                    b.copy_(saved)
+        absolute = [g.activity(o) for g, o in zip(groups, outs)]
+        if signed:
+            return absolute, [g.activity(o, signed=True) for g, o in zip(groups, outs)]
+        return absolute
     try:
         for i, g in enumerate(groups):
             handles.append(g.probe.register_forward_hook(make_hook(i)))
@@ -279,6 +315,8 @@ def measure_activity(module: nn.Module, groups: Sequence[NeuronGroup], inputs: A
     if missing:
         raise RuntimeError(f"measure_activity: no activation seen for {', '.join(missing)} "
                            "(module not called in forward?); pass explicit pairs")
+    if signed:
+        return stats, means
     return stats  # type: ignore[return-value]
 
 

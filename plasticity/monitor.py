@@ -9,14 +9,24 @@
 
 What is measured
 ----------------
-Activation modules are found in registration order by `plasticity.layers.find_activations`:
-the built-ins of `plasticity.layers.ACTIVATIONS` (ReLU, LeakyReLU, PReLU, ELU, GELU, SiLU,
-Mish, Tanh, Sigmoid, Hardtanh and ReLU6, Softsign, ...) and any module with
-``is_activation = True`` (AdaLin, CReLU, your own); the submodules of a found activation
-are not searched again. Their
-*outputs* are measured, so a Linear -> LayerNorm -> ReLU network is measured after its
-normalisation. A module called several times in one forward pass gives one layer per call:
-``act``, ``act#2``, ... Names come from ``named_modules`` (``"root"`` for the model itself).
+The activations are read from the traced forward pass (`plasticity.structure`, the same
+structure the interventions read): every call of an activation module (the built-ins of
+`plasticity.layers.ACTIVATIONS`, or any module with ``is_activation = True``: AdaLin,
+CReLU, your own) and every functional activation (``F.relu``, ``torch.tanh``,
+``x.relu()``, ...), in forward order. Their *outputs* are measured, so a Linear ->
+LayerNorm -> ReLU network is measured after its normalisation. A module called several
+times in one forward pass gives one layer per call: ``act``, ``act#2``, ...; a functional
+activation is named after the layer it follows and its function, e.g. ``fc1.relu``. A
+model that does not trace is refused at construction; ``layers=`` (activation modules by
+name) then measures those modules with forward hooks instead. When a submodule is replaced
+after the Monitor was built (plasticity injection), the next `measure` reads the structure
+again.
+
+Activity is classified by the activation's *function*: an AdaLin counts as its base φ (a
+tanh-based AdaLin is saturating and reports ``saturated_ratio``), so two networks that
+compute the same function report the same statistics. AdaLin layers add their own
+``plasticity/adalin_alpha_mean/<layer>`` and ``plasticity/adalin_alpha_abs_mean/<layer>``
+(mean α and mean |α| of the layer's slopes).
 
 ``measure`` returns (and keeps in ``.stats``), with ``<layer>`` an activation name:
 
@@ -60,20 +70,11 @@ from torch import nn
 
 from plasticity import metrics
 from plasticity.base import call_module
-from plasticity.layers import find_activations
+from plasticity.structure import Structure, saturation_bounds
 
 Tensor = torch.Tensor
 
-
-def saturation_bounds(module: nn.Module) -> tuple[float, float] | None:
-    """Output range of a saturating activation, or None for rectifier-like ones."""
-    if isinstance(module, (nn.Tanh, nn.Softsign)):
-        return (-1.0, 1.0)
-    if isinstance(module, (nn.Sigmoid, nn.Hardsigmoid)):
-        return (0.0, 1.0)
-    if isinstance(module, nn.Hardtanh):  # includes ReLU6
-        return (float(module.min_val), float(module.max_val))
-    return None
+__all__ = ["Monitor", "saturation_bounds"]
 
 
 class Monitor:
@@ -115,7 +116,16 @@ class Monitor:
         self.saturation_threshold = saturation_threshold
         self.srank_delta = srank_delta
         self.eval_mode = eval_mode
-        self.layers = self._resolve(layers) if layers is not None else find_activations(self.model)
+        self.structure: Structure | None = None
+        if layers is not None:
+            self.layers = self._resolve(layers)
+        else:
+            self.structure = Structure(self.model, "monitor",
+                                       "layers=['act1', ...] names the activation modules to measure")
+            self._nodes = self.structure.activation_nodes()
+            self.layers = self._node_names(self._nodes)
+        self.adalins = [(n, m) for n, m in self.model.named_modules()
+                        if getattr(m, "is_activation", False) is True and isinstance(getattr(m, "alpha", None), Tensor)]
         self.feature_layer = feature_layer
         self._feature_module: nn.Module | None = None
         if feature_layer is not None:
@@ -146,6 +156,22 @@ class Monitor:
                                  f"valid names: {[n for n in named if n]}")
         return out
 
+    def _node_names(self, nodes: list[Any]) -> list[tuple[str, nn.Module | None]]:
+        st = self.structure
+        calls: dict[str, int] = {}
+        out = []
+        for node in nodes:
+            module = st.module_of(node)
+            if module is not None:
+                base = node.target or "root"
+            else:
+                producer = st.producer_layer(node)
+                fn = getattr(node.target, "__name__", str(node.target))
+                base = f"{st.name(producer)}.{fn}" if producer is not None else node.name
+            calls[base] = calls.get(base, 0) + 1
+            out.append((base if calls[base] == 1 else f"{base}#{calls[base]}", module))
+        return out
+
     def reset_reference(self) -> None:
         """Record the current parameters as theta_0 for the distance from initialisation."""
         self.reference = metrics.snapshot(self.model)
@@ -154,6 +180,8 @@ class Monitor:
     def measure(self, batch: Any) -> dict[str, float]:
         """One forward pass on ``batch`` (a tensor or a tuple of positional arguments);
         returns the statistics and keeps them (and the neuron scores) for `log`."""
+        if self.structure is not None:
+            return self._measure_traced(batch)
         layer_stats: list[tuple[str, dict[str, Tensor]]] = []
         features: list[Tensor] = []
         calls: dict[str, int] = {}
@@ -200,6 +228,45 @@ class Monitor:
 
         with torch.no_grad():
             scalars = self._combine(layer_stats, features[0] if features else None)
+        self._to_host(scalars, {tag: s["scores"] for tag, s in layer_stats})
+        return dict(self.stats)
+
+    def _measure_traced(self, batch: Any) -> dict[str, float]:
+        if self.structure.stale():  # a submodule was replaced (plasticity injection): re-read
+            self.structure = Structure(self.model, "monitor",
+                                       "layers=['act1', ...] names the activation modules to measure")
+            self._nodes = self.structure.activation_nodes()
+            self.layers = self._node_names(self._nodes)
+        st = self.structure
+        nodes = list(self._nodes)
+        if self._feature_module is not None:
+            feature = next((n for n in st.nodes if st.module_of(n) is self._feature_module), None)
+            if feature is None:
+                raise ValueError(f"feature_layer {self.feature_layer!r} is not called in the forward pass")
+            nodes.append(feature)
+        probe = st.probe(nodes)
+        modules = list(self.model.modules())
+        modes = [m.training for m in modules]
+        try:
+            if self.eval_mode:
+                self.model.eval()
+            with torch.no_grad():
+                outs = call_module(probe, batch)
+        finally:
+            for module, mode in zip(modules, modes):
+                module.training = mode
+        with torch.no_grad():
+            layer_stats = []
+            for (tag, _), node, out in zip(self.layers, self._nodes, outs):
+                if isinstance(out, Tensor) and out.dim() >= 2:
+                    layer_stats.append((tag, self._layer_stats(out, st.activation_bounds(node))))
+            if self._feature_module is not None:
+                features = outs[-1]
+            else:
+                features = next((o for o in reversed(outs) if isinstance(o, Tensor) and o.dim() >= 2), None)
+            if features is not None:
+                features = features.detach().flatten(1)
+            scalars = self._combine(layer_stats, features)
         self._to_host(scalars, {tag: s["scores"] for tag, s in layer_stats})
         return dict(self.stats)
 
@@ -254,6 +321,10 @@ class Monitor:
                 out[f"{p}/saturated_ratio/{tag}"] = s["saturated"] / n
         for name, norm in per_layer.items():
             out[f"{p}/weight_norm/{name}"] = norm
+        for name, m in self.adalins:
+            alpha = m.alpha.detach().float()
+            out[f"{p}/adalin_alpha_mean/{name}"] = alpha.mean()
+            out[f"{p}/adalin_alpha_abs_mean/{name}"] = alpha.abs().mean()
         return out
 
     def _to_host(self, scalars: dict[str, Tensor], scores: dict[str, Tensor]) -> None:

@@ -14,15 +14,18 @@ recycled unit contributes nothing at the moment of recycling: the output is exac
 for dead units, and loses only the small contribution of units dormant but not dead; a
 LayerNorm/GroupNorm that mixes the units breaks this), and the optimizer moments (Adam's exp_avg, exp_avg_sq, max_exp_avg_sq)
 of exactly those entries zeroed. The output layer is never recycled. Hidden layers,
-activations and outgoing weights are found by plasticity.layers.neuron_groups (read its
-docstring for the registration-order assumption; `pairs` gives the structure explicitly).
+activations and outgoing weights come from the traced forward pass
+(`plasticity.structure`: functional activations, forks such as a dueling head's two
+streams, flattens); a hidden layer whose output reaches a residual sum, a concatenation or
+the network's output is not recycled and not counted. A network that does not trace is
+refused at construction; `pairs` gives the structure explicitly.
 
 Defaults: τ = 0.1, every = 1000 updates, the whole batch given (``batch_size=None``; the
 paper uses 64–256 samples, pass e.g. ``batch_size=256`` to cap it). The paper also uses
 τ = 0.025 to measure dormancy.
 
-Measurement: forward hooks are registered only for the one no-grad forward pass of a check
-and removed afterwards (no permanent hooks); BatchNorm running statistics are restored.
+Measurement: one no-grad forward of the traced network up to the activations, at each
+check (no permanent hooks); BatchNorm running statistics are restored.
 For tanh/sigmoid units a saturated neuron has a large |h| and is never "dormant" by this
 score even though it has no gradient; the score fits ReLU-like activations.
 
@@ -84,7 +87,7 @@ class ReDo(Intervention):
         self.tau = float(tau)
         self.every = every
         self.batch_size = batch_size
-        self.groups = neuron_groups(module, pairs)
+        self.groups = neuron_groups(module, pairs, who="redo")
         if not self.groups:
             raise ValueError("redo: the module has no hidden layer (a Linear/Conv followed by another)")
         self.recycled = 0

@@ -7,6 +7,10 @@ agent's networks the intervention is attached to, joined by `+` (for example
 network. Architecture options (`adalin`, `crelu`, `layernorm`) are not objects that act
 on a step: they change how the networks are built, and `architecture()` reports them.
 
+Names are the interventions' own (`name`, the prefix of their TensorBoard tags, and the
+file that defines them): `weight_clipping`, `shrink_perturb`, ...; the older spellings
+`clip`, `wclip` and `snp` are accepted as aliases.
+
 Parameters are checked against each class's constructor; ranges are checked by the
 constructor itself, which raises `ValueError` with one line naming the bad value.
 """
@@ -18,18 +22,21 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-# CLI name -> (submodule, class name)
+# CLI name -> (submodule, class name). The CLI name is the intervention's `name` (its
+# TensorBoard tag prefix) and, where it has a file of its own, the file's name.
 INTERVENTIONS: dict[str, tuple[str, str]] = {
     "swr": ("swr", "SoftWeightRescaling"),
     "l2": ("l2", "L2"),
     "l2init": ("l2", "L2Init"),
-    "clip": ("weight_clipping", "WeightClipping"),
+    "weight_clipping": ("weight_clipping", "WeightClipping"),
     "reset": ("reset", "Reset"),
-    "snp": ("shrink_perturb", "ShrinkPerturb"),
+    "shrink_perturb": ("shrink_perturb", "ShrinkPerturb"),
     "redo": ("redo", "ReDo"),
     "cbp": ("cbp", "ContinualBackprop"),
     "injection": ("injection", "PlasticityInjection"),
 }
+# older CLI spellings, still accepted
+ALIASES: dict[str, str] = {"clip": "weight_clipping", "wclip": "weight_clipping", "snp": "shrink_perturb"}
 # CLI name -> (network option, value)
 ARCHITECTURE: dict[str, tuple[str, str]] = {
     "adalin": ("activation", "adalin"),
@@ -80,6 +87,7 @@ def parse(spec: str) -> InterventionSpec:
     """Parse one spec; unknown names and parameters are refused in one line."""
     name, _, rest = spec.partition(":")
     name = name.strip().lower()
+    name = ALIASES.get(name, name)
     valid = sorted([*INTERVENTIONS, *ARCHITECTURE])
     if name not in INTERVENTIONS and name not in ARCHITECTURE:
         raise ValueError(f"unknown intervention {name!r} in --plasticity {spec!r}; valid: {', '.join(valid)}")
@@ -136,13 +144,17 @@ def help_text() -> str:
         try:
             cls = intervention_class(name)
         except (ImportError, AttributeError) as err:  # pragma: no cover - a broken install
-            lines.append(f"  {name:10s} unavailable ({err})")
+            lines.append(f"  {name:15s} unavailable ({err})")
             continue
         doc = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
         params = ", ".join(f"{k}={p.default!r}" for k, p in _parameters(name).items())
-        lines.append(f"  {name:10s} {doc}")
-        lines.append(f"  {'':10s}   {params}")
+        aliases = [a for a, n in ALIASES.items() if n == name]
+        lines.append(f"  {name:15s} {doc}" + (f" (alias: {', '.join(aliases)})" if aliases else ""))
+        lines.append(f"  {'':15s}   {params}")
+        hidden = getattr(cls, "without_task_boundaries", None)
+        if hidden:
+            lines.append(f"  {'':15s}   hidden task boundaries: {hidden}")
     lines.append("Network options (change how the networks are built):")
     for name, (option, value) in ARCHITECTURE.items():
-        lines.append(f"  {name:10s} {option}={value}")
+        lines.append(f"  {name:15s} {option}={value}")
     return "\n".join(lines)

@@ -24,6 +24,10 @@ them alone (the target then catches up through its own update).
 ε is drawn from torch's global generator (seeded by ``--seed``): calling
 ``layer.reset_parameters()`` on a copy of each layer, in registration order, right after the
 same ``torch.manual_seed`` reproduces it.
+Hidden task boundaries: `on_task_switch` is never called, so with ``every=None`` (switches
+only) nothing would happen; it says so with ``needs_task_boundaries = True`` and the runner
+refuses that combination. Give ``every=N`` for the periodic form.
+CLI name ``shrink_perturb`` (alias ``snp``).
 Metrics: ``shrink_perturb_count`` (perturbations done so far).
 """
 
@@ -44,6 +48,8 @@ class ShrinkPerturb(Intervention):
 
     name = "shrink_perturb"
     needs_inputs = False
+    #: what replaces a perturbation at task switches when the learner is not told about them
+    without_task_boundaries = "acts only with every=N (every=None needs announced switches)"
 
     def __init__(self, module: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
                  targets: Sequence[nn.Module] = (), alpha: float = 0.4, sigma: float = 0.1,
@@ -70,6 +76,7 @@ class ShrinkPerturb(Intervention):
         self.every = every
         self.at_task_switch = bool(at_task_switch)
         self.reset_optimizer = bool(reset_optimizer)
+        self.needs_task_boundaries = every is None
         self.count = 0
         for t in self.targets:
             tmods = dict(t.named_modules())

@@ -12,11 +12,13 @@ init of Linear/Conv weights and biases is U(-1/sqrt(fan_in), 1/sqrt(fan_in))) an
 is ``in_features`` for a Linear and ``in_channels / groups * prod(kernel_size)`` for a
 Conv. The paper clips all parameters of a layer with the layer's bound, so the bias is
 clipped too by default (``clip_bias=True``); normalisation layers (gain initialised at 1)
-and other modules are left alone.
+and other modules are left alone. Weight layers are those of `plasticity.layers`
+(Linear, Conv1d/2d/3d).
 
 Default ``kappa=3.0`` (the paper sweeps small multiples of the init bound; 2-4 work in
 its RL experiments). ``optimizer`` and ``targets`` are accepted for the common signature
-only. Cost: one in-place clamp per parameter, no host synchronisation; ``metrics()``
+only. CLI name ``weight_clipping`` (alias ``clip``); metric
+``weight_clipping_frac_at_bound``. Cost: one in-place clamp per parameter, no host synchronisation; ``metrics()``
 reports the fraction of weights sitting exactly at the bound (clipped and not moved back
 inside since).
 """
@@ -30,8 +32,7 @@ import torch
 from torch import nn
 
 from plasticity.base import Intervention
-
-_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
+from plasticity.layers import is_weight_layer
 
 
 def fan_in(layer: nn.Module) -> int:
@@ -42,7 +43,7 @@ def fan_in(layer: nn.Module) -> int:
 class WeightClipping(Intervention):
     """Clamp every Linear/Conv parameter to +-kappa/sqrt(fan_in) after each update."""
 
-    name = "wclip"
+    name = "weight_clipping"
 
     def __init__(
         self,
@@ -55,19 +56,19 @@ class WeightClipping(Intervention):
     ) -> None:
         super().__init__()
         if isinstance(kappa, bool) or not isinstance(kappa, (int, float)) or not kappa > 0:
-            raise ValueError(f"wclip: kappa must be > 0, got {kappa!r}")
+            raise ValueError(f"weight_clipping: kappa must be > 0, got {kappa!r}")
         self.kappa = float(kappa)
         self.clip_bias = bool(clip_bias)
         self.groups: list[tuple[float, list[torch.Tensor]]] = []
         for m in module.modules():
-            if isinstance(m, _LAYERS):
+            if is_weight_layer(m):
                 bound = self.kappa / math.sqrt(fan_in(m))
                 params = [m.weight]
                 if self.clip_bias and m.bias is not None:
                     params.append(m.bias)
                 self.groups.append((bound, params))
         if not self.groups:
-            raise ValueError(f"wclip: module {type(module).__name__} has no Linear/Conv layer")
+            raise ValueError(f"weight_clipping: module {type(module).__name__} has no Linear/Conv layer")
 
     @torch.no_grad()
     def clip(self) -> None:
@@ -87,4 +88,4 @@ class WeightClipping(Intervention):
             for p in params:
                 at_bound += int((p.abs() >= bound).sum())
                 total += p.numel()
-        return {"wclip_frac_at_bound": at_bound / total}
+        return {"weight_clipping_frac_at_bound": at_bound / total}

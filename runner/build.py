@@ -20,7 +20,7 @@ import torch
 
 from agents import registry as agent_registry
 from agents.base import Agent
-from agents.replay import make_replay
+from replay import make_replay
 from envs import AtariOptions, TaskSchedule
 from plasticity import registry
 from runner.config import TrainConfig
@@ -61,8 +61,10 @@ class RunParts:
         self.schedule.close()
 
 
-def attach_interventions(agent: Agent, specs: list[registry.InterventionSpec]) -> None:
-    """Attach each non-architectural intervention to the networks it names (`on=`), or to all."""
+def attach_interventions(agent: Agent, specs: list[registry.InterventionSpec]) -> list[tuple[str, Any]]:
+    """Attach each non-architectural intervention to the networks it names (`on=`), or to all;
+    returns (spec name, intervention) pairs."""
+    attached = []
     for spec in specs:
         if spec.is_architecture:
             continue
@@ -74,9 +76,11 @@ def attach_interventions(agent: Agent, specs: list[registry.InterventionSpec]) -
             learnable = agent.learnables[name]
             iv = registry.build(spec, learnable.module, learnable.optimizer, learnable.targets)
             learnable.interventions.append(iv)
+            attached.append((spec.name, iv))
+    return attached
 
 
-def check_task_boundaries(cfg: TrainConfig, agent: Agent) -> None:
+def check_task_boundaries(cfg: TrainConfig, attached: list[tuple[str, Any]]) -> None:
     """With hidden boundaries, refuse what can only act at a task switch."""
     if cfg.task_boundaries:
         return
@@ -84,11 +88,10 @@ def check_task_boundaries(cfg: TrainConfig, agent: Agent) -> None:
     if getattr(agent_cfg, "epsilon_restart", False):
         raise ValueError(f"--{cfg.agent}.epsilon-restart restarts exploration at task switches, which "
                          "--no-task-boundaries hides; drop one of the two")
-    for learnable in agent.learnables.values():
-        for iv in learnable.interventions:
-            if getattr(iv, "needs_task_boundaries", False):
-                raise ValueError(f"--plasticity {type(iv).__name__} acts only at task switches, which "
-                                 "--no-task-boundaries hides; give it a period instead (see --plasticity-help)")
+    for name, iv in attached:
+        if getattr(iv, "needs_task_boundaries", False):
+            raise ValueError(f"--plasticity {name} acts only at task switches, which --no-task-boundaries "
+                             "hides; give it a period instead (see --plasticity-help)")
 
 
 def eval_vector_env_factory(schedule: Any):
@@ -114,8 +117,7 @@ def build(cfg: TrainConfig) -> RunParts:
     try:
         agent_cfg = cfg.agent_config(**arch)
         agent = agent_registry.build_agent(cfg.agent, agent_cfg, schedule, device, cfg.seed)
-        attach_interventions(agent, specs)
-        check_task_boundaries(cfg, agent)
+        check_task_boundaries(cfg, attach_interventions(agent, specs))
         replay = make_replay(
             cfg.replay.kind, cfg.replay.capacity, cfg.env.num_envs, schedule.obs_shape, schedule.obs_dtype,
             schedule.frame_stack,

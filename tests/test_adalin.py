@@ -230,3 +230,35 @@ def test_reset_parameters_restores_alpha_init():
         act.alpha.add_(1.0)
     act.reset_parameters()
     assert act.alpha.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_convert_reads_widths_from_the_forward_pass():
+    class OutOfOrder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.act2 = nn.Tanh()          # registered before the layers it follows
+            self.out = nn.Linear(5, 2)
+            self.fc2 = nn.Linear(3, 5)
+            self.act1 = nn.ReLU()
+            self.fc1 = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.act2(self.fc2(self.act1(self.fc1(x)))))
+
+    m = OutOfOrder()
+    x = torch.randn(6, 4)
+    before = m(x)
+    adalin.convert(m)
+    assert (m.act1.kind, m.act1.num_features, m.act2.kind, m.act2.num_features) == ("relu", 3, "tanh", 5)
+    assert torch.equal(m(x), before)
+
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc2, self.act = nn.Linear(4, 3), nn.Linear(3, 5), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.act(self.fc2(self.act(self.fc1(x))))
+
+    with pytest.raises(ValueError, match="adalin: activation 'act' is called after layers of different widths"):
+        adalin.convert(Shared())

@@ -172,3 +172,38 @@ def test_bad_values_raise(kwargs, msg):
     with pytest.raises(ValueError) as e:
         ContinualBackprop(mlp(), **kwargs)
     assert str(e.value) == msg
+
+
+def _replace_one(bias_correction, constant_unit):
+    torch.manual_seed(5)
+    m = mlp()
+    with torch.no_grad():
+        m[0].bias.fill_(0.3)
+        m[2].weight[:, 2] = torch.tensor([0.01, -0.02])  # unit 2: the lowest utility
+        if constant_unit:
+            m[0].weight[2] = 0.0  # h_2 = relu(0.3) = 0.3 on every input
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    x = torch.randn(64, 3)
+    cbp = ContinualBackprop(m, opt, replacement_rate=0.25, decay=0.0, maturity=2,
+                            bias_correction=bias_correction)
+    step(m, opt, x, cbp)
+    step(m, opt, x, cbp)
+    with torch.no_grad():
+        before = m(x)
+    step(m, opt, x, cbp)  # replaces unit 2 (checked below)
+    assert cbp.replaced == 1 and cbp.age[0][2] == 0 and m[2].weight[:, 2].eq(0).all()
+    with torch.no_grad():
+        return before, m(x)
+
+
+def test_bias_correction_keeps_the_output_of_a_constant_mature_unit():
+    before, after = _replace_one(True, constant_unit=True)
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+    before, after = _replace_one(False, constant_unit=True)  # without: its 0.3*w is lost
+    torch.testing.assert_close(after - before, -0.3 * torch.tensor([[0.01, -0.02]]).expand_as(after))
+
+
+def test_bias_correction_keeps_the_mean_output_of_a_varying_unit():
+    before, after = _replace_one(True, constant_unit=False)
+    assert not torch.allclose(after, before, atol=1e-4)  # the input-dependent part is gone
+    torch.testing.assert_close(after.mean(0), before.mean(0), atol=1e-6, rtol=0)  # its mean is kept

@@ -39,7 +39,7 @@ def test_l2_weights_only_skips_biases():
 
 def test_l2init_value_gradient_and_zero_at_init():
     model = _model()
-    reg = L2Init(model, coef=0.5)
+    reg = L2Init(model, lam=0.25)  # lam * ||theta - theta_0||^2, the paper's lambda
     assert reg.loss().item() == 0.0
     with torch.no_grad():
         model.weight.add_(torch.tensor([[1.0, 0.0], [0.0, -2.0]]))
@@ -57,11 +57,11 @@ def test_l2init_value_gradient_and_zero_at_init():
 
 def test_l2init_state_dict_keeps_initial_point():
     model = _model()
-    reg = L2Init(model, coef=1.0)
+    reg = L2Init(model, lam=0.5)
     state = reg.state_dict()
     with torch.no_grad():
         model.bias.add_(1.0)
-    fresh = L2Init(model, coef=1.0)  # would take the moved parameters as theta_0
+    fresh = L2Init(model, lam=0.5)  # would take the moved parameters as theta_0
     assert fresh.loss().item() == 0.0
     fresh.load_state_dict(state)
     assert fresh.loss().item() == pytest.approx(0.5 * 2)
@@ -73,5 +73,18 @@ def test_exports_and_bad_coef():
         L2(_model(), coef=-1.0)
     assert str(err.value) == "l2: coef must be >= 0, got -1.0"
     with pytest.raises(ValueError) as err:
-        L2Init(_model(), coef=float("nan"))
-    assert str(err.value) == "l2init: coef must be >= 0, got nan"
+        L2Init(_model(), lam=float("nan"))
+    assert str(err.value) == "l2init: lam must be >= 0, got nan"
+
+
+def test_l2init_is_the_papers_lambda_and_refuses_the_old_coef():
+    model = _model()
+    reg = L2Init(model, lam=1e-2)
+    with torch.no_grad():
+        model.weight.add_(3.0)  # ||theta - theta_0||^2 = 4 * 9 = 36
+    assert reg.loss().item() == pytest.approx(1e-2 * 36)
+    with pytest.raises(TypeError):
+        L2Init(model, coef=1e-2)
+    from plasticity import registry
+    with pytest.raises(ValueError, match="unknown parameter 'coef' for l2init"):
+        registry.parse("l2init:coef=1e-2")

@@ -136,6 +136,9 @@ class Twin(nn.Module):
         self.q1 = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1))
         self.q2 = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 1))
 
+    def forward(self, x):
+        return self.q1(x), self.q2(x)
+
 
 def test_parallel_heads_are_both_readers_and_outputs():
     m = Dueling()
@@ -150,6 +153,17 @@ def test_twin_networks_do_not_chain():
     m = Twin()
     gs = L.neuron_groups(m)
     assert [g.layer for g in gs] == [m.q1[0], m.q2[0]]
+    assert [g.next_layers for g in gs] == [(m.q1[2],), (m.q2[2],)]
+
+
+def test_a_module_without_forward_is_refused_in_one_line():
+    m = nn.Module()
+    m.a, m.b = nn.Linear(2, 3), nn.Linear(3, 1)
+    with pytest.raises(ValueError) as err:
+        L.neuron_groups(m, who="redo")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("redo: cannot read the structure of Module")
+    assert "pairs=[(layer, next_layers, activation, norm), ...]" in msg
 
 
 def test_no_activation_module_probes_layer_output_and_explicit_pairs():

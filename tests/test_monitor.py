@@ -334,3 +334,59 @@ def test_monitor_sees_the_layers_and_activations_the_interventions_act_on():
     stats = mon.measure(torch.randint(0, 4, (8, 2)))
     assert {k for k in stats if "weight_norm/" in k} == {f"{P}/weight_norm/{n}" for n in "246"}
     assert f"{P}/saturated_ratio/5" in stats and f"{P}/saturated_ratio/3" not in stats
+
+
+def test_adalin_is_judged_by_its_base_function_with_alpha_statistics():
+    torch.manual_seed(0)
+    tanh_net = nn.Sequential(nn.Linear(3, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+    with torch.no_grad():
+        tanh_net[0].bias[:5] = 10.0  # saturated units
+    ada_net = pl.adalin.convert(__import__("copy").deepcopy(tanh_net), alpha_init=0.0)
+    assert isinstance(ada_net[1], pl.AdaLin)
+    x = torch.randn(64, 3)
+    torch.testing.assert_close(ada_net(x), tanh_net(x))  # the same function
+    plain = pl.Monitor(tanh_net).measure(x)
+    ada = pl.Monitor(ada_net).measure(x)
+    assert plain["plasticity/saturated_ratio"] > 0
+    activity = [k for k in plain if k.split("/")[1] in ("dormant_ratio", "dead_ratio", "active_units",
+                                                          "saturated_ratio", "effective_rank", "srank")]
+    assert len(activity) >= 12 and {k: ada[k] for k in activity} == {k: plain[k] for k in activity}
+    assert {k: ada[k] for k in plain} == pytest.approx(plain, rel=1e-6)  # norms: alpha = 0 adds 0
+    extra = set(ada) - set(plain)
+    assert extra == {f"plasticity/adalin_{s}/{n}" for s in ("alpha_mean", "alpha_abs_mean") for n in ("1", "3")}
+    with torch.no_grad():
+        ada_net[3].alpha.fill_(-0.5)
+    assert pl.Monitor(ada_net).measure(x)["plasticity/adalin_alpha_abs_mean/3"] == 0.5
+
+
+def test_functional_activations_are_measured_and_named_after_their_layer():
+    class Critic(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2, self.fc3 = nn.Linear(3, 6), nn.Linear(6, 5), nn.Linear(5, 1)
+
+        def forward(self, x):
+            x = torch.relu(self.fc1(x))
+            return self.fc3(torch.tanh(self.fc2(x)))
+
+    m = Critic()
+    with torch.no_grad():
+        m.fc1.bias[2] = -100.0  # dead
+    stats = pl.Monitor(m).measure(torch.randn(32, 3))
+    assert stats["plasticity/dead_ratio/fc1.relu"] == pytest.approx(1 / 6)
+    assert "plasticity/saturated_ratio/fc2.tanh" in stats and "plasticity/saturated_ratio/fc1.relu" not in stats
+
+
+def test_monitor_reads_the_structure_again_after_an_injection():
+    m = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 2)))
+    opt = torch.optim.Adam(m.parameters())
+    mon = pl.Monitor(m)
+    x = torch.randn(16, 3)
+    assert set(k for k in mon.measure(x) if k.startswith("plasticity/dead_ratio/")) == {
+        "plasticity/dead_ratio/1", "plasticity/dead_ratio/2.1"}
+    inj = pl.PlasticityInjection(m, opt, head="2", at_step=1)
+    inj.after_step()
+    stats = mon.measure(x)
+    assert {k for k in stats if k.startswith("plasticity/dead_ratio/")} == {
+        "plasticity/dead_ratio/1", "plasticity/dead_ratio/2.frozen.1", "plasticity/dead_ratio/2.fresh.1",
+        "plasticity/dead_ratio/2.fresh_init.1"}

@@ -1,4 +1,4 @@
-"""Tests of agents/replay against hand computations and a plain-Python reference.
+"""Tests of replay/ against hand computations and a plain-Python reference.
 
 The real-Atari stacking test and the memory budget live in tests/test_replay_atari.py.
 """
@@ -12,8 +12,8 @@ import pytest
 import torch
 from test_replay_reference import FakeStackedVectorEnv, ReferenceReplay, check_buffer
 
-from agents.replay import Batch, make_replay
-from agents.replay.storage import FrameStorage
+from replay import Batch, make_replay
+from replay.storage import FrameStorage
 
 T, F = True, False
 
@@ -22,6 +22,14 @@ T, F = True, False
 def add_path(request, monkeypatch):
     """Every test here runs with both ways of writing (storage.py's module docstring)."""
     monkeypatch.setattr(FrameStorage, "host_path_default", request.param == "host-add")
+    return request.param
+
+
+@pytest.fixture(autouse=True, params=["allocated", "growing"])
+def allocation(request, monkeypatch):
+    """... and with the storage allocated at once or grown from its smallest size."""
+    if request.param == "growing":
+        monkeypatch.setattr(FrameStorage, "initial_slots", 1)
     return request.param
 
 

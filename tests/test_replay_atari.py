@@ -13,12 +13,14 @@ import pytest
 import torch
 from test_replay_reference import ReferenceReplay, check_buffer
 
-from agents.replay import make_replay
+from replay import make_replay
+from replay.storage import FrameStorage
 
 ale_vector_env = pytest.importorskip("ale_py.vector_env")
 
 
-def test_rebuilt_stacks_equal_ale_vector_env_observations():
+def test_rebuilt_stacks_equal_ale_vector_env_observations(monkeypatch):
+    monkeypatch.setattr(FrameStorage, "initial_slots", 1)  # the roomy buffer grows 24 -> 1000 slots per env
     env = ale_vector_env.AtariVectorEnv(
         "breakout", num_envs=2, repeat_action_probability=0.25, full_action_space=True,
         reward_clipping=False, max_num_frames_per_episode=600, num_threads=1,
@@ -66,6 +68,8 @@ def test_rebuilt_stacks_equal_ale_vector_env_observations():
 @pytest.mark.parametrize("num_envs", [1, 4])
 def test_atari_bytes_per_transition_within_budget(kind, num_envs):
     buf = make_replay(kind, 10_000, num_envs, (4, 84, 84), torch.uint8, 4, n_step=3)
+    assert buf.storage.allocated_slots == 1024  # per env, until the fullest env comes near it
+    buf.storage.reserve(buf.storage.slots)  # the full capacity, as once the ring is full
     per_transition = buf.nbytes() / 10_000
     assert 84 * 84 <= per_transition <= 7200
     frames = buf.storage.frames  # one row per slot plus one scratch row

@@ -131,6 +131,9 @@ class WithLogStd(nn.Module):
         self.fc = nn.Linear(2, 2)
         self.log_std = nn.Parameter(torch.zeros(2))
 
+    def forward(self, x):
+        return self.fc(x), self.log_std.expand(x.shape[0], 2)
+
 
 @pytest.mark.parametrize("kwargs, msg", [
     (dict(layers=0, every=1), "reset: layers must be 'all' or an int in [1, 3], got 0"),

@@ -141,3 +141,31 @@ def test_a_nan_stops_the_run_naming_it_and_keeps_the_last_good_checkpoint(tmp_pa
     state = load_checkpoint(rd)
     assert state["step"] == 180
     assert all(torch.isfinite(v).all() for v in state["agent"]["q"]["module"].values())
+
+
+def test_an_intervention_that_needs_boundaries_is_refused_when_they_are_hidden(tmp_path, capsys):
+    rd = tmp_path / "run"
+    argv = ["--no-task-boundaries", "--dqn.no-epsilon-restart", "--no-progress", "--run-dir", str(rd)]
+    assert train.main(argv + ["--plasticity", "reset:layers=1"]) == 2
+    assert "--plasticity reset acts only at task switches" in capsys.readouterr().err
+    assert not rd.exists()
+
+
+def test_a_checkpoint_that_cannot_be_written_stops_the_run_in_one_line_and_keeps_the_last(tmp_path, capsys, monkeypatch):
+    from runner.checkpoint import CheckpointWriteError
+
+    real = train.save_checkpoint
+    calls = []
+
+    def failing(run_dir, state):
+        calls.append(state["step"])
+        if len(calls) > 1:
+            raise CheckpointWriteError(f"could not write {run_dir}/checkpoint.pt: [Errno 28] No space left on device")
+        return real(run_dir, state)
+
+    monkeypatch.setattr(train, "save_checkpoint", failing)
+    rd = tmp_path / "run"
+    assert train.main(TINY + ["--checkpoint-every", "90", "--run-dir", str(rd)]) == 4
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and err[0].startswith("error: ")
+    assert calls == [90, 180] and load_checkpoint(rd)["step"] == 90

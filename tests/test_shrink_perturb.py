@@ -112,3 +112,16 @@ def test_bad_values_raise(kwargs, msg):
     with pytest.raises(ValueError) as e:
         ShrinkPerturb(make(), **kwargs)
     assert msg in str(e.value)
+
+
+def test_needs_task_boundaries_only_when_switches_are_the_only_trigger():
+    from plasticity import PlasticityInjection, Reset
+
+    m = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    assert ShrinkPerturb(m, None).needs_task_boundaries is True
+    assert ShrinkPerturb(m, None, every=10).needs_task_boundaries is False
+    assert Reset(m, None).needs_task_boundaries is True
+    assert Reset(m, None, every=10).needs_task_boundaries is False
+    opt = torch.optim.Adam(m.parameters())
+    assert PlasticityInjection(m, opt, head="2").needs_task_boundaries is True
+    assert PlasticityInjection(m, opt, head="2", at_step=5).needs_task_boundaries is False

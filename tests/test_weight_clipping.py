@@ -23,7 +23,7 @@ def test_linear_bounds_by_hand():
     torch.testing.assert_close(model.bias, torch.tensor([0.95, -0.3]))
     assert clip.updates == 1
     # 0.95 twice, -0.95 twice in the weight (one was already exactly at -0.95), 0.95 in the bias
-    assert clip.metrics()["wclip_frac_at_bound"] == pytest.approx(5 / 10)
+    assert clip.metrics()["weight_clipping_frac_at_bound"] == pytest.approx(5 / 10)
 
 
 def test_conv_fan_in_and_bias_option():
@@ -57,5 +57,24 @@ def test_default_init_is_inside_the_bound():
 def test_bad_kappa(kappa):
     with pytest.raises(ValueError) as err:
         WeightClipping(nn.Linear(2, 2), kappa=kappa)
-    assert str(err.value) == f"wclip: kappa must be > 0, got {kappa!r}"
+    assert str(err.value) == f"weight_clipping: kappa must be > 0, got {kappa!r}"
     assert pl.WeightClipping is WeightClipping
+
+
+def test_one_name_across_cli_tags_and_file_with_old_spellings_as_aliases():
+    from plasticity import registry
+
+    for spelling in ("weight_clipping", "clip", "wclip"):
+        assert registry.parse(f"{spelling}:kappa=2").name == "weight_clipping"
+    for spelling in ("shrink_perturb", "snp"):
+        assert registry.parse(f"{spelling}:every=5").name == "shrink_perturb"
+    for name, (file, _) in registry.INTERVENTIONS.items():
+        cls = registry.intervention_class(name)
+        assert cls.name == name and cls.__module__ == f"plasticity.{file}"
+        if name not in ("l2", "l2init"):  # L2 and L2-Init share plasticity/l2.py
+            assert file == name
+    iv = registry.build(registry.parse("clip"), nn.Linear(2, 2))
+    assert list(iv.metrics()) == ["weight_clipping_frac_at_bound"]
+    text = registry.help_text()
+    assert "weight_clipping" in text and "(alias: clip, wclip)" in text and "(alias: snp)" in text
+    assert "hidden task boundaries: acts only with every=N" in text

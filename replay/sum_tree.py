@@ -71,5 +71,20 @@ class SumTree:
             nodes = 2 * nodes + go_right
         return nodes - self.width
 
+    def leaves(self) -> torch.Tensor:
+        """The ``size`` leaf values (a view)."""
+        return self.tree[self.width : self.width + self.size]
+
+    def load_leaves(self, values: torch.Tensor) -> None:
+        """Set the first ``len(values)`` leaves, zero the others and rebuild every parent."""
+        if len(values) > self.size:
+            raise ValueError(f"{len(values)} leaf values for a SumTree of {self.size} leaves")
+        self.tree.zero_()
+        self.tree[self.width : self.width + len(values)] = values.to(self.tree)
+        level = self.width
+        while level > 1:  # nodes level/2 .. level-1 are the parents of level .. 2*level-1
+            self.tree[level // 2 : level] = self._children[level // 2 : level].sum(dim=1)
+            level //= 2
+
     def nbytes(self) -> int:
         return self.tree.numel() * self.tree.element_size()

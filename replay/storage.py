@@ -1,8 +1,10 @@
 """Frame storage: every observation frame is stored once, in one ring per environment.
 
-Layout (``N`` envs, ``S`` slots per env, ``F`` = frame_stack). Every per-slot tensor has
-``N * S + 1`` rows: row ``env * S + slot`` (the "flat index" samplers use), plus one
-scratch row at the end that masked-out writes go to, so no write needs a host decision.
+Layout (``N`` envs, ``S`` slots per env, ``F`` = frame_stack). Slots are interleaved
+slot-major: slot ``s`` of env ``e`` is row ``s * N + e`` (the "start" samplers see, see
+``replay/sampler.py``), so the slots written so far are a prefix of every per-slot tensor.
+Past the allocated rows there is one scratch row that masked-out writes go to, so no write
+needs a host decision.
 
 * ``frames`` (rows, *frame_shape): for stacked Atari observations (F > 1) a slot holds one
   84x84 frame, the newest of a stack; for anything else (F = 1) a slot holds a whole
@@ -10,6 +12,16 @@ scratch row at the end that masked-out writes go to, so no write needs a host de
 * per-slot metadata of the transition that *starts* at a slot: ``actions``, ``rewards``
   (float32, already clipped if ``reward_clip``), ``flags`` (uint8: 1 terminated,
   2 truncated), ``tasks`` (uint8), and ``start_valid`` (the transition may be sampled now).
+
+Memory grows with what is stored, on every device: the tensors hold ``A <= S`` slots per
+env (``A`` starts at ``min(S, 1024)``) and are reallocated to ``min(S, 2A)`` slots, the
+written prefix copied, whenever the fullest env comes within ``2F + n + 1`` slots of ``A``
+(the reads and writes of one add and one gather stay below that). The new frame rows are
+``torch.empty``: on the CPU the kernel backs a page only once it is written, so the
+resident size follows the written prefix; on CUDA ``empty`` reserves the memory, so the
+device holds between one and two times the written prefix, and a growth step briefly holds
+the old and the new tensors (1.5x the new size at most). ``reserve(slots)`` allocates ahead
+(for instance to fail early when the device cannot hold the whole capacity).
 
 Stream of one env. The first add of an episode writes the whole initial stack ``obs[0..F-1]``
 into F consecutive slots: the first F-1 are padding (never a transition start), so the
@@ -34,9 +46,11 @@ Capacity counts slots: each episode also uses F slots that are not transitions (
 padding + the final observation), which is < 1% of the buffer for Atari-length episodes.
 
 Two ways to write, the same result: on an accelerator ``add`` is a fixed sequence of
-vectorised tensor ops with no host decision (no sync); on the CPU, where reading a value
-costs nothing, it walks the envs in Python over NumPy views of the same tensors (a few
-scalar writes per env instead of ~60 tensor ops). ``host_path`` picks one (default: by device).
+vectorised tensor ops with no host decision (no sync, except a check whether to grow that
+runs once in ``A / (4 (F + 1))`` adds or less often); on the CPU, where reading a value
+costs nothing, it walks the envs in Python over NumPy views of the same tensors
+(``replay/host_add.py``: a few scalar writes per env instead of ~60 tensor ops).
+``host_path`` picks one (default: by device).
 """
 
 from __future__ import annotations
@@ -45,12 +59,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from agents.replay.n_step import n_step_window
-
-TERMINATED, TRUNCATED = 1, 2  # bits of ``flags``
+from replay.host_add import add_on_host
+from replay.n_step import TERMINATED, TRUNCATED, n_step_window
 
 
 @dataclass
@@ -65,11 +77,14 @@ class Gathered:
     tasks: torch.Tensor
 
 
+
 class FrameStorage:
     """Per-env frame rings with transition metadata; see the module docstring."""
 
     #: write with the per-env host loop (None: on the CPU only)
     host_path_default: bool | None = None
+    #: slots per env allocated at construction (fewer if the capacity is smaller)
+    initial_slots: int = 1024
 
     def __init__(
         self,
@@ -106,26 +121,26 @@ class FrameStorage:
             )
         self.device = dev = torch.device(device)
         self.num_envs, self.slots, self.frame_stack, self.n_step = num_envs, slots, frame_stack, n_step
+        self.num_starts = num_envs * slots
         self.obs_shape = obs_shape
         self.frame_shape = obs_shape[1:] if frame_stack > 1 else obs_shape
+        self.obs_dtype, self.action_shape, self.action_dtype = obs_dtype, tuple(action_shape), action_dtype
         self.gamma = float(gamma)
         self.reward_clip = reward_clip
-        self.scratch = rows = num_envs * slots  # index of the scratch row; there are rows + 1
-        self.frames = torch.zeros(rows + 1, *self.frame_shape, dtype=obs_dtype, device=dev)
-        self.actions = torch.zeros(rows + 1, *action_shape, dtype=action_dtype, device=dev)
-        self.rewards = torch.zeros(rows + 1, dtype=torch.float32, device=dev)
-        self.flags = torch.zeros(rows + 1, dtype=torch.uint8, device=dev)
-        self.tasks = torch.zeros(rows + 1, dtype=torch.uint8, device=dev)
-        self.start_valid = torch.zeros(rows + 1, dtype=torch.bool, device=dev)
+        # Slots an add or a gather may touch past the fullest env's next slot.
+        self._margin = 2 * frame_stack + n_step + 1
+        self.allocated_slots = 0
+        self._allocate(min(slots, max(self.initial_slots, 2 * self._margin)))
         # Stream state per env, in absolute slot counts (ring slot = absolute % slots).
         self.next_slot = torch.zeros(num_envs, dtype=torch.long, device=dev)
         self.episode_open = torch.zeros(num_envs, dtype=torch.bool, device=dev)
         self.episode_first = torch.zeros(num_envs, dtype=torch.long, device=dev)
         # A start that is certainly sampleable (the newest made so), or -1 while none is.
-        self.latest_start = torch.full((), -1, dtype=torch.long, device=dev)
+        self._latest_start = torch.full((), -1, dtype=torch.long, device=dev)
         self.current_task: int | None = None
+        self._next_slot_bound = 0  # host upper bound of next_slot.max()
         # Constants of the hot paths, built once.
-        self._env_base = torch.arange(num_envs, device=dev) * slots
+        self._env_ids = torch.arange(num_envs, device=dev)
         self._stack_offsets = torch.arange(frame_stack, device=dev)
         self._stack_back = self._stack_offsets - (frame_stack - 1)
         self._overwrite_reach = torch.arange(2 * frame_stack, device=dev)
@@ -133,13 +148,62 @@ class FrameStorage:
         self._last_in_window = self._window == n_step - 1
         default = self.host_path_default
         self.host_path = dev.type == "cpu" if default is None else default
-        self._host_views: tuple | None = None
+        self.host_views: tuple | None = None  # NumPy views for add_on_host, rebuilt when a tensor is replaced
+
+    # ------------------------------------------------------------------ memory
+    @property
+    def scratch(self) -> int:
+        """Row that masked-out writes go to (past the allocated slots)."""
+        return self.allocated_slots * self.num_envs
+
+    def _allocate(self, slots: int) -> None:
+        """(Re)allocate every per-slot tensor for ``slots`` slots per env, keeping the written prefix."""
+        dev, rows, keep = self.device, slots * self.num_envs + 1, self.scratch
+        fresh = {  # frames are only read where written; the metadata past the prefix must be 0
+            "frames": lambda: torch.empty(rows, *self.frame_shape, dtype=self.obs_dtype, device=dev),
+            "actions": lambda: torch.zeros(rows, *self.action_shape, dtype=self.action_dtype, device=dev),
+            "rewards": lambda: torch.zeros(rows, dtype=torch.float32, device=dev),
+            "flags": lambda: torch.zeros(rows, dtype=torch.uint8, device=dev),
+            "tasks": lambda: torch.zeros(rows, dtype=torch.uint8, device=dev),
+            "start_valid": lambda: torch.zeros(rows, dtype=torch.bool, device=dev),
+        }
+        for name, make in fresh.items():  # one tensor at a time: the old one is freed before the next
+            tensor = make()
+            if keep:
+                tensor[:keep] = getattr(self, name)[:keep]
+            setattr(self, name, tensor)
+        self.allocated_slots = slots
+
+    def reserve(self, slots: int) -> None:
+        """Allocate at least ``min(slots, self.slots)`` slots per env now."""
+        slots = min(int(slots), self.slots)
+        if slots > self.allocated_slots:
+            self._allocate(slots)
+
+    def _ensure_room(self) -> None:
+        """Grow before an add could touch a slot past the allocated ones (see the module docstring)."""
+        if self.allocated_slots == self.slots or self._next_slot_bound + self._margin <= self.allocated_slots:
+            return
+        self._next_slot_bound = int(self.next_slot.max())  # the only host read of the vectorised path
+        if self._next_slot_bound + self._margin > self.allocated_slots * 3 // 4:
+            self.reserve(max(2 * self.allocated_slots, self._next_slot_bound + 2 * self._margin))
+
+    # ------------------------------------------------------------------ what samplers read
+    def written_starts(self) -> torch.Tensor:
+        """0-d long: starts at or past this were never written (>= 1)."""
+        return self.next_slot.max().clamp(min=1, max=self.slots) * self.num_envs
+
+    def is_sampleable(self, starts: torch.Tensor) -> torch.Tensor:
+        return self.start_valid[starts.clamp(max=self.scratch)]
+
+    def latest_start(self) -> torch.Tensor:
+        return self._latest_start
 
     # ------------------------------------------------------------------ writing
     def _rows(self, absolute: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Flat rows of the (N, ...) absolute slots of each env, the scratch row where not ``mask``."""
-        base = self._env_base.view(-1, *([1] * (absolute.dim() - 1)))
-        return torch.where(mask, base + absolute % self.slots, self.scratch)
+        """Rows of the (N, ...) absolute slots of each env, the scratch row where not ``mask``."""
+        env = self._env_ids.view(-1, *([1] * (absolute.dim() - 1)))
+        return torch.where(mask, absolute % self.slots * self.num_envs + env, self.scratch)
 
     def _mark(self, rows: torch.Tensor, valid: bool) -> torch.Tensor:
         """Set ``start_valid`` of ``rows`` (scratch rows ignored); returns the rows touched."""
@@ -148,7 +212,7 @@ class FrameStorage:
         if valid:
             self.start_valid[self.scratch] = False
             newest = rows.masked_fill(rows == self.scratch, -1).max()
-            self.latest_start = torch.where(newest >= 0, newest, self.latest_start)
+            self._latest_start = torch.where(newest >= 0, newest, self._latest_start)
         return rows
 
     def _validate_window(self, last: torch.Tensor, ends: torch.Tensor, complete: torch.Tensor) -> torch.Tensor:
@@ -180,16 +244,19 @@ class FrameStorage:
         valid: torch.Tensor,
         task: int,
     ) -> list[torch.Tensor]:
-        """Store one vector step; returns the flat rows whose ``start_valid`` may have changed."""
+        """Store one vector step; returns the starts whose ``start_valid`` may have changed
+        (the scratch row stands for "none")."""
         if not 0 <= int(task) <= 255:
             raise ValueError(f"task must be in [0, 255] (stored as uint8), got {task}")
+        self._ensure_room()
+        self._next_slot_bound += self.frame_stack + 1  # an add moves an env by at most F + 1 slots
         touched: list[torch.Tensor] = []
         if self.current_task is not None and int(task) != self.current_task:
             touched += self.end_open_episodes()
         self.current_task = int(task)
 
         if self.host_path and self.device.type == "cpu":
-            touched.append(self._add_host(obs, actions, rewards, next_obs, terminated, truncated, valid, int(task)))
+            touched.append(add_on_host(self, obs, actions, rewards, next_obs, terminated, truncated, valid, int(task)))
             return touched
         dev, n_envs, stack = self.device, self.num_envs, self.frame_stack
         valid = torch.as_tensor(valid, device=dev).reshape(n_envs).bool()
@@ -229,127 +296,99 @@ class FrameStorage:
         self.next_slot = new_pos
         return touched
 
-    def _add_host(self, obs, actions, rewards, next_obs, terminated, truncated, valid, task: int) -> torch.Tensor:
-        """``add`` for CPU storage, env by env on NumPy views; the same writes as the vectorised path."""
-        n_envs, stack, slots, n = self.num_envs, self.frame_stack, self.slots, self.n_step
-
-        def host(x, shape, dtype=None):
-            t = (x if isinstance(x, torch.Tensor) else torch.as_tensor(x)).detach().cpu().reshape(shape)
-            return (t if dtype is None or t.dtype == dtype else t.to(dtype)).numpy()
-
-        valid = host(valid, n_envs, torch.bool)
-        terminated = host(terminated, n_envs, torch.bool)
-        truncated = host(truncated, n_envs, torch.bool)
-        rewards = host(rewards, n_envs, torch.float32)
-        if self.reward_clip is not None:
-            rewards = rewards.clip(-self.reward_clip, self.reward_clip)
-        obs = torch.as_tensor(obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)
-        newest = torch.as_tensor(next_obs).detach().cpu().reshape(n_envs, stack, *self.frame_shape)[:, -1]
-        actions = host(actions, (n_envs, *self.actions.shape[1:]))
-        state = (self.frames, self.actions, self.rewards, self.flags, self.tasks, self.start_valid, self.next_slot,
-                 self.episode_open, self.episode_first)
-        if self._host_views is None or any(a is not b for a, b in zip(state, self._host_views[0])):
-            self._host_views = (state, tuple(t.numpy() for t in state))  # NumPy views, rebuilt if a tensor is replaced
-        frames, acts, rews, flags, tasks, start_valid, next_slot, open_, first = self._host_views[1]
-        touched: list[int] = []
-        newest_valid = -1
-        for e in np.flatnonzero(valid):
-            base, pos = e * slots, int(next_slot[e])
-            if open_[e]:
-                current = pos - 1
-            else:  # a new episode: its whole initial stack
-                for k in range(stack):
-                    frames[base + (pos + k) % slots] = obs[e, k].numpy()
-                current = pos - 1 + stack
-                first[e] = current
-            frames[base + (current + 1) % slots] = newest[e].numpy()
-            row = base + current % slots
-            acts[row] = actions[e]
-            rews[row] = rewards[e]
-            flags[row] = TERMINATED * terminated[e] + TRUNCATED * truncated[e]
-            tasks[row] = task
-            new_pos = current + 2
-            # the overwritten slots pos .. new_pos-1 break the starts that read them
-            for k in range(min(new_pos - pos + stack - 1, 2 * stack)):
-                r = base + (pos + k) % slots
-                start_valid[r] = False
-                touched.append(r)
-            ends = bool(terminated[e] or truncated[e])
-            for k in range(n):  # starts whose n-step window is now fixed
-                start = current - k
-                if (k == n - 1 or ends) and start >= first[e]:
-                    r = base + start % slots
-                    start_valid[r] = True
-                    touched.append(r)
-                    newest_valid = max(newest_valid, r)
-            open_[e] = not ends
-            next_slot[e] = new_pos
-        if newest_valid >= 0:
-            self.latest_start.fill_(newest_valid)
-        return torch.tensor(touched, dtype=torch.long)
-
     # ------------------------------------------------------------------ reading
     def sampleable(self) -> torch.Tensor:
-        """(N * S,) bool: which flat starts may be sampled now."""
-        return self.start_valid[: self.scratch]
+        """(N * S,) bool: which starts may be sampled now."""
+        mask = torch.zeros(self.num_starts, dtype=torch.bool, device=self.device)
+        mask[: self.scratch] = self.start_valid[: self.scratch]
+        return mask
 
     def __len__(self) -> int:
-        return int(self.sampleable().sum())
+        return int(self.start_valid[: self.scratch].sum())
 
-    def _stacks(self, flat: torch.Tensor) -> torch.Tensor:
-        """Stacked observations ending at the flat slots ``flat`` (B,)."""
+    def _ring_rows(self, ring: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        return ring % self.slots * self.num_envs + env
+
+    def _stacks(self, ring: torch.Tensor, env: torch.Tensor) -> torch.Tensor:
+        """Stacked observations ending at ring slots ``ring`` (B,) of envs ``env`` (B,)."""
         if self.frame_stack == 1:  # a slot holds the whole observation
-            return self.frames.index_select(0, flat)
-        ring = flat % self.slots
-        rows = (flat - ring)[:, None] + (ring[:, None] + self._stack_back) % self.slots
-        return self.frames.index_select(0, rows.reshape(-1)).view(len(flat), *self.obs_shape)
+            return self.frames.index_select(0, self._ring_rows(ring, env))
+        rows = self._ring_rows(ring[:, None] + self._stack_back, env[:, None])
+        return self.frames.index_select(0, rows.reshape(-1)).view(len(ring), *self.obs_shape)
 
-    def gather(self, flat: torch.Tensor) -> Gathered:
-        """Rebuild the n-step transitions starting at the flat slots ``flat`` (B,)."""
-        ring = flat % self.slots
+    def gather(self, starts: torch.Tensor) -> Gathered:
+        """Rebuild the n-step transitions at the sampleable ``starts`` (B,)."""
+        ring = starts // self.num_envs
+        env = starts - ring * self.num_envs
         if self.n_step == 1:  # n_step_window with one step, in fewer ops
-            rewards = self.rewards.index_select(0, flat)
-            terminal = (self.flags.index_select(0, flat) & TERMINATED) > 0
+            rewards = self.rewards.index_select(0, starts)
+            terminal = (self.flags.index_select(0, starts) & TERMINATED) > 0
             discounts = torch.where(terminal, 0.0, self.gamma).to(rewards.dtype)
             steps = 1
         else:
-            window = ((flat - ring)[:, None] + (ring[:, None] + self._window) % self.slots).reshape(-1)
-            flags = self.flags.index_select(0, window).view(len(flat), self.n_step)
+            window = self._ring_rows(ring[:, None] + self._window, env[:, None]).reshape(-1)
+            flags = self.flags.index_select(0, window).view(len(starts), self.n_step)
             rewards, discounts, steps = n_step_window(
-                self.rewards.index_select(0, window).view(len(flat), self.n_step),
+                self.rewards.index_select(0, window).view(len(starts), self.n_step),
                 (flags & TERMINATED) > 0,
                 (flags & TRUNCATED) > 0,
                 self.gamma,
             )
         return Gathered(
-            obs=self._stacks(flat),
-            actions=self.actions.index_select(0, flat),
+            obs=self._stacks(ring, env),
+            actions=self.actions.index_select(0, starts),
             rewards=rewards,
-            next_obs=self._stacks(flat - ring + (ring + steps) % self.slots),
+            next_obs=self._stacks(ring + steps, env),
             discounts=discounts,
-            tasks=self.tasks.index_select(0, flat).long(),
+            tasks=self.tasks.index_select(0, starts).long(),
         )
 
     # ------------------------------------------------------------------ bookkeeping
+    PER_SLOT = ("frames", "actions", "rewards", "flags", "tasks", "start_valid")
+    STREAM = ("next_slot", "episode_open", "episode_first", "_latest_start")
+
     def tensors(self) -> dict[str, torch.Tensor]:
-        """Every tensor whose content is state (saved, counted by ``nbytes``)."""
-        names = ["frames", "actions", "rewards", "flags", "tasks", "start_valid",
-                 "next_slot", "episode_open", "episode_first", "latest_start"]
-        return {name: getattr(self, name) for name in names}
+        """Every tensor whose content is state (counted by ``nbytes``)."""
+        return {name: getattr(self, name) for name in (*self.PER_SLOT, *self.STREAM)}
 
     def nbytes(self) -> int:
-        constants = [self._env_base, self._stack_offsets, self._stack_back, self._overwrite_reach, self._window,
+        """Bytes allocated now (grows with the written prefix up to the capacity)."""
+        constants = [self._env_ids, self._stack_offsets, self._stack_back, self._overwrite_reach, self._window,
                      self._last_in_window]
         return sum(t.numel() * t.element_size() for t in [*self.tensors().values(), *constants])
 
+    def written_slots(self) -> int:
+        """Slots per env holding data: the rows ``0 .. written_slots * N - 1`` (one host read)."""
+        return min(self.slots, int(self.next_slot.max()))
+
     def state_dict(self) -> dict[str, Any]:
-        return {**{k: v.clone() for k, v in self.tensors().items()}, "current_task": self.current_task}
+        """The written rows only (a copy), the stream state and the shape they belong to."""
+        rows = self.written_slots() * self.num_envs
+        return {
+            "num_envs": self.num_envs,
+            "slots": self.slots,
+            "frame_shape": tuple(self.frame_shape),
+            **{name: getattr(self, name)[:rows].clone() for name in self.PER_SLOT},
+            **{name.lstrip("_"): getattr(self, name).clone() for name in self.STREAM},
+            "current_task": self.current_task,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, tensor in self.tensors().items():
-            if state[name].shape != tensor.shape:
-                raise ValueError(
-                    f"replay state '{name}' has shape {tuple(state[name].shape)}, expected {tuple(tensor.shape)}"
-                )
-            tensor.copy_(state[name])
+        saved = (state["num_envs"], state["slots"], tuple(state["frame_shape"]))
+        if saved != (self.num_envs, self.slots, tuple(self.frame_shape)):
+            raise ValueError(
+                f"replay state is for (num_envs, slots per env, frame shape) = {saved}, "
+                f"this buffer has {(self.num_envs, self.slots, tuple(self.frame_shape))}"
+            )
+        rows = len(state["start_valid"])
+        written = rows // self.num_envs
+        self.reserve(written + 2 * self._margin)
+        for name in self.PER_SLOT:
+            tensor = getattr(self, name)
+            tensor[:rows] = state[name]
+            if name != "frames":  # rows past the written prefix hold no transition
+                tensor[rows:] = 0
+        for name in self.STREAM:
+            getattr(self, name).copy_(state[name.lstrip("_")])
         self.current_task = state["current_task"]
+        self._next_slot_bound = int(self.next_slot.max())

@@ -9,7 +9,10 @@
     loss = (batch.weights * td_loss).mean()
     buf.update_priorities(batch.indices, td.abs())                              # no-op if uniform
 
-Everything (frames, metadata, sampler state, random generator) lives on ``device``.
+Everything (frames, metadata, sampler state, random generator) lives on ``device``. The storage
+keeps the data (``replay/storage.py``); the sampler is handed the storage on every call and
+reads it only through ``replay.sampler.StartIndex``. ``state_dict`` holds the written part of
+the storage only, so a checkpoint grows with the data, not with the capacity.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ from typing import Any
 
 import torch
 
-from agents.replay.samplers import PrioritizedSampler, Sampler, UniformSampler
-from agents.replay.storage import FrameStorage
+from replay.prioritized import PrioritizedSampler
+from replay.sampler import Sampler
+from replay.storage import FrameStorage
+from replay.uniform import UniformSampler
 
 REPLAY_KINDS = ("uniform", "prioritized")
 
@@ -55,6 +60,9 @@ class Batch:
 class ReplayBuffer:
     """Frame storage + sampler behind the add / sample / update_priorities protocol."""
 
+    storage: FrameStorage
+    sampler: Sampler
+
     def __init__(self, storage: FrameStorage, sampler: Sampler, kind: str = "custom"):
         self.storage = storage
         self.sampler = sampler
@@ -82,8 +90,8 @@ class ReplayBuffer:
         ``obs`` is only read when an env starts an episode (otherwise it is the previous
         ``next_obs``); only the newest frame of ``next_obs`` is stored.
         """
-        for update in self.storage.add(obs, actions, rewards, next_obs, terminated, truncated, valid, task):
-            self.sampler.starts_changed(update)
+        for starts in self.storage.add(obs, actions, rewards, next_obs, terminated, truncated, valid, task):
+            self.sampler.starts_changed(self.storage, starts)
 
     def sample(self, batch_size: int) -> Batch:
         """Sample ``batch_size`` transitions (with replacement)."""
@@ -96,7 +104,7 @@ class ReplayBuffer:
                     f"(n_step={self.storage.n_step}); add more steps first"
                 )
             self._seen_sampleable = True
-        indices, weights = self.sampler.sample(batch_size)
+        indices, weights = self.sampler.sample(self.storage, batch_size)
         parts = self.storage.gather(indices)
         return Batch(
             obs=parts.obs,
@@ -111,14 +119,14 @@ class ReplayBuffer:
 
     def update_priorities(self, indices: torch.Tensor, td_errors_abs: torch.Tensor) -> None:
         """New priorities from absolute TD errors (ignored by uniform replay)."""
-        self.sampler.update_priorities(indices, td_errors_abs)
+        self.sampler.update_priorities(self.storage, indices, td_errors_abs)
 
     def __len__(self) -> int:
         """Number of transitions that can be sampled now (one host sync)."""
         return len(self.storage)
 
     def nbytes(self) -> int:
-        """Bytes held by all tensors of the storage and the sampler."""
+        """Bytes allocated now by the tensors of the storage and the sampler."""
         return self.storage.nbytes() + self.sampler.nbytes()
 
     def state_dict(self) -> dict[str, Any]:
@@ -154,7 +162,7 @@ def make_replay(
     """Build a replay buffer; ``kind`` is ``"uniform"`` or ``"prioritized"``.
 
     ``capacity`` is the total number of stored frames over all envs (about the number of
-    transitions; see ``agents/replay/storage.py``). ``alpha``, ``beta0``, ``beta_steps`` and
+    transitions; see ``replay/storage.py``; memory is allocated as frames are stored). ``alpha``, ``beta0``, ``beta_steps`` and
     ``eps`` only matter for prioritized replay; beta is annealed over ``sample`` calls.
     Bad values raise ``ValueError`` naming the value and what is valid.
     """
@@ -183,7 +191,7 @@ def make_replay(
     )
     sampler: Sampler
     if kind == "uniform":
-        sampler = UniformSampler(storage, seed)
+        sampler = UniformSampler(storage.device, seed)
     else:
-        sampler = PrioritizedSampler(storage, seed, alpha, beta0, beta_steps, eps)
+        sampler = PrioritizedSampler(storage.num_starts, storage.device, seed, alpha, beta0, beta_steps, eps)
     return ReplayBuffer(storage, sampler, kind)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+TERMINATED, TRUNCATED = 1, 2  # bits of the per-slot end flags a storage keeps
+
 
 def n_step_window(
     rewards: torch.Tensor, terminated: torch.Tensor, truncated: torch.Tensor, gamma: float
