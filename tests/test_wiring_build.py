@@ -56,7 +56,8 @@ def test_crelu_doubles_the_width_feeding_the_next_layer(tmp_path):
     assert [m.in_features for m in linears] == [4, 16, 16]
 
 
-INTERVENTION_SPECS = {"swr": "", "l2": "", "l2init": "", "clip": "", "reset": ":every=100", "snp": ":every=100",
+INTERVENTION_SPECS = {"swr": "", "l2": "", "l2init": "", "weight_clipping": "", "reset": ":every=100",
+                      "shrink_perturb": ":every=100",
                       "redo": ":every=10", "cbp": ":maturity=10", "injection": ""}
 
 
