@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TESTS: dict[str, list[str]] = {
     "train.py": ["tests/test_loop.py", "tests/test_wiring_resume.py", "tests/test_wiring_loop.py"],
     "agents/dqn.py": ["tests/test_dqn.py", "tests/test_wiring_dqn.py", "tests/test_agent_checkpoint.py",
-                      "tests/test_wiring_build.py"],
-    "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py"],
+                      "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
+    "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
     "runner/evaluator.py": ["tests/test_wiring_loop.py", "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
