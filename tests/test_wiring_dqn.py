@@ -93,3 +93,64 @@ def test_act_explores_at_rate_epsilon(epsilon):
     # before learning_starts: uniform over the valid actions whatever ε
     early = (agent.act(obs, 0, step=9) != 0).float().mean().item()
     assert early == pytest.approx(0.5, abs=0.02)
+
+
+class Penalty:
+    """A fake intervention: loss term c·Σ bias (gradient c on every bias entry); records switches."""
+
+    needs_inputs = False
+
+    def __init__(self, bias, c):
+        self.bias, self.c, self.switches, self.steps = bias, c, [], 0
+
+    def loss(self):
+        return self.c * self.bias.sum()
+
+    def after_step(self, inputs):
+        self.steps += 1
+
+    def on_task_switch(self, task):
+        self.switches.append(task)
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_update_adds_the_interventions_loss_term_counts_updates_and_reports_metrics():
+    agent, plain = linear_dqn(target_update_interval=2), linear_dqn(target_update_interval=2)
+    iv = Penalty(agent.q.head.bias, 0.25)
+    agent.learnables["q"].interventions.append(iv)
+    b = weighted_batch()
+    m = agent.update(b)
+    plain.update(b)
+    assert torch.allclose(agent.q.head.bias.grad, plain.q.head.bias.grad + 0.25)
+    assert torch.equal(agent.q.head.weight.grad, plain.q.head.weight.grad)
+    assert agent.updates == 1 and iv.steps == 1
+    assert set(m) == {"td_loss", "q_values", "td_abs", "q_spread"}
+    assert m["q_values"].item() == pytest.approx((0.5 + 2.0 + 3.0 + 1.0) / 4)
+    q_all = b.obs  # Q(s, ·) = s before the step
+    assert m["q_spread"].item() == pytest.approx(q_all.std(dim=1).mean().item())
+    assert not torch.equal(agent.q_target.head.weight, agent.q.head.weight)
+    agent.update(b)  # the second update syncs the target (interval 2)
+    assert agent.updates == 2 and torch.equal(agent.q_target.head.weight, agent.q.head.weight)
+    agent.on_task_switch(3, step=40)
+    assert iv.switches == [3]
+
+
+def test_epsilon_restart_origin_survives_a_checkpoint():
+    agent = linear_dqn(epsilon_restart=True, exploration_fraction=1.0, epsilon_start=1.0, epsilon_end=0.0,
+                       learning_starts=0)
+    agent.exploration_horizon = 100
+    agent.on_task_switch(0, step=50)
+    assert agent.epsilon(75) == pytest.approx(0.75)
+    twin = linear_dqn(epsilon_restart=True, exploration_fraction=1.0, epsilon_start=1.0, epsilon_end=0.0)
+    twin.exploration_horizon = 100
+    twin.load_state_dict(agent.state_dict())
+    assert twin.epsilon(75) == pytest.approx(0.75) and twin.log_scalars(75) == {"charts/epsilon": pytest.approx(0.75)}
+    state = agent.state_dict()
+    del state["explore_origin"]  # a checkpoint from before the restart was saved: origin 0
+    twin.load_state_dict(state)
+    assert twin.epsilon(75) == pytest.approx(0.25)
