@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # module -> the fast test files that exercise it (only these run against its mutants)
 TESTS: dict[str, list[str]] = {
-    "train.py": ["tests/test_loop.py", "tests/test_wiring_resume.py", "tests/test_wiring_loop.py"],
+    "train.py": ["tests/test_loop.py", "tests/test_wiring_resume.py", "tests/test_wiring_loop.py", "tests/test_resume.py"],
     "agents/dqn.py": ["tests/test_dqn.py", "tests/test_wiring_dqn.py", "tests/test_agent_checkpoint.py",
                       "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
     "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py", "tests/test_wiring_config.py"],

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import train
@@ -96,3 +97,65 @@ def test_plasticity_imports_nothing_but_torch():
     refused = subprocess.run([sys.executable, "-c", BLOCKER.replace("for f in", "import numpy\nfor f in")],
                              cwd=ROOT, capture_output=True, text=True)
     assert refused.returncode != 0 and "imported 'numpy'" in refused.stderr  # the blocker does block
+
+
+# --- the loop's cadences against the fakes of tests/test_loop.py --------------------------------
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+from tests import test_loop as fakes  # noqa: E402
+
+
+def _scalars(run_dir):
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+def test_loop_logs_each_scalar_at_its_step(tmp_path):
+    parts, results, _ = fakes.run(tmp_path)
+    s = _scalars(tmp_path)
+    assert [st for st, _ in s["charts/epsilon"]] == [4, 8, 12, 16, 20, 24]  # every log_every = 4 steps
+    assert [st for st, _ in s["losses/loss"]] == [4, 8, 12, 16, 20, 24]
+    assert s["charts/episodic_return"] == [(4, 1.5), (12, 5.5), (20, 9.5)]
+    assert s["task/index"] == [(0, 0.0), (6, 1.0), (12, 0.0), (18, 1.0)]
+    assert s["eval/A/return"] == [(6, 10.0), (12, 20.0), (18, 30.0), (24, 40.0)]
+    assert results.step == 24 and [e["step"] for e in results.evaluations] == [6, 12, 18, 24]
+
+
+def test_eval_every_evaluates_between_visit_ends_but_not_after_the_last(tmp_path):
+    cfg = fakes.TrainConfig(eval=fakes.EvalConfig(episodes=1, every=8), log_every=4, checkpoint_every=0,
+                            progress=False)
+    parts = fakes.RunParts(fakes.FakeSchedule(), fakes.FakeAgent(), fakes.FakeReplay(), fakes.FakeEvaluator(),
+                           fakes.FakeMonitoring())
+    log = fakes.RunLogger(str(tmp_path), list(fakes.TASKS), 24, progress=False)
+    try:
+        results = train.train(cfg, parts, log, tmp_path, save=lambda s: None)
+    finally:
+        log.close()
+    assert [e["step"] for e in results.evaluations] == [6, 8, 12, 16, 18, 24]
+    assert len(results.matrix) == 4  # the matrix holds visit ends only
+
+
+def test_learning_starts_once_the_replay_holds_a_batch(tmp_path, monkeypatch):
+    # batch 4, learning_starts 0: the replay holds 2 transitions at step 2, 4 at step 4
+    monkeypatch.setattr(fakes.FakeAgent, "batch_size", 4)
+    monkeypatch.setattr(fakes.FakeAgent, "learning_starts", 0)
+    parts, _, _ = fakes.run(tmp_path)
+    assert parts.agent.updates_at[0] == 2  # the update of step 4 happens while acting at step 2's obs
+
+
+def test_interrupt_says_how_to_continue(tmp_path, capsys):
+    cfg = fakes.TrainConfig(eval=fakes.EvalConfig(episodes=0), log_every=4, checkpoint_every=0, progress=False)
+    parts = fakes.RunParts(fakes.FakeSchedule(), fakes.FakeAgent(), fakes.FakeReplay(), fakes.FakeEvaluator(),
+                           fakes.FakeMonitoring())
+    parts.agent.act = lambda obs, task, step: (_ for _ in ()).throw(KeyboardInterrupt) if step == 6 else \
+        torch.zeros(obs.shape[0], dtype=torch.long)
+    log = fakes.RunLogger(str(tmp_path), list(fakes.TASKS), 24, progress=False)
+    try:
+        with pytest.raises(SystemExit):
+            train.train(cfg, parts, log, tmp_path, save=lambda s: None)
+    finally:
+        log.close()
+    assert f"interrupted at step 6; checkpoint written. Continue with: python train.py --resume {tmp_path}" \
+        in capsys.readouterr().err
