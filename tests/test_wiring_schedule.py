@@ -56,6 +56,7 @@ def test_visit_seed_is_the_seed_sequence_of_the_position() -> None:
 
     assert visit_seed(5, 2) == visit_seed(5, 2, 0) == expected(5, 2)
     assert visit_seed(5, 2, 3) == expected(5, 2, 3) != visit_seed(5, 2)
+    assert visit_seed(5, 2, 1) == expected(5, 2, 1) != visit_seed(5, 2)
     assert 0 <= visit_seed(5, 2) < 2**30
 
 
