@@ -33,7 +33,7 @@ TESTS: dict[str, list[str]] = {
     "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
     "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py"],
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
-    "runner/evaluator.py": ["tests/test_wiring_loop.py", "tests/test_resume.py::"
+    "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
 }
 
