@@ -41,3 +41,20 @@ def test_frequencies_follow_the_priorities():
         p = torch.tensor([1.0, 2.0, 5.0])[starts]
         assert torch.allclose(weights, (p / p.min()) ** -beta, rtol=1e-5)
     assert (counts / counts.sum()).tolist() == pytest.approx([1 / 8, 2 / 8, 5 / 8], abs=0.01)
+
+
+def test_defaults_and_the_trimmed_checkpoint():
+    s = PrioritizedSampler(8)
+    assert (s.alpha, s.beta0, s.beta_steps, s.eps) == (0.6, 0.4, 1_000_000, 1e-6)
+    assert s.beta == 0.4 and float(s.max_priority) == 1.0 and s.max_priority.dtype == s.tree.tree.dtype
+    assert s.state_dict()["leaves"].numel() == 0  # nothing written yet
+    storage = fake_storage(8)
+    s.starts_changed(storage, torch.tensor([0, 2]))
+    assert s.state_dict()["leaves"].tolist() == [1.0, 0.0, 1.0]  # up to the last non-zero leaf
+    twin = PrioritizedSampler(8, seed=5)
+    twin.load_state_dict(s.state_dict())
+    assert torch.equal(twin.tree.leaves(), s.tree.leaves()) and twin.sample(storage, 4)[0].tolist() == \
+        s.sample(storage, 4)[0].tolist()
+    # default seed 0: the same draws as an explicit seed 0
+    assert torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=0).generator.get_state())
+    assert not torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=1).generator.get_state())
