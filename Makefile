@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: train test test-slow bench venv clean
+.PHONY: train test test-slow mutation bench venv clean
 
 $(STAMP): pyproject.toml scripts/setup_venv.sh
 	VENV=$(VENV) bash scripts/setup_venv.sh
@@ -20,6 +20,13 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+# Mutation testing of one core module against its fast tests (docs/TESTING.md has the scores
+# and the module list):  make mutation MODULE=agents/dqn.py [JOBS=2]
+MODULE ?= train.py
+JOBS ?= 1
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MODULE) --max-children $(JOBS) $(ARGS)
 
 bench: $(STAMP)
 	VENV=$(VENV) EXTRAS=dev,mujoco,bench bash scripts/setup_venv.sh

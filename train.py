@@ -248,6 +248,7 @@ def _run(cfg: TrainConfig, parts: RunParts, run_dir: Path, resume_state: dict | 
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
         t0 = time.perf_counter()
         step = resume_state["step"] if resume_state else 0
+        # everything logged at the checkpoint's step was written before it: purge only what came after
         log = RunLogger(str(run_dir), [t.name for t in parts.schedule.tasks], parts.schedule.total_steps,
                         start_step=step, progress=cfg.progress,
                         # events after the checkpoint's step are dropped; those at it were written before it

@@ -67,8 +67,13 @@ def test_mlp_features_weights_and_grads():
     stats = mon.measure(x)
     with torch.no_grad():
         feats = net[3](net[2](net[1](net[0](x))))     # output of the last activation
-    assert stats[f"{P}/effective_rank"] == pytest.approx(M.effective_rank(feats).item(), rel=1e-5)
-    assert stats[f"{P}/srank"] == M.srank(feats).item()
+    # by hand from the singular values: exp(entropy(σ/Σσ)); fewest σ reaching 99 % of Σσ
+    sigma = torch.linalg.svdvals(feats.double())
+    p = sigma / sigma.sum()
+    erank = math.exp(-sum(float(x) * math.log(float(x)) for x in p if x > 0))
+    srank = next(k + 1 for k, c in enumerate(torch.cumsum(p, 0).tolist()) if c >= 0.99 - 1e-12)
+    assert stats[f"{P}/effective_rank"] == pytest.approx(erank, rel=1e-5)
+    assert stats[f"{P}/srank"] == srank
     assert stats[f"{P}/feature_norm"] == pytest.approx(feats.norm(dim=1).mean().item(), rel=1e-6)
     assert f"{P}/grad_norm" not in stats                 # no backward yet
     # 53 parameters: 12 + 4 + 20 + 5 + 10 + 2

@@ -193,8 +193,10 @@ def test_actor_and_temperature_step_by_hand():
     gen.set_state(agent.generator.get_state())
     torch.randn(8, ACT, generator=gen)  # the critic's draw
     eps = torch.randn(8, ACT, generator=gen)
-    with torch.no_grad():
-        _, log_prob = squashed_sample(*actor0(batch.obs), eps)
+    with torch.no_grad():  # log π by hand: a Normal's log-density and the tanh change of variables
+        mean, log_std = actor0(batch.obs)
+        u = mean + log_std.exp() * eps
+        log_prob = (Normal(mean, log_std.exp()).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
     m = agent.update(batch)
     h = -ACT
     assert m["entropy"].item() == pytest.approx(-log_prob.mean().item(), rel=1e-5)
