@@ -29,5 +29,7 @@ def test_minatar_cycle_switches_once_per_visit_and_resumes_after_a_kill(tmp_path
     names = [e.tensor_proto.string_val[0].decode() for e in acc.Tensors("task/name/text_summary")]
     assert names == ["Breakout", "Asterix", "Breakout", "Asterix"]
     assert scalars(acc, "charts/Breakout/episodic_return") and scalars(acc, "charts/Asterix/episodic_return")
-    assert len(scalars(acc, "eval/Breakout/return")) == 2  # one evaluation at each visit's end
+    # every task is evaluated at each of the 4 visit ends
+    assert [s for s, _ in scalars(acc, "eval/Breakout/return")] == [400, 800, 1200, 1600]
+    assert [s for s, _ in scalars(acc, "eval/Asterix/return")] == [400, 800, 1200, 1600]
     assert "Breakout" in resumed.stdout and "Asterix" in resumed.stdout
