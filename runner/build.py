@@ -84,8 +84,7 @@ def check_task_boundaries(cfg: TrainConfig, attached: list[tuple[str, Any]]) -> 
     """With hidden boundaries, refuse what can only act at a task switch."""
     if cfg.task_boundaries:
         return
-    agent_cfg = getattr(cfg, cfg.agent)
-    if getattr(agent_cfg, "epsilon_restart", False):
+    if getattr(cfg.agent_config(), "epsilon_restart", False):
         raise ValueError(f"--{cfg.agent}.epsilon-restart restarts exploration at task switches, which "
                          "--no-task-boundaries hides; drop one of the two")
     for name, iv in attached:
