@@ -17,8 +17,10 @@ import pytest
 import torch
 
 import train
-from studies import sweep
-from studies.sweep import Run, Scheduler, SweepFile, after_exit, expand, parse_grid, parse_seeds, split_values
+from studies import sweep, sweep_state
+from studies.grid import Run, expand, parse_grid, parse_seeds, split_values
+from studies.scheduler import Scheduler
+from studies.sweep_state import SweepFile, after_exit
 
 TINY = ["--env.tasks", "gym:CartPole-v1", "gym:Acrobot-v1", "--env.steps-per-visit", "100", "--env.cycles", "2",
         "--dqn.learning-starts", "50", "--dqn.batch-size", "16", "--dqn.hidden", "16", "--monitor.every", "25",
@@ -149,17 +151,17 @@ def test_scheduler_resumes_dead_runs_until_the_limit_and_the_others_go_on(tmp_pa
     assert lines[-1].startswith("sweep: 2/4 done, 0 running, 2 failed, 0 queued")
     assert any("attempt 2 of 3 follows" in ln for ln in lines)
     # a re-launch: finished runs stay finished, the others are queued again with fresh attempts
-    again = sweep.merge(SweepFile(tmp_path).load(), expand(parse_grid(["plasticity=none,swr"]), [0, 1],
+    again = sweep_state.merge(SweepFile(tmp_path).load(), expand(parse_grid(["plasticity=none,swr"]), [0, 1],
                                                           ["--preset", "p"]), tmp_path)
     assert [(r.state, r.attempts) for r in again] == [("finished", 0), ("finished", 0), ("queued", 0), ("queued", 0)]
     with pytest.raises(ValueError, match="exists with other options"):
-        sweep.merge(SweepFile(tmp_path).load(), expand(parse_grid(["plasticity=none,swr"]), [0], ["--preset", "q"]),
+        sweep_state.merge(SweepFile(tmp_path).load(), expand(parse_grid(["plasticity=none,swr"]), [0], ["--preset", "q"]),
                     tmp_path)
 
 
 def test_progress_line_counts_and_eta():
     runs = [Run(str(i), [], 0, state=s) for i, s in enumerate(["finished", "finished", "running", "queued", "failed"])]
-    line = sweep.progress_line(runs, 75, [40.0, 60.0], concurrency=2)
+    line = sweep_state.progress_line(runs, 75, [40.0, 60.0], concurrency=2)
     # mean 50 s per run, 2 runs left, 2 at once: 50 s
     assert line == "sweep: 2/5 done, 1 running, 1 failed, 1 queued; elapsed 0:01:15, ETA 0:00:50"
 
