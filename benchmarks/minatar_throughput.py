@@ -6,8 +6,8 @@ Random actions, N envs, env steps per second (N x vector steps / s), per game an
   torch generator, steps, resets the envs that ended (same step) and builds the observation;
 - ``reference``: the ``minatar`` package, N ``Environment`` objects stepped in a Python loop
   (``act``, ``state()``, ``reset()`` when done);
-- ``compiled``: ``torch`` with ``compile=True`` (``torch.compile`` of the game's step and
-  observation; prints how long its first steps took, compilation included);
+- ``compiled``: ``torch`` with ``compile=True`` (``torch.compile`` of the game's step, with its
+  draws from one pre-drawn block; prints how long its first steps took, compilation included);
 - ``gymnax``: ``gymnax.make("<Game>-MinAtar")``, ``jax.jit(jax.vmap(env.step))`` with its
   auto-reset, random actions drawn inside the same jitted call, one call per vector step,
   ``block_until_ready`` every step (Seaquest is not in gymnax 1.0).
@@ -167,7 +167,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--seconds", type=float, default=1.5)
     p.add_argument("--sides", nargs="+", default=["torch", "reference", "gymnax"],
-                   help="torch, reference, gymnax, compiled (torch with compile=True; Breakout only)")
+                   help="torch, reference, gymnax, compiled (torch with compile=True)")
     p.add_argument("--child", choices=list(CHILDREN))
     args = p.parse_args()
     if args.child:

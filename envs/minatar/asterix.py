@@ -29,6 +29,7 @@ SLOTS = 8
 class Asterix(BatchedGame):
     name = "Asterix"
     num_channels = 4
+    draws_per_step = 3  # an entity's heading, kind and free slot
     state_names = ("player_x", "player_y", "ent_x", "ent_right", "ent_gold", "ent_alive",
                    "spawn_speed", "spawn_timer", "move_speed", "move_timer", "ramp_timer", "ramp_index")
 

@@ -29,14 +29,21 @@ What the base class does, as ``minatar.Environment`` does around a game:
 Rewards are ``float32``, terminals ``bool``. Reset is explicit: ``step`` never resets
 (the wrapper that serves the training schedule decides when, see ``envs.minatar.vector``).
 
-``compile=True`` runs ``_act`` through ``torch.compile`` (Inductor fuses its element-wise
-work into a few loops): the state tensors go in as arguments and come back as results, so
-the compiled graph holds no state. Draws inside ``_act`` split the graph there (the
-generator stays eager), which is why it pays only for a game that draws nothing while
-stepping: Breakout (about 3x at N = 4096 on a CPU), not Freeway (slower than eager);
-Asterix does not compile (an Inductor C++ error). Compiling ``observation`` too made steps
-slower, so it stays eager. Compiling costs seconds to tens of seconds per game and number of
-envs the first time (Inductor's on-disk cache shortens later runs); see benchmarks/RESULTS.md.
+**Draws inside a step.** A game counts the uniforms its ``_act`` draws in ``draws_per_step``
+(a ``size=k`` draw counts ``k``). With a :class:`TorchRandomness` source (the default), each
+step draws one ``[N, draws_per_step]`` block of ``float64`` uniforms from it and ``_act`` reads
+its draws from the block (:class:`envs.minatar.randomness.StepDraws`), so a step is a pure
+function of its state, its actions and the block. With a :class:`RecordedRandomness` (the
+tests against the reference) ``_act`` draws from it directly, in the reference's order.
+
+``compile=True`` runs the step through ``torch.compile`` (Inductor fuses its element-wise work
+into a few loops): the state tensors and the block go in as arguments and the new state comes
+back as results, so the compiled graph holds no state and, with the block, has no break; its
+steps equal the eager ones exactly (tests compare them). With a :class:`RecordedRandomness`
+the compiled step breaks at each draw. The observation stays eager (compiling it too made
+steps slower). Compiling costs seconds to tens of seconds per game and number of envs the
+first time (Inductor's on-disk cache shortens later runs); benchmarks/RESULTS.md says what
+it gains per game.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from envs.minatar.randomness import Randomness, TorchRandomness
+from envs.minatar.randomness import Randomness, StepDraws, TorchRandomness
 
 ACTIONS = ("n", "l", "u", "r", "d", "f")
 """MinAtar's action set in the reference's order: no-op, left, up, right, down, fire."""
@@ -65,6 +72,8 @@ class BatchedGame(ABC):
     """Observation channels ``C``."""
     state_names: ClassVar[tuple[str, ...]]
     """Attributes holding the game's state tensors (env dimension first)."""
+    draws_per_step: ClassVar[int] = 0
+    """Uniforms one ``_act`` draws (a draw of ``size=k`` counts ``k``); 0 for a game that draws none."""
 
     def __init__(
         self,
@@ -93,9 +102,19 @@ class BatchedGame(ABC):
         self.last_action = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self.terminal = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._init_state()
-        if compile:
-            self._act = self._compiled(type(self)._act)  # type: ignore[method-assign]
+        self._block_draws = isinstance(self.random, TorchRandomness) and self.draws_per_step > 0
+        advance = type(self)._act_with_block if self._block_draws else type(self)._act
+        self._advance = self._compiled(advance) if compile else advance.__get__(self)
         self.reset()
+
+    def _act_with_block(self, actions: torch.Tensor, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_act`` with its draws read from ``block`` (``[N, draws_per_step]`` uniforms)."""
+        source = self.random
+        self.random = StepDraws(block)  # type: ignore[assignment]
+        try:
+            return self._act(actions)
+        finally:
+            self.random = source
 
     def _compiled(self, method):
         """``method`` of this game through ``torch.compile``, with the state as arguments and results."""
@@ -150,7 +169,11 @@ class BatchedGame(ABC):
         u = self.random.uniform(self.all_envs)
         actions = torch.where(u < self.sticky_action_prob, self.last_action, actions)
         self.last_action = actions
-        return self._act(actions)
+        if self._block_draws:
+            block = torch.rand(self.num_envs, self.draws_per_step, dtype=torch.float64,
+                               generator=self.random.generator, device=self.device)
+            return self._advance(actions, block)
+        return self._advance(actions)
 
     # -------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:

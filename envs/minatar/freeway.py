@@ -28,6 +28,7 @@ CARS = 8
 class Freeway(BatchedGame):
     name = "Freeway"
     num_channels = 7
+    draws_per_step = 16  # 8 car speeds and 8 directions when the chicken crosses
     state_names = ("pos", "move_timer", "terminate_timer", "car_x", "car_timer", "car_speed")
 
     def _init_state(self) -> None:

@@ -20,6 +20,11 @@ Two sources:
 - :class:`TorchRandomness`: a ``torch.Generator`` on the game's device; draws for every env
   and ignores the mask (cheaper than a gather), no host transfer, no Python loop over envs.
   Floats are ``float32``.
+- :class:`StepDraws`: what a game's step draws from when its source is a
+  :class:`TorchRandomness`: the base class draws one ``[N, K]`` block of ``float64`` uniforms
+  per step (``K`` = the game's ``draws_per_step``) and the step reads its draws from the block's
+  columns in order, so the step is a pure function of its state, its actions and the block
+  (``torch.compile`` traces it as one graph, and compiled and eager steps agree exactly).
 - :class:`RecordedRandomness`: per-env queues of the reference's draws (see
   :class:`RandomStateRecorder`, which wraps a ``RandomState`` and appends every call and its
   result to a queue); pops them per env in order and checks that each pop asks for the
@@ -108,6 +113,42 @@ class TorchRandomness(Randomness):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
+
+
+class StepDraws:
+    """Serves one step's draws from the columns of a pre-drawn ``[N, K]`` block of uniforms.
+
+    ``uniform(mask)`` is the next column, ``uniform(mask, k)`` the next ``k``;
+    ``integers(low, high, mask[, k])`` is ``low + floor(u * (high - low))`` of the next column(s),
+    as :class:`TorchRandomness` maps floats to integers. Every env reads every column (the mask
+    is ignored, as :class:`TorchRandomness` ignores it). Asking for more columns than the block
+    has raises ``IndexError``: a game's ``draws_per_step`` must count every draw of its step.
+    """
+
+    def __init__(self, block: torch.Tensor) -> None:
+        self.block = block
+        self.used = 0
+
+    def _take(self, size: int | None) -> torch.Tensor:
+        width = 1 if size is None else size
+        if self.used + width > self.block.shape[1]:
+            raise IndexError(f"the step drew more than the {self.block.shape[1]} columns of its block")
+        cols = self.block[:, self.used:self.used + width]
+        self.used += width
+        return cols[:, 0] if size is None else cols
+
+    def uniform(self, mask: torch.Tensor, size: int | None = None) -> torch.Tensor:
+        return self._take(size)
+
+    def integers(self, low: Bound, high: Bound, mask: torch.Tensor,
+                 size: int | None = None) -> torch.Tensor:
+        u = self._take(size)
+        low_t = torch.as_tensor(low, device=u.device)
+        span = torch.as_tensor(high, device=u.device) - low_t
+        if size is not None:
+            low_t = low_t.unsqueeze(-1) if low_t.dim() else low_t
+            span = span.unsqueeze(-1) if span.dim() else span
+        return low_t + (u * span).long()
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Seaquest(BatchedGame):
 
     name = "Seaquest"
     num_channels = 10
+    draws_per_step = 5  # an enemy's heading, kind and row; a diver's heading and row
     state_names = (
         "sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed", "e_spawn_timer",
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",

@@ -18,7 +18,8 @@
   ``report_every`` steps (default: every step on the CPU, where reading costs nothing;
   every 64 steps on an accelerator, so no step waits for the device).
 - **Seeding**: ``reset(seed)`` reseeds the game's torch generator and resets every env.
-- ``compile=True`` compiles the game's step (see ``envs/minatar/base.py``: pays for Breakout).
+- ``compile=True`` compiles the game's step, equal to the eager step value for value (see
+  ``envs/minatar/base.py``; benchmarks/RESULTS.md says for which games it pays).
 
 :class:`MinAtarGymEnv` is one env of a game as a ``gymnasium.Env`` (numpy observations,
 same layout), for single-env evaluation code.
