@@ -45,6 +45,17 @@ import torch
 Bound = int | torch.Tensor
 
 
+def integers_from_uniform(u: torch.Tensor, low: Bound, high: Bound) -> torch.Tensor:
+    """``low + floor(u * (high - low))`` for uniforms ``u`` (``[N]`` or ``[N, k]``, ``float64``);
+    ``low``/``high`` are ints or per-env ``[N]`` tensors."""
+    low_t = torch.as_tensor(low, device=u.device)
+    span = torch.as_tensor(high, device=u.device) - low_t
+    if u.dim() == 2:
+        low_t = low_t.unsqueeze(-1) if low_t.dim() else low_t
+        span = span.unsqueeze(-1) if span.dim() else span
+    return low_t + (u * span).long()
+
+
 class Randomness(ABC):
     """A source of per-env random numbers for ``num_envs`` envs on ``device``."""
 
@@ -101,12 +112,7 @@ class TorchRandomness(Randomness):
                                  device=self.device)
         u = torch.rand(self._shape(size), generator=self.generator, device=self.device,
                        dtype=torch.float64)
-        low_t = torch.as_tensor(low, device=self.device)
-        span = torch.as_tensor(high, device=self.device) - low_t
-        if size is not None:
-            low_t = low_t.unsqueeze(-1) if low_t.dim() else low_t
-            span = span.unsqueeze(-1) if span.dim() else span
-        return low_t + (u * span).long()
+        return integers_from_uniform(u, low, high)
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
@@ -142,13 +148,7 @@ class StepDraws:
 
     def integers(self, low: Bound, high: Bound, mask: torch.Tensor,
                  size: int | None = None) -> torch.Tensor:
-        u = self._take(size)
-        low_t = torch.as_tensor(low, device=u.device)
-        span = torch.as_tensor(high, device=u.device) - low_t
-        if size is not None:
-            low_t = low_t.unsqueeze(-1) if low_t.dim() else low_t
-            span = span.unsqueeze(-1) if span.dim() else span
-        return low_t + (u * span).long()
+        return integers_from_uniform(self._take(size), low, high)
 
 
 @dataclass(frozen=True)
