@@ -523,6 +523,15 @@ def _import_ray() -> Any:
     return ray
 
 
+def start_local_ray(ray: Any) -> None:
+    """Start a local Ray instance whose workers, and so the runs, get this process's niceness:
+    Ray starts its workers at niceness 15 otherwise, so any other job on the machine would take
+    the CPU from the runs. `RAY_worker_niceness` set in the environment wins."""
+    if hasattr(os, "getpriority"):
+        os.environ.setdefault("RAY_worker_niceness", str(os.getpriority(os.PRIO_PROCESS, 0)))
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
 def main(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(USAGE)
@@ -548,9 +557,10 @@ def main(argv: list[str]) -> int:
         print(f"sweep: {len(runs)}/{len(runs)} runs finished in {sweep_dir}")
         return 0
     owned = not ray.is_initialized()
-    if owned:
-        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else {"include_dashboard": False}
-        ray.init(**kwargs, log_to_driver=False, configure_logging=False)
+    if owned and opts.ray_address:
+        ray.init(address=opts.ray_address, log_to_driver=False, configure_logging=False)
+    elif owned:
+        start_local_ray(ray)
     try:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         concurrency = opts.max_concurrent or max(1, int(cpus // opts.cpus_per_run) if opts.cpus_per_run else int(cpus))

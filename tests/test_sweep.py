@@ -167,6 +167,25 @@ def test_progress_line_counts_and_eta():
 # --- real sweeps on a local Ray instance -------------------------------------------------------------
 
 
+def test_a_local_ray_instance_runs_its_workers_at_the_sweeps_niceness():
+    """Ray's own default is niceness 15 for its workers, which starves the runs on a busy machine."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()  # before the module's shared instance
+    had = "RAY_worker_niceness" in os.environ
+    sweep.start_local_ray(ray)
+    try:
+        @ray.remote
+        def niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, 0)
+
+        assert ray.get(niceness.remote()) == os.getpriority(os.PRIO_PROCESS, 0) != 15
+    finally:
+        ray.shutdown()
+        if not had:
+            os.environ.pop("RAY_worker_niceness", None)
+
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
