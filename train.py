@@ -84,8 +84,16 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         results.load_state_dict(resume_state["results"])
         restore_rng_states(resume_state["rng"])
         step, grad_credit = resume_state["step"], resume_state["grad_credit"]
-    else:
+    clock = time.perf_counter
+    started, run_before = clock(), results.seconds["run"]  # a resumed run adds to its earlier seconds
+    if resume_state is None:
+        t = clock()
         results.random = evaluator.random_baselines()
+        results.seconds["random"] += clock() - t
+
+    def write_results() -> None:
+        results.seconds["run"] = run_before + clock() - started
+        results.write(run_dir)
 
     last_check = step
 
@@ -94,6 +102,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         check_finite(agent, log, last_check, step)
         last_check = step
         results.step = step
+        results.seconds["run"] = run_before + clock() - started
         log.writer.flush()  # every event up to `step` is on disk before the checkpoint says so
         save({
             "config": dataclasses.asdict(cfg), "step": step, "grad_credit": grad_credit,
@@ -105,7 +114,9 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
     def evaluate_all() -> list[float] | None:
         if not evaluator.enabled:
             return None
+        t = clock()
         returns = evaluator.evaluate_all(agent)
+        results.seconds["evaluation"] += clock() - t
         results.evaluation(step, returns)
         log.evaluation(returns, step)
         return returns
@@ -113,7 +124,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
     def end_visit() -> None:
         results.end_visit(step, evaluate_all())
         results.step = step
-        results.write(run_dir)
+        write_results()
 
     def start_visit(visit: int, task: int) -> None:
         results.start_visit(task, step)
@@ -168,7 +179,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
                 next_eval += cfg.eval.every
                 if not schedule.finished:
                     evaluate_all()
-                    results.write(run_dir)
+                    write_results()
             log.advance(res.rewards.shape[0])
             if step >= next_log:
                 next_log += cfg.log_every
@@ -193,7 +204,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
     check_finite(agent, log, last_check, step)
     end_visit()
     results.finished = True
-    results.write(run_dir)
+    write_results()
     checkpoint()
     return results
 

@@ -3,14 +3,19 @@ baselines once), measured inside the same run: the evaluator's own seconds over 
 
     python benchmarks/eval_overhead.py --preset continual-gym --repeats 3
     python benchmarks/eval_overhead.py --preset quickstart -- --env.steps-per-visit 5000
+    python benchmarks/eval_overhead.py --runs sweeps/continual-gym
 
 Everything after `--` is passed to train.py's parser. Each repeat is a fresh run in a
-temporary directory; the table gives every repeat.
+temporary directory; the table gives every repeat. `--runs DIR…` instead reads finished runs
+(run or sweep directories): every run's `results.json` records the wall seconds of its loop,
+of its evaluations and of its random baselines (`seconds`), so the share of a study's runs
+costs nothing more to measure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -57,6 +62,23 @@ def one_run(preset: str, extra: list[str], seed: int) -> dict[str, float]:
             "evaluations": len(results.evaluations), "threads": torch.get_num_threads()}
 
 
+def recorded_runs(paths: list[str]) -> list[dict[str, float]]:
+    """The `seconds` of every finished run under `paths` (runs that predate the record are skipped)."""
+    rows = []
+    for path in map(Path, paths):
+        found = [path] if (path / "results.json").is_file() else sorted(p.parent for p in path.rglob("results.json"))
+        for run_dir in found:
+            results = json.loads((run_dir / "results.json").read_text())
+            seconds = results.get("seconds")
+            if results.get("finished") and seconds and seconds.get("run"):
+                rows.append({"name": run_dir.name, "total_s": seconds["run"], "eval_s": seconds["evaluation"],
+                             "random_s": seconds["random"], "evaluations": len(results["evaluations"]),
+                             "threads": json.loads((run_dir / "config.json").read_text()).get("threads", 0)})
+    if not rows:
+        raise SystemExit(f"error: no finished run with recorded seconds under {' '.join(paths)}")
+    return rows
+
+
 def main() -> None:
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
@@ -64,17 +86,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="quickstart")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", help="read finished runs' results.json instead of running")
     args = parser.parse_args(argv)
-    rows = [one_run(args.preset, extra, seed) for seed in range(args.repeats)]
+    if args.runs:
+        rows = recorded_runs(args.runs)
+    else:
+        rows = [one_run(args.preset, extra, seed) for seed in range(args.repeats)]
     print(f"# {machine_line(rows[0]['threads'])}")
     print(f"# python benchmarks/eval_overhead.py {' '.join(sys.argv[1:])}")
-    print("| repeat | run (s) | evaluation (s) | random baselines (s) | evaluations | evaluation share |")
+    print("| repeat or run | run (s) | evaluation (s) | random baselines (s) | evaluations | evaluation share |")
     print("| --- | --- | --- | --- | --- | --- |")
     shares = []
     for i, r in enumerate(rows):
         share = (r["eval_s"] + r["random_s"]) / r["total_s"]
         shares.append(share)
-        print(f"| {i} | {r['total_s']:.1f} | {r['eval_s']:.1f} | {r['random_s']:.1f} | {r['evaluations']} | {100 * share:.1f} % |")
+        print(f"| {r.get('name', i)} | {r['total_s']:.1f} | {r['eval_s']:.1f} | {r['random_s']:.1f} | {r['evaluations']} | {100 * share:.1f} % |")
     print(f"median evaluation share: {100 * statistics.median(shares):.1f} %")
 
 

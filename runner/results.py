@@ -6,7 +6,9 @@
      "matrix": [[r00, r01], [r10, r11], ...],          # matrix[v][t]: mean greedy return of task t at the end of visit v
      "evaluations": [{"step": s, "visit": v, "returns": [...]}, ...],   # every evaluation (visit ends and --eval.every)
      "train_curve": [[[step, return], ...], ...],      # per visit: the training episodes that ended in it
-     "step": 60000, "finished": true}
+     "step": 60000, "finished": true,
+     "seconds": {"run": 412.0, "evaluation": 9.1, "random": 0.4}}  # wall time of the loop (resumes added up),
+                                                                   # of evaluate_all and of the random baselines
 
 The file is rewritten atomically (temporary file, rename) after every evaluation and at the
 end, so a reader never sees half a file. The continual scores (`runner/scores.py`) are
@@ -36,6 +38,7 @@ class RunResults:
     train_curve: list[list[list[float]]] = field(default_factory=list)
     step: int = 0
     finished: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: {"run": 0.0, "evaluation": 0.0, "random": 0.0})
 
     def __post_init__(self) -> None:
         if not self.random:
@@ -77,13 +80,13 @@ class RunResults:
     def to_dict(self) -> dict[str, Any]:
         return {"tasks": self.tasks, "random": self.random, "visits": self.visits, "matrix": self.matrix,
                 "evaluations": self.evaluations, "train_curve": self.train_curve,
-                "step": self.step, "finished": self.finished}
+                "step": self.step, "finished": self.finished, "seconds": dict(self.seconds)}
 
     state_dict = to_dict
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            setattr(self, key, value)
+            setattr(self, key, {**self.seconds, **value} if key == "seconds" else value)
 
     def write(self, run_dir: str | os.PathLike) -> Path:
         """Rewrite run_dir/results.json atomically."""

@@ -86,3 +86,21 @@ def visit_returns(results: dict[str, Any], task: int) -> list[float]:
     """Task `task`'s evaluation return at the end of each of its visits (the k-th entry: k-th visit)."""
     return [results["matrix"][v][task] for v, visit in enumerate(results["visits"][:len(results["matrix"])])
             if visit["task"] == task]
+
+
+def continual_means(results: dict[str, Any]) -> dict[str, list[float | None]]:
+    """Per task, the mean over its later visits of the continual scores of `runner.scores`:
+    `plasticity[t]` = mean over k ≥ 2 of `(R[v_k(t)][t] − rand_t) / (R[v_1(t)][t] − rand_t)`, and
+    `forgetting[t]` = mean over k of `(R[v_k(t)][t] − R[v_{k+1}(t)−1][t]) / (R[v_k(t)][t] − rand_t)`
+    (the null scores left out; None when none is left)."""
+    from runner.scores import compute_scores
+
+    scores = compute_scores(results)
+    out: dict[str, list[float | None]] = {}
+    for key in ("plasticity", "forgetting"):
+        per_task = []
+        for by_k in scores[key]:
+            values = [v for v in by_k.values() if v is not None]
+            per_task.append(sum(values) / len(values) if values else None)
+        out[key] = per_task
+    return out

@@ -69,3 +69,12 @@ def import_ray() -> Any:
         raise ValueError("the sweep runs on Ray, which is not installed: pip install 'plasticity-rl[sweep]' "
                          "(or pip install ray)") from None
     return ray
+
+
+def start_local_ray(ray: Any) -> None:
+    """Start a local Ray instance whose workers, and so the runs, keep this process's niceness.
+    Ray makes its workers nicer by 15 otherwise (`RAY_worker_niceness` is an increment over the
+    niceness its processes inherit from this one), so any other job on the machine would take
+    the CPU from the runs; a `RAY_worker_niceness` already set in the environment wins."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)

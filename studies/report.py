@@ -13,6 +13,9 @@ and writes to `--out`:
 - `aggregates.png`, `performance_profiles.png`, `p_improvement.png`: IQM and mean of the
   normalised final scores (`studies.normalise`) with stratified-bootstrap 95 % intervals,
   performance profiles, and the probability of improvement over the baseline (`studies.aggregate`);
+- `continual_scores.png`: per method the mean over tasks of the final, plasticity and
+  forgetting scores (`train.py scores`; plasticity and forgetting averaged over a task's
+  later visits, `studies.normalise.continual_means`) with stratified-bootstrap 95 % intervals;
 - `scores.json`: per method the runs' normalised scores and those aggregates; `summary.md`:
   the tables and the figures.
 
@@ -38,6 +41,8 @@ NOT_METHOD = {"seed", "run_dir", "run_name", "resume", "progress", "threads", "d
               "log_every"}
 #: the plasticity metrics drawn over time (TensorBoard `plasticity/<metric>`, or per network with SAC)
 METRICS = ("dormant_ratio", "effective_rank", "weight_norm")
+#: continual scores aggregated besides the final one (`studies.normalise.continual_means`)
+CONTINUAL = ("plasticity", "forgetting")
 
 
 @dataclass
@@ -46,6 +51,7 @@ class RunRecord:
     config: dict[str, Any]
     results: dict[str, Any]
     scores: list[float | None] = field(default_factory=list)
+    continual: dict[str, list[float | None]] = field(default_factory=dict)
 
     @property
     def seed(self) -> int:
@@ -120,7 +126,8 @@ def load_records(paths: list[str]) -> tuple[list[RunRecord], list[Path]]:
         config = json.loads(config_path.read_text())
         results = json.loads((run_dir / "results.json").read_text())
         records.append(RunRecord(run_dir, config, results,
-                                 normalise.final_scores(results, normalise.atari_tasks(config))))
+                                 normalise.final_scores(results, normalise.atari_tasks(config)),
+                                 normalise.continual_means(results)))
     tasks = {tuple(r.results["tasks"]) for r in records}
     if len(tasks) > 1:
         raise ValueError("the runs have different task lists (" + " | ".join(" ".join(t) for t in sorted(tasks))
@@ -158,6 +165,7 @@ class Report:
     options: dict[str, dict[str, str]]
     baseline: str | None
     aggregates: dict[str, dict]
+    continual: dict[str, dict[str, dict]]  # "plasticity" / "forgetting" → method → iqm, mean and CIs
     taus: np.ndarray
     profiles: dict[str, tuple[np.ndarray, np.ndarray]]
     figures: dict[str, Any]  # file name → Figure
@@ -166,7 +174,12 @@ class Report:
     seed: int
 
     def score_table(self, method: str) -> np.ndarray:
-        return np.array([[np.nan if s is None else s for s in r.scores] for r in self.methods[method]], dtype=float)
+        return _table([r.scores for r in self.methods[method]])
+
+
+def _table(rows: list[list[float | None]]) -> np.ndarray:
+    """(runs × tasks) array, NaN where a score does not exist."""
+    return np.array([[np.nan if s is None else s for s in row] for row in rows], dtype=float)
 
 
 def build_report(paths: list[str], baseline: str | None = None, reps: int = 10_000, seed: int = 0) -> Report:
@@ -177,9 +190,11 @@ def build_report(paths: list[str], baseline: str | None = None, reps: int = 10_0
     methods, options = group_methods(records)
     base = pick_baseline(methods, baseline)
     tasks = list(records[0].results["tasks"])
-    tables = {m: np.array([[np.nan if s is None else s for s in r.scores] for r in runs], dtype=float)
-              for m, runs in methods.items()}
+    tables = {m: _table([r.scores for r in runs]) for m, runs in methods.items()}
     aggregates = aggregate.aggregates(tables, base, reps, seed)
+    continual = {key: aggregate.aggregates(
+        {m: _table([r.continual[key] for r in runs]) for m, runs in methods.items()}, None, reps, seed)
+        for key in CONTINUAL}
     finite = np.concatenate([t[np.isfinite(t)] for t in tables.values()])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     taus = np.linspace(min(lo, 0.0), max(hi, 1.0), 81)
@@ -210,6 +225,10 @@ def build_report(paths: list[str], baseline: str | None = None, reps: int = 10_0
     panels = {"IQM": {m: (a["iqm"], a["iqm_ci"]) for m, a in aggregates.items()},
               "mean": {m: (a["mean"], a["mean_ci"]) for m, a in aggregates.items()}}
     figs["aggregates.png"] = figures.intervals(panels, "normalised final score (95 % stratified bootstrap CI)")
+    figs["continual_scores.png"] = figures.intervals(
+        {"final": panels["mean"], **{key: {m: (a["mean"], a["mean_ci"]) for m, a in continual[key].items()}
+                                     for key in CONTINUAL}},
+        "continual scores, mean over tasks (95 % stratified bootstrap CI)")
     if profiles:
         figs["performance_profiles.png"] = figures.performance_profiles(taus, profiles)
     if base is not None:
@@ -217,7 +236,7 @@ def build_report(paths: list[str], baseline: str | None = None, reps: int = 10_0
             {"P(method > baseline)": {m: (a["p_improvement"], a["p_improvement_ci"])
                                       for m, a in aggregates.items() if m != base}},
             f"probability of improvement over {base}")
-    return Report(tasks, methods, options, base, aggregates, taus, profiles, figs, tags, reps, seed)
+    return Report(tasks, methods, options, base, aggregates, continual, taus, profiles, figs, tags, reps, seed)
 
 
 def scores_json(report: Report) -> dict[str, Any]:
@@ -229,8 +248,10 @@ def scores_json(report: Report) -> dict[str, Any]:
         "bootstrap": {"kind": "stratified (runs within tasks), percentile", "confidence": 0.95, "reps": report.reps,
                       "seed": report.seed},
         "methods": {m: {"options": report.options[m],
-                        "runs": [{"dir": str(r.dir), "seed": r.seed, "scores": r.scores} for r in runs],
-                        **report.aggregates[m]}
+                        "runs": [{"dir": str(r.dir), "seed": r.seed, "scores": r.scores, **r.continual}
+                                 for r in runs],
+                        **report.aggregates[m],
+                        "continual": {key: report.continual[key][m] for key in CONTINUAL}}
                     for m, runs in report.methods.items()},
         "performance_profiles": {"tau": report.taus.tolist(),
                                  **{m: v.tolist() for m, (v, _) in report.profiles.items()}},
@@ -259,7 +280,21 @@ def summary_md(report: Report, data: dict[str, Any], unfinished: list[Path]) -> 
     for m, a in report.aggregates.items():
         lines.append(f"| {m} | {len(report.methods[m])} | {_num(a['iqm'])} | {_ci(a['iqm_ci'])} | {_num(a['mean'])} | "
                      f"{_ci(a['mean_ci'])} | {_num(a['p_improvement'])} | {_ci(a['p_improvement_ci'])} |")
-    lines += ["", "![IQM and mean](aggregates.png)", ""]
+    lines += ["", "![IQM and mean](aggregates.png)", "",
+              "## Continual scores", "",
+              "Per run and task (`train.py scores`): final = (R_last − random) / (R_first_visit − random); "
+              "plasticity = (R at the end of a later visit − random) / (R_first_visit − random), averaged over "
+              "the task's later visits (< 1: the task is learned less well when it comes back); forgetting = "
+              "(R at a visit's end − R just before the next visit) / (R at the visit's end − random), averaged "
+              "over the visits followed by another (> 0: lost in between). Mean over tasks of the mean over "
+              "runs, stratified-bootstrap 95 % intervals.", "",
+              "| method | final | its 95 % CI | plasticity | its 95 % CI | forgetting | its 95 % CI |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for m, a in report.aggregates.items():
+        p, f = report.continual["plasticity"][m], report.continual["forgetting"][m]
+        lines.append(f"| {m} | {_num(a['mean'])} | {_ci(a['mean_ci'])} | {_num(p['mean'])} | {_ci(p['mean_ci'])} | "
+                     f"{_num(f['mean'])} | {_ci(f['mean_ci'])} |")
+    lines += ["", "![continual scores](continual_scores.png)", ""]
     if "performance_profiles.png" in report.figures:
         lines += ["![performance profiles](performance_profiles.png)", ""]
     if "p_improvement.png" in report.figures:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from studies.grid import RESERVED, expand, parse_grid, parse_seeds
-from studies.ray_launcher import RayLauncher, import_ray
+from studies.ray_launcher import RayLauncher, import_ray, start_local_ray
 from studies.scheduler import Scheduler
 from studies.sweep_state import SweepFile, merge
 
@@ -141,9 +141,10 @@ def main(argv: list[str]) -> int:
         print(f"sweep: {len(runs)}/{len(runs)} runs finished in {sweep_dir}")
         return 0
     owned = not ray.is_initialized()
-    if owned:
-        kwargs: dict[str, Any] = {"address": opts.ray_address} if opts.ray_address else {"include_dashboard": False}
-        ray.init(**kwargs, log_to_driver=False, configure_logging=False)
+    if owned and opts.ray_address:
+        ray.init(address=opts.ray_address, log_to_driver=False, configure_logging=False)
+    elif owned:
+        start_local_ray(ray)
     try:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         concurrency = opts.max_concurrent or max(1, int(cpus // opts.cpus_per_run) if opts.cpus_per_run else int(cpus))

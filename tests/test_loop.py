@@ -206,3 +206,29 @@ def test_interrupt_writes_a_checkpoint_and_exits_130(tmp_path):
     log.close()
     assert exit_info.value.code == 130
     assert [s["step"] for s in saved] == [8]
+
+
+def test_results_record_the_seconds_of_the_loop_and_of_evaluation(tmp_path, monkeypatch):
+    """results.json's `seconds`: a fake clock advances 7 s per evaluation of all tasks, 3 s for the
+    random baselines and 1 s per loop step, so the evaluation share is known exactly."""
+    now = [100.0]
+    monkeypatch.setattr(train.time, "perf_counter", lambda: now[0])
+    evaluate_all, random_baselines, step = FakeEvaluator.evaluate_all, FakeEvaluator.random_baselines, FakeSchedule.step
+
+    def slow(method, seconds):
+        def call(self, *args):
+            now[0] += seconds
+            return method(self, *args)
+        return call
+
+    monkeypatch.setattr(FakeEvaluator, "evaluate_all", slow(evaluate_all, 7.0))
+    monkeypatch.setattr(FakeEvaluator, "random_baselines", slow(random_baselines, 3.0))
+    monkeypatch.setattr(FakeSchedule, "step", slow(step, 1.0))
+    _, results, saved = run(tmp_path)
+    # 12 vector steps, 4 evaluations (one per visit end), the baselines once
+    assert results.seconds == {"run": 12 + 4 * 7 + 3, "evaluation": 4 * 7, "random": 3}
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["seconds"] == results.seconds
+    # the checkpoint at step 10 (5 vector steps, one evaluation) carries the seconds so far
+    assert saved[0]["step"] == 10
+    assert saved[0]["results"]["seconds"] == {"run": 3 + 5 + 7, "evaluation": 7, "random": 3}

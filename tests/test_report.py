@@ -141,7 +141,7 @@ def test_report_figures_draw_one_line_per_method_and_match_scores_json(study, tm
     out = tmp_path / "report"
     data = report.write(rep, out, [])
     expected = {"eval_CartPole-v1.png", "eval_Acrobot-v1.png", "visit_scores.png", "plasticity_metrics.png",
-                "aggregates.png", "performance_profiles.png", "p_improvement.png"}
+                "aggregates.png", "continual_scores.png", "performance_profiles.png", "p_improvement.png"}
     assert set(rep.figures) == expected
     assert all(_is_png(out / name) for name in expected)
     methods = ["plasticity=none", "plasticity=swr:lam=1e-2"]
@@ -192,6 +192,26 @@ def test_report_figures_draw_one_line_per_method_and_match_scores_json(study, tm
     for line, method in zip(profile_ax.get_lines(), methods):
         assert np.allclose(line.get_ydata(), data["performance_profiles"][method])
         assert np.allclose(line.get_xdata(), data["performance_profiles"]["tau"])
+    # continual scores: plasticity and forgetting per run by hand, their means drawn with the final one's
+    for method, boost in zip(methods, (0.0, 15.0)):
+        plast, forget = [], []
+        for seed, run in enumerate(data["methods"][method]["runs"]):
+            m = matrix_for(seed, boost)
+            p = [(m[2][0] - 10) / (m[0][0] - 10), (m[3][1] + 500) / (m[1][1] + 500)]
+            f = [(m[0][0] - m[1][0]) / (m[0][0] - 10), (m[1][1] - m[2][1]) / (m[1][1] + 500)]
+            assert run["plasticity"] == pytest.approx(p) and run["forgetting"] == pytest.approx(f)
+            plast.append(p)
+            forget.append(f)
+        got = data["methods"][method]["continual"]
+        assert got["plasticity"]["mean"] == pytest.approx(np.mean(plast))
+        assert got["forgetting"]["mean"] == pytest.approx(np.mean(forget))
+        assert got["plasticity"]["mean_ci"][0] <= got["plasticity"]["mean"] <= got["plasticity"]["mean_ci"][1]
+    final_ax, plast_ax, forget_ax = rep.figures["continual_scores.png"].axes
+    for ax, key in ((plast_ax, "plasticity"), (forget_ax, "forgetting")):
+        assert [line.get_xdata()[0] for line in ax.get_lines()] == pytest.approx(
+            [data["methods"][m]["continual"][key]["mean"] for m in methods])
+    assert [line.get_xdata()[0] for line in final_ax.get_lines()] == pytest.approx(
+        [data["methods"][m]["mean"] for m in methods])
     summary = (out / "summary.md").read_text()
     assert all(f"]({name})" in summary for name in expected)
     assert f"| plasticity=swr:lam=1e-2 | 3 | {data['methods']['plasticity=swr:lam=1e-2']['iqm']:.3f} |" in summary

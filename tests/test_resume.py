@@ -97,8 +97,12 @@ def test_resume_extends_cycles_and_refuses_other_options(tmp_path, capsys):
     assert train.main(["--resume", str(rd), "--dqn.lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--dqn.lr cannot change when resuming" in err and "--env.cycles" in err
+    before = json.loads((rd / "results.json").read_text())["seconds"]
     assert train.main(["--resume", str(rd), "--env.cycles", "2", "--checkpoint-every", "100"]) == 0
     results = json.loads((rd / "results.json").read_text())
+    # the resumed run's seconds add to the first one's (the random baselines are not measured again)
+    assert results["seconds"]["run"] > before["run"] > 0 and results["seconds"]["random"] == before["random"]
+    assert results["seconds"]["evaluation"] > before["evaluation"] > 0
     assert [(v["task"], v["start"], v["end"]) for v in results["visits"]] == [
         (0, 0, 120), (1, 120, 240), (0, 240, 360), (1, 360, 480)]
     assert len(results["matrix"]) == 4 and results["finished"] and results["step"] == 480

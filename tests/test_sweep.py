@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import train
-from studies import sweep, sweep_state
+from studies import ray_launcher, sweep, sweep_state
 from studies.grid import Run, expand, parse_grid, parse_seeds, split_values
 from studies.scheduler import Scheduler
 from studies.sweep_state import SweepFile, after_exit
@@ -169,12 +169,35 @@ def test_progress_line_counts_and_eta():
 # --- real sweeps on a local Ray instance -------------------------------------------------------------
 
 
+def test_a_local_ray_instance_runs_its_workers_at_the_sweeps_niceness():
+    """Ray's own default is niceness 15 for its workers, which starves the runs on a busy machine."""
+    ray = pytest.importorskip("ray")
+    assert not ray.is_initialized()  # before the module's shared instance
+    had = "RAY_worker_niceness" in os.environ
+    ray_launcher.start_local_ray(ray)
+    try:
+        @ray.remote
+        def niceness() -> int:
+            return os.getpriority(os.PRIO_PROCESS, 0)
+
+        assert ray.get(niceness.remote()) == os.getpriority(os.PRIO_PROCESS, 0) != 15
+    finally:
+        ray.shutdown()
+        if not had:
+            os.environ.pop("RAY_worker_niceness", None)
+
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     ray = pytest.importorskip("ray")
+    had = "RAY_worker_niceness" in os.environ
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as the sweep's own local instance does
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+    if not had:
+        os.environ.pop("RAY_worker_niceness", None)
 
 
 def _results(run_dir: Path) -> dict:

@@ -39,6 +39,22 @@ def test_evaluation_random_baselines_and_summary_table(tmp_path, capsys):
     assert float(rows[1][-2]) == round(res["matrix"][1][1], 1) and float(rows[1][-1]) == round(acro, 1)
 
 
+def test_random_baselines_are_measured_under_each_tasks_shifts(tmp_path):
+    """A reward shift changes a random policy's return, an observation shift does not: the same
+    seed plays the same random episodes, so the scaled task's baseline is exactly 3 times the
+    plain one and the offset task's equals the plain one."""
+    def random_of(tasks: list[str], name: str) -> list[float]:
+        rd = tmp_path / name
+        assert train.main(TINY[3:] + ["--env.tasks", *tasks, "--eval.episodes", "1", "--eval.random-episodes", "3",
+                                      "--eval.max-steps", "200", "--seed", "4", "--run-dir", str(rd)]) == 0
+        return json.loads((rd / "results.json").read_text())["random"]
+
+    cart, acro = random_of(["gym:CartPole-v1", "gym:Acrobot-v1"], "plain")
+    shifted = random_of(["gym:CartPole-v1@reward-scale:low=3,high=3", "gym:Acrobot-v1@obs-offset:scale=5"], "shifted")
+    assert cart > 5 and acro < -100  # real episodes: CartPole +1 a step, Acrobot -1 a step
+    assert shifted == pytest.approx([3 * cart, acro])
+
+
 def test_prioritized_replay_through_train_updates_priorities_and_weights(tmp_path, monkeypatch):
     calls, weights = [], []
     update, sample = PrioritizedSampler.update_priorities, PrioritizedSampler.sample

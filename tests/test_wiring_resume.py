@@ -84,6 +84,9 @@ def test_resumed_run_ends_with_the_uninterrupted_runs_state(runs):
     full, killed = (load_checkpoint(d) for d in runs)
     assert full["step"] == killed["step"] == 2 * VISIT
     assert full["agent"]["updates"] > 50
+    # wall-clock seconds are measured, not state: both runs have them, they cannot be equal
+    seconds = [state["results"].pop("seconds") for state in (full, killed)]
+    assert all(s.keys() == {"run", "evaluation", "random"} and s["run"] > s["evaluation"] > 0 for s in seconds)
     for part in ("agent", "replay", "schedule", "evaluator", "monitoring", "results", "rng", "grad_credit"):
         assert_same(full[part], killed[part], part)
 
