@@ -206,3 +206,26 @@ def test_interrupt_writes_a_checkpoint_and_exits_130(tmp_path):
     log.close()
     assert exit_info.value.code == 130
     assert [s["step"] for s in saved] == [8]
+
+
+def test_progress_advances_by_the_envs_of_every_step(tmp_path, monkeypatch):
+    advanced = []
+    monkeypatch.setattr(RunLogger, "advance", lambda self, steps: advanced.append(steps))
+    run(tmp_path)
+    assert advanced == [N_ENVS] * (len(TASKS) * CYCLES * VSTEPS)
+
+
+def test_results_are_written_at_every_visit_end_with_that_step(tmp_path, monkeypatch):
+    from runner.results import RunResults
+
+    written = []
+    write = RunResults.write
+
+    def recording(self, run_dir):
+        written.append((self.step, self.finished, len(self.matrix)))
+        return write(self, run_dir)
+
+    monkeypatch.setattr(RunResults, "write", recording)
+    _, _, saved = run(tmp_path)
+    assert written == [(6, False, 1), (12, False, 2), (18, False, 3), (24, False, 4), (24, True, 4)]
+    assert [(s["step"], s["results"]["step"]) for s in saved] == [(10, 10), (20, 20), (24, 24)]

@@ -58,3 +58,8 @@ def test_defaults_and_the_trimmed_checkpoint():
     # default seed 0: the same draws as an explicit seed 0
     assert torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=0).generator.get_state())
     assert not torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=1).generator.get_state())
+
+
+def test_nbytes_counts_the_tree_and_the_max_priority():
+    s = PrioritizedSampler(8)  # 9 leaves -> a tree of 2 * 16 float64 nodes, plus one float64
+    assert s.nbytes() == 2 * 16 * 8 + 8
