@@ -32,7 +32,8 @@ TESTS: dict[str, list[str]] = {
     "agents/dqn.py": ["tests/test_dqn.py", "tests/test_wiring_dqn.py", "tests/test_agent_checkpoint.py",
                       "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
     "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
-    "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py"],
+    "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py",
+                              "tests/test_replay_parts.py"],
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
     "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
@@ -40,7 +41,7 @@ TESTS: dict[str, list[str]] = {
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
     "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],
     **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
-                          "tests/test_sum_tree.py"]
+                          "tests/test_sum_tree.py", "tests/test_replay_parts.py"]
        for m in ("storage", "buffer", "uniform", "sampler", "sum_tree", "n_step", "host_add")},
 }
 
