@@ -4,6 +4,8 @@ checks, sizes in bytes, and a restored empty buffer refusing to sample."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -94,3 +96,40 @@ def test_state_of_another_kind_is_refused_and_a_restored_empty_buffer_refuses_to
         used.sample(4)
     one_step(used, 5, terminated=True)
     assert used.sample(2).actions.tolist() == [5, 5]
+
+
+def fake_storage(sampleable: set[int], written: int, latest: int) -> SimpleNamespace:
+    return SimpleNamespace(device=torch.device("cpu"), num_starts=written, written_starts=lambda: torch.tensor(written),
+                           is_sampleable=lambda s: torch.isin(s, torch.tensor(sorted(sampleable), dtype=torch.long)),
+                           latest_start=lambda: torch.tensor(latest))
+
+
+def test_uniform_defaults_and_the_fallback_when_every_candidate_misses():
+    s = UniformSampler()
+    assert (s.proposals, s.sync_free, s.nbytes()) == (32, False, 0)  # the host loop on the CPU
+    assert UniformSampler(sync_free=True).sync_free and not UniformSampler(sync_free=False).sync_free
+    # sync-free: one proposal per row over 8 written starts of which only 5 is sampleable: rows
+    # that miss take the latest start (3 here, to tell them apart); hits are 5
+    sf = UniformSampler(seed=1, proposals=1, sync_free=True)
+    starts, weights = sf.sample(fake_storage({5}, 8, 3), 64)
+    assert set(starts.tolist()) == {3, 5} and weights.tolist() == [1.0] * 64
+    # with enough proposals every row finds a sampleable start, the first one it drew
+    sf = UniformSampler(seed=1, proposals=64, sync_free=True)
+    assert set(sf.sample(fake_storage({5}, 8, 3), 64)[0].tolist()) == {5}
+    # the host loop redraws until every row hits; it gives up (latest start) only when nothing is sampleable
+    host = UniformSampler(seed=2)
+    assert set(host.sample(fake_storage({1, 6}, 8, 3), 200)[0].tolist()) == {1, 6}
+    assert host.sample(fake_storage(set(), 8, 3), 4)[0].tolist() == [3] * 4
+    # candidates come from the written prefix only
+    assert set(UniformSampler(seed=3).sample(fake_storage(set(range(100)), 4, 0), 400)[0].tolist()) == {0, 1, 2, 3}
+    assert set(UniformSampler(seed=3, sync_free=True).sample(fake_storage(set(range(100)), 4, 0), 400)[0].tolist()) \
+        == {0, 1, 2, 3}
+
+
+def test_uniform_state_restores_the_draws():
+    a, b = UniformSampler(seed=4), UniformSampler(seed=5)
+    storage = fake_storage(set(range(50)), 50, 0)
+    a.sample(storage, 3)
+    b.load_state_dict(a.state_dict())
+    assert set(a.state_dict()) == {"generator"}
+    assert a.sample(storage, 16)[0].tolist() == b.sample(storage, 16)[0].tolist()
