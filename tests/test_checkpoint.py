@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from runner.checkpoint import CHECKPOINT, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from runner.checkpoint import CHECKPOINT, CheckpointWriteError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 
 
 def draws() -> tuple:
@@ -53,3 +53,49 @@ def test_resume_from_a_directory_without_a_checkpoint_says_so(tmp_path):
     (tmp_path / CHECKPOINT).mkdir()  # a directory of that name is not a checkpoint either
     with pytest.raises(ValueError, match="no checkpoint.pt there"):
         load_checkpoint(tmp_path)
+
+
+def test_checkpoint_tensors_are_loaded_onto_the_given_device(tmp_path):
+    save_checkpoint(tmp_path, {"w": torch.ones(3)})
+    assert load_checkpoint(tmp_path)["w"].device == torch.device("cpu")
+    assert load_checkpoint(tmp_path, device="meta")["w"].device == torch.device("meta")
+
+
+def test_cuda_generators_are_saved_and_restored_when_there_is_a_gpu(monkeypatch):
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: ["gpu0-state", "gpu1-state"])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    states = rng_states()
+    assert states["cuda"] == ["gpu0-state", "gpu1-state"]
+    restore_rng_states(states)
+    assert restored == [["gpu0-state", "gpu1-state"]]
+    restore_rng_states({k: v for k, v in states.items() if k != "cuda"})  # a checkpoint written without a GPU
+    assert len(restored) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU checkpoint resumed on the CPU
+    restore_rng_states(states)
+    assert len(restored) == 1
+
+
+@pytest.mark.parametrize("error,cause", [
+    (OSError(28, "No space left on device"), "No space left on device"),  # the OS's reason
+    (OSError("the disk went away"), "the disk went away"),  # an OSError without errno: its text
+    (RuntimeError("PytorchStreamWriter failed writing file data/0\nmore detail"), "PytorchStreamWriter failed "
+     "writing file data/0"),  # torch's report: its first line
+])
+def test_a_failed_write_names_the_file_and_the_cause_in_one_line(tmp_path, monkeypatch, error, cause):
+    def failing_save(state, f):
+        raise error
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(CheckpointWriteError) as err:
+        save_checkpoint(tmp_path, {"step": 1})
+    final = tmp_path / CHECKPOINT
+    assert str(err.value) == f"could not write the checkpoint {final}: {cause}; no checkpoint was written"
+    monkeypatch.undo()
+    save_checkpoint(tmp_path, {"step": 1})
+    monkeypatch.setattr(torch, "save", failing_save)
+    with pytest.raises(CheckpointWriteError) as err:
+        save_checkpoint(tmp_path, {"step": 2})
+    assert str(err.value) == f"could not write the checkpoint {final}: {cause}; the previous checkpoint is unchanged"
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT] and load_checkpoint(tmp_path) == {"step": 1}
