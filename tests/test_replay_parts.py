@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from replay import PrioritizedSampler, UniformSampler, make_replay
+from replay import FrameStorage, PrioritizedSampler, UniformSampler, make_replay
 
 ARGS = dict(kind="prioritized", capacity=100, num_envs=1, obs_shape=(2,), obs_dtype=torch.float32, frame_stack=1)
 
@@ -133,3 +133,65 @@ def test_uniform_state_restores_the_draws():
     b.load_state_dict(a.state_dict())
     assert set(a.state_dict()) == {"generator"}
     assert a.sample(storage, 16)[0].tolist() == b.sample(storage, 16)[0].tolist()
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_envs=0), "num_envs must be >= 1, got 0"),
+    (dict(frame_stack=0), "frame_stack must be >= 1, got 0"),
+    (dict(n_step=0), "n_step must be >= 1, got 0"),
+    (dict(frame_stack=4, obs_shape=(3, 5)), "frame_stack=4 needs obs_shape=(frame_stack, *frame_shape), got "
+                                            "obs_shape=(3, 5)"),
+    (dict(frame_stack=4, obs_shape=(4,)), "frame_stack=4 needs obs_shape=(frame_stack, *frame_shape), got "
+                                          "obs_shape=(4,)"),
+    (dict(capacity=8, num_envs=2, n_step=2), "capacity=8 is too small: with num_envs=2, frame_stack=1, n_step=2 "
+                                              "it must be >= 10 (5 slots per env)"),
+])
+def test_storage_refuses_bad_layouts_naming_them(kwargs, message):
+    args = dict(capacity=100, num_envs=1, obs_shape=(2,), obs_dtype=torch.float32, frame_stack=1)
+    with pytest.raises(ValueError) as err:
+        FrameStorage(**{**args, **kwargs})
+    assert str(err.value) == message
+
+
+def test_storage_layout_sizes_and_task_range():
+    st = FrameStorage(13, 2, (2, 3), torch.float32, 2, n_step=2)  # 2F + n + 1 = 7 slots per env, the least
+    assert (st.slots, st.num_starts, st.frame_shape, st.obs_shape) == (7, 14, (3,), (2, 3))
+    st = FrameStorage(10, 2, (2,), torch.float32, 1, n_step=2)  # the smallest capacity: 5 slots per env
+    assert (st.slots, st.num_starts, st.allocated_slots, st.scratch) == (5, 10, 5, 10)
+    assert st.written_starts().item() == 2 and st.written_slots() == 0  # nothing written: one row per env
+    rows = 5 * 2 + 1  # allocated slots x envs + the scratch row
+    per_slot = rows * (2 * 4 + 8 + 4 + 1 + 1 + 1)  # frames (2 float32), actions (long), reward, flags, task, valid
+    stream = 2 * 8 + 2 * 1 + 2 * 8 + 8  # next_slot, episode_open, episode_first, latest start
+    constants = 2 * 8 + 1 * 8 + 1 * 8 + 2 * 8 + 2 * 8 + 2 * 1  # env ids, stack offsets/back, overwrite reach, window
+    assert st.nbytes() == per_slot + stream + constants
+    no = torch.zeros(2, dtype=torch.bool)
+    step = (torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.zeros(2, 2), no, no, ~no)
+    st.add(*step, task=255)
+    assert st.written_slots() == 2 and st.written_starts().item() == 4 and int(st.tasks[0]) == 255
+    for bad in (256, -1):
+        with pytest.raises(ValueError, match=rf"^task must be in \[0, 255\] \(stored as uint8\), got {bad}$"):
+            st.add(*step, task=bad)
+    for _ in range(10):
+        st.add(*step, task=3)
+    assert st.written_slots() == 5 and st.written_starts().item() == 10  # at most the ring
+
+
+def test_storage_reserve_grows_to_at_most_the_capacity_and_keeps_the_data(monkeypatch):
+    monkeypatch.setattr(FrameStorage, "initial_slots", 1)
+    st = FrameStorage(200, 1, (2,), torch.float32, 1)  # margin 2F + n + 1 = 4: starts at 8 slots
+    assert st.allocated_slots == 8 and st.frames.shape[0] == 9
+    no = torch.zeros(1, dtype=torch.bool)
+    st.add(torch.ones(1, 2), torch.tensor([7]), torch.tensor([0.5]), torch.full((1, 2), 2.0), no, no, ~no, 0)
+    st.reserve(5)  # never shrinks
+    assert st.allocated_slots == 8
+    st.reserve(20)
+    assert st.allocated_slots == 20 and st.frames.shape[0] == 21 and st.rewards.shape[0] == 21
+    assert st.frames[:2].tolist() == [[1.0, 1.0], [2.0, 2.0]] and st.actions[0] == 7 and st.rewards[0] == 0.5
+    assert st.start_valid[:2].tolist() == [True, False] and not st.start_valid[2:].any()
+    st.reserve(10_000)
+    assert st.allocated_slots == 200
+    state = st.state_dict()
+    other = FrameStorage(202, 1, (2,), torch.float32, 1)
+    with pytest.raises(ValueError, match=r"^replay state is for \(num_envs, slots per env, frame shape\) = "
+                                         r"\(1, 200, \(2,\)\), this buffer has \(1, 202, \(2,\)\)$"):
+        other.load_state_dict(state)
