@@ -8,7 +8,9 @@ MODULE one change at a time and runs, for each mutant, the tests of `TESTS[MODUL
 reach the mutated function; a mutant that no test fails "survived". The run happens in a
 scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutation/<module>`),
 so the working tree is never touched, and a second run of the same module reuses mutmut's
-cache there. Prints the counts (killed / survived / timed out / no tests) and the
+cache there: it keeps the verdicts of mutants whose function did not change, even when tests
+were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
+not kill (new tests cannot revive a killed mutant). Prints the counts (killed / survived / timed out / no tests) and the
 survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
 """
 
@@ -102,7 +104,12 @@ def main() -> int:
     parser.add_argument("module", choices=sorted(TESTS), help="the module to mutate")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the previous results of this module")
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-test only the mutants the previous run did not kill (after adding tests: a test "
+                             "added to the selection cannot revive a killed mutant)")
     args = parser.parse_args()
+    if args.fresh and args.survivors:
+        parser.error("--fresh and --survivors exclude each other")
     base = Path(os.environ.get("MUTATION_DIR", "/tmp/plasticity-rl-mutation"))
     dest = base / args.module.replace("/", "_").removesuffix(".py")
     if args.fresh and dest.exists():
@@ -110,10 +117,16 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     scratch_copy(args.module, dest)
     write_config(args.module, dest)
+    names: list[str] = []
+    if args.survivors:
+        names = [n for status, ns in counts(dest).items() if status != "killed" for n in ns]
+        if not names:
+            print(f"{args.module}: no previous run in {dest}, or nothing survived it", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
-    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children)], cwd=dest, env=env).returncode
+    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children), *names], cwd=dest, env=env).returncode
     elapsed = time.perf_counter() - t0
     by_status = counts(dest)
     total = sum(len(v) for v in by_status.values())
