@@ -66,3 +66,11 @@ def test_load_leaves_zeroes_the_rest_and_rebuilds_every_parent():
     assert float(tree.total) == 0.0 and tree.tree.abs().sum() == 0
     with pytest.raises(ValueError, match="^6 leaf values for a SumTree of 5 leaves$"):
         tree.load_leaves(torch.ones(6))
+
+
+def test_apple_gpus_get_float32_every_other_device_float64():
+    from replay.sum_tree import _default_dtype
+
+    assert _default_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
+    assert _default_dtype(torch.device("cpu")) == torch.float64
+    assert _default_dtype(torch.device("cuda")) == torch.float64
