@@ -112,3 +112,13 @@ def test_a_finished_run_prints_its_summary_and_scores_and_tags_the_summary(tmp_p
     text = summary[0].tensor_proto.string_val[0].decode()
     assert text.startswith("<pre>") and text.endswith("</pre>") and "CartPole-v1" in text
     assert built[0].closed == 1
+
+
+def test_the_first_signal_asks_to_stop_the_second_stops_at_once():
+    stop = train.StopRequest()
+    assert stop.requested is False
+    stop(15, None)
+    assert stop.requested is True
+    with pytest.raises(SystemExit) as exit_info:
+        stop(2, None)
+    assert exit_info.value.code == 130
