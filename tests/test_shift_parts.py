@@ -30,6 +30,7 @@ def test_parse_fills_defaults_and_reads_numbers_and_parameter_names():
     ("obs-offset:scale", "shift obs-offset: bad parameter 'scale'; valid keys: scale"),
     ("reward-scale:lo=1", "shift reward-scale: bad parameter 'lo=1'; valid keys: low, high"),
     ("obs-noise:std=big", "shift obs-noise: std='big' is not a number"),
+    ("obs-offset:scale=1=2", "shift obs-offset: scale='1=2' is not a number"),  # split at the first '='
     ("obs-offset:scale=-1", "shift obs-offset: scale=-1.0 must be >= 0"),
     ("obs-noise:std=-0.5", "shift obs-noise: std=-0.5 must be >= 0"),
     ("reward-scale:low=0", "shift reward-scale: need 0 < low <= high, got low=0.0, high=10.0"),
@@ -45,6 +46,13 @@ def test_task_lists_must_be_non_empty_lists():
     for bad in ([], (), "gym:CartPole-v1"):
         with pytest.raises(ValueError, match="^tasks must be a non-empty list of task ids"):
             parse_shifted_tasks(bad)
+    with pytest.raises(ValueError, match="^task id must be a string like 'atari:Pong', got 3$"):
+        parse_shifted_tasks([3])
+    with pytest.raises(ValueError) as err:
+        parse_shifted_tasks(["gym:CartPole-v1@reward-flip", "gym:Acrobot-v1", "gym:CartPole-v1@reward-flip"])
+    assert str(err.value) == ("task 'gym:CartPole-v1@reward-flip' appears twice in ['gym:CartPole-v1@reward-flip', "
+                              "'gym:Acrobot-v1', 'gym:CartPole-v1@reward-flip']; list each task once and use cycles "
+                              "to revisit it")
     specs, shifts = parse_shifted_tasks(["gym:CartPole-v1", " gym:CartPole-v1 @ reward-flip "])
     assert [s.id for s in specs] == ["gym:CartPole-v1", "gym:CartPole-v1@reward-flip"]
     assert [s.name for s in specs] == ["CartPole-v1", "CartPole-v1@reward-flip"]
@@ -64,13 +72,17 @@ def test_a_visit_composes_its_shifts_in_order():
     o = [np.random.default_rng(np.random.SeedSequence([0, 0, 7919, j])).normal(0.0, s, (4,)).astype(np.float32)
          for j, s in enumerate((2.0, 3.0))]
     np.testing.assert_allclose(offsets, o[0] + o[1], rtol=1e-6)
+    assert offsets.dtype == np.float32
     mul = shift("reward-scale:low=2,high=8+reward-flip").draw(seed=1, visit=5, cycle=3).reward_mul
     scale = float(np.exp(np.random.default_rng(np.random.SeedSequence([1, 5, 7919, 0])).uniform(np.log(2), np.log(8))))
     assert mul == pytest.approx(-scale) and 2 <= scale <= 8
+    # the other order: the flip first, then the scale multiplies it
+    assert shift("reward-flip+reward-scale:low=2,high=8").draw(seed=1, visit=5, cycle=3).reward_mul < 0
     assert shift("reward-flip+reward-flip").draw(0, 0, cycle=1).reward_mul == 1.0  # flipped twice
     assert shift("reward-flip").draw(0, 0, cycle=2).reward_mul == 1.0
-    acts = shift("permute-actions+permute-actions").draw(seed=4, visit=1, cycle=0).action_perm
-    a = [np.random.default_rng(np.random.SeedSequence([4, 1, 7919, j])).permutation(3) for j in range(2)]
+    acts = shift("permute-actions+permute-actions").draw(seed=3, visit=1, cycle=0).action_perm
+    a = [np.random.default_rng(np.random.SeedSequence([3, 1, 7919, j])).permutation(3) for j in range(2)]
+    assert not np.array_equal(a[0][a[1]], a[1])  # (the first permutation is not the identity)
     assert acts.tolist() == [*a[0][a[1]].tolist(), 3, 4]  # the masked actions 3, 4 stay put
 
 
@@ -84,15 +96,22 @@ def test_noise_draw_restarts_its_stream_at_the_visit_step():
     assert np.array_equal(a.obs(x), b.obs(x)) and not np.array_equal(a.obs(x), c.obs(x))
     expected = a.noise_std * np.random.default_rng(a.noise_seed).standard_normal((3, 4)).astype(np.float32)
     np.testing.assert_allclose(ts.draw(1, 2, 0).obs(x), expected, rtol=1e-6)
-    t = ts.draw(1, 2, 0).obs(torch.zeros(3, 4))
+    assert ts.draw(1, 2, 0).obs(x).dtype == np.float32
+    d = ts.draw(1, 2, 0)
+    t1, t2 = d.obs(torch.zeros(3, 4)), d.obs(torch.zeros(3, 4))  # one stream over the steps, not restarted
     gen = torch.Generator().manual_seed(a.noise_seed)
-    torch.testing.assert_close(t, a.noise_std * torch.randn((3, 4), generator=gen))
+    torch.testing.assert_close(t1, a.noise_std * torch.randn((3, 4), generator=gen))
+    torch.testing.assert_close(t2, a.noise_std * torch.randn((3, 4), generator=gen))
 
 
 def test_visit_shift_applies_to_scalars_arrays_and_tensors():
     assert not NO_SHIFT.changes_obs
+    fresh = VisitShift()
+    assert (fresh.obs_perm, fresh.obs_offset, fresh.noise_std, fresh.noise_seed, fresh.reward_mul, fresh.action_perm,
+            fresh.dynamics) == (None, None, 0.0, 0, 1.0, None, {})
     x = np.arange(4.0)
-    assert NO_SHIFT.obs(x) is x and NO_SHIFT.reward(2) == 2 and NO_SHIFT.action(1) == 1
+    assert NO_SHIFT.obs(x) is x and NO_SHIFT.reward(x) is x and NO_SHIFT.reward(2) == 2 and NO_SHIFT.action(1) == 1
+    assert isinstance(NO_SHIFT.reward(2), int)
     v = VisitShift()
     v.reward_mul = -0.5
     assert v.reward(3) == -1.5 and isinstance(v.reward(3), float) and v.reward(4.0) == -2.0
@@ -104,7 +123,8 @@ def test_visit_shift_applies_to_scalars_arrays_and_tensors():
     assert v.action([0, 2]).tolist() == [2, 1] and v.action(torch.tensor([1, 2])).tolist() == [0, 1]
     v.obs_perm = np.array([3, 2, 1, 0])
     assert v.changes_obs and v.obs(np.array([1, 2, 3, 4])).tolist() == [4, 3, 2, 1]
-    assert v.obs(torch.tensor([[1, 2, 3, 4]])).tolist() == [[4, 3, 2, 1]]
+    assert v.obs(np.array([1, 2, 3, 4])).dtype == np.int64  # a permutation alone keeps the dtype
+    assert v.obs(torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])).tolist() == [[4, 3, 2, 1], [8, 7, 6, 5]]
     assert v.obs([5, 6, 7, 8]).tolist() == [8, 7, 6, 5]  # lists are read as arrays
     w = VisitShift()
     w.obs_offset = np.array([0.5, -0.5], dtype=np.float32)
@@ -117,8 +137,9 @@ def test_visit_shift_applies_to_scalars_arrays_and_tensors():
     w.obs_offset = np.array([0.6, 0.6], dtype=np.float32)
     assert w.obs(torch.tensor([255, 7], dtype=torch.uint8)).tolist() == [255, 8]
     n = VisitShift()
-    n.noise_std = 0.25
+    n.noise_std = 0.25  # the noise stream of a hand-made shift starts from seed 0
     assert n.changes_obs
+    torch.testing.assert_close(n.obs(torch.zeros(2)), 0.25 * torch.randn(2, generator=torch.Generator().manual_seed(0)))
 
 
 def test_shifted_env_redraws_on_reset_and_passes_the_rest_through():
@@ -159,3 +180,37 @@ def test_shifted_env_redraws_on_reset_and_passes_the_rest_through():
     assert ShiftedEnv(Env(), fixed).reset()[0].tolist() == [1.0, 2.0]
     env.close()
     assert inner.closed
+
+
+@pytest.mark.parametrize("obs_shape", [(3, 4), (2, 3, 4)])
+def test_pixels_of_one_unbatched_image_observation_are_permuted(obs_shape):
+    d = shift("permute-obs", obs_shape=obs_shape).draw(seed=2, visit=0, cycle=0)
+    assert sorted(d.obs_perm.tolist()) == list(range(12))  # the pixels of one frame
+    x = np.arange(int(np.prod(obs_shape))).reshape(obs_shape)
+    expected = x.reshape(*obs_shape[:-2], 12)[..., d.obs_perm].reshape(obs_shape)
+    assert np.array_equal(d.obs(x), expected)
+    assert np.array_equal(d.obs(torch.as_tensor(x)).numpy(), expected)
+
+
+def test_dynamics_are_checked_against_the_env_and_set_before_each_reset():
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    try:
+        with pytest.raises(ValueError) as err:
+            TaskShift(parse_shift("dynamics:params=friction"), "gym:CartPole-v1", (4,), True, 2, 2, env)
+        assert str(err.value) == ("shift dynamics: task 'gym:CartPole-v1' has no parameter 'friction'; "
+                                  "valid: gravity, length, mass")
+        ts = TaskShift(parse_shift("dynamics:params=gravity/length,low=2,high=2"), "gym:CartPole-v1", (4,), True, 2, 2,
+                       env)
+        d = ts.draw(seed=0, visit=0, cycle=0)
+        assert d.dynamics == pytest.approx({"gravity": 2.0, "length": 2.0})
+        wrapped = ShiftedEnv(env, d)
+        wrapped.reset(seed=0)
+        assert env.unwrapped.gravity == pytest.approx(2 * 9.8) and env.unwrapped.length == pytest.approx(1.0)
+    finally:
+        env.close()
+    with pytest.raises(ValueError) as err:
+        TaskShift(parse_shift("dynamics"), "minatar:breakout", (10, 10, 4), True, 3, 6, object())
+    assert str(err.value) == ("shift dynamics: task 'minatar:breakout' has no known physical parameters "
+                              "(supported: CartPole, Pendulum, Acrobot, MountainCar, MuJoCo)")
