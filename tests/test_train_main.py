@@ -5,6 +5,8 @@ exit codes and one-line errors, the parts closed, and what a finished run prints
 from __future__ import annotations
 
 import json
+import sys
+import time
 
 import pytest
 
@@ -122,3 +124,57 @@ def test_the_first_signal_asks_to_stop_the_second_stops_at_once():
     with pytest.raises(SystemExit) as exit_info:
         stop(2, None)
     assert exit_info.value.code == 130
+
+
+def test_subcommands_get_the_rest_of_the_command_line(monkeypatch):
+    import runner.scores
+
+    got = []
+    monkeypatch.setattr(runner.scores, "main", lambda argv: got.append(argv) or 7)
+    assert train.main(["scores", "runs/x", "--json"]) == 7
+    monkeypatch.setattr(sys, "argv", ["train.py", "scores", "runs/y"])
+    assert train.main() == 7  # the command line itself when no argv is given
+    assert got == [["runs/x", "--json"], ["runs/y"]]
+
+
+def test_a_run_that_diverges_after_a_checkpoint_says_it_is_kept(tmp_path, monkeypatch, capsys, built):
+    rd = tmp_path / "run"
+
+    def diverging(cfg, parts, log, run_dir, resume_state=None, save=None):
+        (run_dir / "checkpoint.pt").write_bytes(b"the last good one")
+        raise train.NonFiniteError("the parameters of network 'q' became non-finite between step 90 and step 120")
+
+    monkeypatch.setattr(train, "train", diverging)
+    assert train.main(TINY + ["--run-dir", str(rd)]) == 3
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the parameters of network 'q' became non-finite between step 90 and step 120; the run stops "
+        "(the last good checkpoint.pt is kept)"]
+    assert (rd / "checkpoint.pt").read_bytes() == b"the last good one"
+
+
+def test_a_logger_that_cannot_start_fails_with_its_own_error_and_leaves_nothing(tmp_path, monkeypatch, built):
+    def no_logger(*args, **kwargs):
+        raise RuntimeError("cannot open the event file")
+
+    monkeypatch.setattr(train, "RunLogger", no_logger)
+    rd = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="^cannot open the event file$"):
+        train.main(TINY + ["--run-dir", str(rd)])
+    assert not rd.exists() and built[0].closed == 1
+
+
+def test_the_layout_is_added_to_a_new_run_only_and_the_config_is_readable(tmp_path, monkeypatch, capsys):
+    calls = []
+    layout = train.add_continual_layout
+    monkeypatch.setattr(train, "add_continual_layout", lambda writer, tasks, nets: (calls.append((tasks, nets)),
+                                                                                     layout(writer, tasks, nets)))
+    rd = tmp_path / "run"
+    t0 = time.perf_counter()
+    assert train.main(TINY + ["--run-dir", str(rd)]) == 0
+    elapsed = time.perf_counter() - t0
+    assert calls == [(["CartPole-v1", "Acrobot-v1"], ["q"])]
+    done = capsys.readouterr().out.strip().splitlines()[-1]
+    assert 0 <= int(done.removeprefix("done in ").split("s;")[0]) <= elapsed + 1  # the run's own wall time
+    assert (rd / "config.json").read_text().startswith('{\n  "')  # indented for reading
+    assert train.main(["--resume", str(rd), "--env.cycles", "2"]) == 0
+    assert len(calls) == 1  # a resumed run keeps the layout it has
