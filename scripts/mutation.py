@@ -10,8 +10,8 @@ scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutati
 so the working tree is never touched, and a second run of the same module reuses mutmut's
 cache there: it keeps the verdicts of mutants whose function did not change, even when tests
 were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
-not catch (neither killed nor timed out: new tests cannot revive those). Prints the counts (killed / survived / timed out / no tests) and the
-survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
+not catch (neither killed nor timed out: new tests cannot revive those). Prints the counts
+(killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
 """
 
 from __future__ import annotations
