@@ -10,7 +10,7 @@ scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutati
 so the working tree is never touched, and a second run of the same module reuses mutmut's
 cache there: it keeps the verdicts of mutants whose function did not change, even when tests
 were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
-not catch (neither killed nor timed out: new tests cannot revive those). Prints the counts
+not kill (time-outs included; a test added cannot revive a killed mutant). Prints the counts
 (killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
 """
 
@@ -105,8 +105,9 @@ def main() -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the previous results of this module")
     parser.add_argument("--survivors", action="store_true",
-                        help="re-test only the mutants the previous run did not catch (neither killed nor timed "
-                             "out); after adding tests: a test added to the selection cannot revive a caught mutant")
+                        help="re-test only the mutants the previous run did not kill (time-outs included: a "
+                             "slow test can time out a mutant it would kill); a test added to the selection "
+                             "cannot revive a killed mutant")
     args = parser.parse_args()
     if args.fresh and args.survivors:
         parser.error("--fresh and --survivors exclude each other")
@@ -119,7 +120,7 @@ def main() -> int:
     write_config(args.module, dest)
     names: list[str] = []
     if args.survivors:
-        names = [n for status, ns in counts(dest).items() if status not in ("killed", "timeout") for n in ns]
+        names = [n for status, ns in counts(dest).items() if status != "killed" for n in ns]
         if not names:
             print(f"{args.module}: no previous run in {dest}, or nothing survived it", file=sys.stderr)
             return 2
