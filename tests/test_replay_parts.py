@@ -195,3 +195,42 @@ def test_storage_reserve_grows_to_at_most_the_capacity_and_keeps_the_data(monkey
     with pytest.raises(ValueError, match=r"^replay state is for \(num_envs, slots per env, frame shape\) = "
                                          r"\(1, 200, \(2,\)\), this buffer has \(1, 202, \(2,\)\)$"):
         other.load_state_dict(state)
+
+
+@pytest.fixture(params=["host-add", "vectorised-add"])
+def both_paths(request, monkeypatch):
+    monkeypatch.setattr(FrameStorage, "host_path_default", request.param == "host-add")
+
+
+def test_latest_start_is_the_newest_sampleable_row_from_row_zero_on(both_paths):
+    st = FrameStorage(40, 2, (2,), torch.float32, 1, n_step=2)  # rows are slot * 2 + env
+    assert int(st.latest_start()) == -1
+    no, yes = torch.zeros(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool)
+
+    def add(valid, terminated=(False, False)):
+        st.add(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.zeros(2, 2),
+               torch.tensor(terminated), no, torch.tensor(valid), 0)
+
+    add([True, False])
+    assert int(st.latest_start()) == -1  # a 2-step window is not complete after one step
+    add([True, False], terminated=(True, False))  # env 0's episode ends: its starts 0 and 1 (rows 0, 2)
+    assert int(st.latest_start()) == 2 and st.start_valid[[0, 2]].tolist() == [True, True]
+    st2 = FrameStorage(40, 2, (2,), torch.float32, 1, n_step=1)
+    st2.add(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.zeros(2, 2), no, no,
+            torch.tensor([True, False]), 0)
+    assert int(st2.latest_start()) == 0  # row 0 counts as a start
+    st2.add(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.zeros(2, 2), no, no, yes, 0)
+    assert int(st2.latest_start()) == 2  # env 0 at slot 1 (row 2); env 1 starts at slot 0 (row 1)
+
+
+def test_vector_actions_other_dtypes_and_two_stacked_frames_are_stored_exactly(both_paths):
+    st = FrameStorage(40, 2, (2, 3), torch.uint8, 2, action_shape=(2,), action_dtype=torch.float32, n_step=1)
+    no = torch.zeros(2, dtype=torch.bool)
+    obs = torch.arange(12).reshape(2, 2, 3)  # int64 observations into uint8 frames
+    nxt = obs + 100
+    st.add(obs, torch.tensor([[0.5, -1.0], [2.0, 3.5]]), torch.ones(2), nxt, no, no, ~no, 0)
+    starts = st.sampleable().nonzero().squeeze(1)
+    got = st.gather(starts)
+    assert got.obs.dtype == torch.uint8 and got.obs.shape == (2, 2, 3)
+    assert got.obs.tolist() == obs.tolist() and got.actions.tolist() == [[0.5, -1.0], [2.0, 3.5]]
+    assert got.next_obs.tolist() == torch.stack([obs[:, 1], nxt[:, 1]], dim=1).tolist()  # the stack moved by one
