@@ -234,3 +234,22 @@ def test_vector_actions_other_dtypes_and_two_stacked_frames_are_stored_exactly(b
     assert got.obs.dtype == torch.uint8 and got.obs.shape == (2, 2, 3)
     assert got.obs.tolist() == obs.tolist() and got.actions.tolist() == [[0.5, -1.0], [2.0, 3.5]]
     assert got.next_obs.tolist() == torch.stack([obs[:, 1], nxt[:, 1]], dim=1).tolist()  # the stack moved by one
+
+
+def test_buffer_defaults_and_the_empty_buffer_message():
+    from replay import ReplayBuffer
+
+    st = FrameStorage(40, 1, (2,), torch.float32, 1, n_step=2)
+    buf = ReplayBuffer(st, UniformSampler())
+    assert buf.kind == "custom"
+    no = torch.tensor([False])
+    buf.add(torch.zeros(1, 2), torch.tensor([4]), torch.ones(1), torch.ones(1, 2), no, no, ~no)  # task 0 by default
+    with pytest.raises(RuntimeError) as err:
+        buf.sample(2)
+    assert str(err.value) == ("cannot sample from an empty replay buffer: no transition is complete yet (n_step=2); "
+                              "add more steps first")
+    buf.add(torch.ones(1, 2), torch.tensor([5]), torch.ones(1), torch.ones(1, 2), ~no, no, ~no)
+    assert buf.sample(8).tasks.tolist() == [0] * 8
+    with pytest.raises(ValueError) as err:  # one slot is too few for any layout: the storage says why
+        make_replay(**{**ARGS, "capacity": 1})
+    assert str(err.value).startswith("capacity=1 is too small")
