@@ -253,3 +253,15 @@ def test_buffer_defaults_and_the_empty_buffer_message():
     with pytest.raises(ValueError) as err:  # one slot is too few for any layout: the storage says why
         make_replay(**{**ARGS, "capacity": 1})
     assert str(err.value).startswith("capacity=1 is too small")
+
+
+def test_n_step_window_keeps_the_rewards_precision():
+    from replay.n_step import n_step_window
+
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.3, 0.7, 1.1]], dtype=torch.float64)
+    no = torch.zeros(2, 3, dtype=torch.bool)
+    truncated = torch.tensor([[False, True, False], [False, False, False]])
+    reward, discount, steps = n_step_window(rewards, no, truncated, 0.99)
+    assert reward.dtype == discount.dtype == torch.float64 and steps.tolist() == [2, 3]
+    assert reward.tolist() == [1.0 + 0.99, 0.3 + 0.99 * 0.7 + 0.99 ** 2 * 1.1]  # float64 exactly
+    assert discount.tolist() == pytest.approx([0.99 ** 2, 0.99 ** 3], rel=1e-15)
