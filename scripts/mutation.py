@@ -11,7 +11,8 @@ so the working tree is never touched, and a second run of the same module reuses
 cache there: it keeps the verdicts of mutants whose function did not change, even when tests
 were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
 not kill (time-outs included; a test added cannot revive a killed mutant). Prints the counts
-(killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
+(killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME`
+inside the scratch copy shows a mutant's diff.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from runner.checkpoint import CHECKPOINT, CheckpointWriteError, load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from runner.checkpoint import (CHECKPOINT, CheckpointWriteError, load_checkpoint, restore_rng_states, rng_states,
+                               save_checkpoint)
 
 
 def draws() -> tuple:
