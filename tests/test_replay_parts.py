@@ -107,6 +107,7 @@ def fake_storage(sampleable: set[int], written: int, latest: int) -> SimpleNames
 def test_uniform_defaults_and_the_fallback_when_every_candidate_misses():
     s = UniformSampler()
     assert (s.proposals, s.sync_free, s.nbytes()) == (32, False, 0)  # the host loop on the CPU
+    assert torch.equal(s.generator.get_state(), torch.Generator().manual_seed(0).get_state())  # seed 0
     assert UniformSampler(sync_free=True).sync_free and not UniformSampler(sync_free=False).sync_free
     # sync-free: one proposal per row over 8 written starts of which only 5 is sampleable: rows
     # that miss take the latest start (3 here, to tell them apart); hits are 5
