@@ -8,8 +8,11 @@ MODULE one change at a time and runs, for each mutant, the tests of `TESTS[MODUL
 reach the mutated function; a mutant that no test fails "survived". The run happens in a
 scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutation/<module>`),
 so the working tree is never touched, and a second run of the same module reuses mutmut's
-cache there. Prints the counts (killed / survived / timed out / no tests) and the
-survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
+cache there: it keeps the verdicts of mutants whose function did not change, even when tests
+were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
+not kill (time-outs included; a test added cannot revive a killed mutant). Prints the counts
+(killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME`
+inside the scratch copy shows a mutant's diff.
 """
 
 from __future__ import annotations
@@ -27,14 +30,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # module -> the fast test files that exercise it (only these run against its mutants)
 TESTS: dict[str, list[str]] = {
-    "train.py": ["tests/test_loop.py", "tests/test_wiring_resume.py", "tests/test_wiring_loop.py", "tests/test_resume.py"],
+    "train.py": ["tests/test_loop.py", "tests/test_wiring_resume.py", "tests/test_wiring_loop.py", "tests/test_resume.py",
+                 "tests/test_train_main.py"],
     "agents/dqn.py": ["tests/test_dqn.py", "tests/test_wiring_dqn.py", "tests/test_agent_checkpoint.py",
                       "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
     "agents/sac.py": ["tests/test_sac.py", "tests/test_wiring_sac.py", "tests/test_wiring_build.py", "tests/test_wiring_config.py"],
-    "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py"],
+    "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py",
+                              "tests/test_replay_parts.py"],
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
     "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
+    "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
+    "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
+    "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],
+    **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
+                          "tests/test_sum_tree.py", "tests/test_replay_parts.py"]
+       for m in ("storage", "buffer", "uniform", "sampler", "sum_tree", "n_step", "host_add")},
 }
 
 
@@ -94,7 +105,13 @@ def main() -> int:
     parser.add_argument("module", choices=sorted(TESTS), help="the module to mutate")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the previous results of this module")
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-test only the mutants the previous run did not kill (time-outs included: a "
+                             "slow test can time out a mutant it would kill); a test added to the selection "
+                             "cannot revive a killed mutant")
     args = parser.parse_args()
+    if args.fresh and args.survivors:
+        parser.error("--fresh and --survivors exclude each other")
     base = Path(os.environ.get("MUTATION_DIR", "/tmp/plasticity-rl-mutation"))
     dest = base / args.module.replace("/", "_").removesuffix(".py")
     if args.fresh and dest.exists():
@@ -102,10 +119,16 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     scratch_copy(args.module, dest)
     write_config(args.module, dest)
+    names: list[str] = []
+    if args.survivors:
+        names = [n for status, ns in counts(dest).items() if status != "killed" for n in ns]
+        if not names:
+            print(f"{args.module}: no previous run in {dest}, or nothing survived it", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
-    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children)], cwd=dest, env=env).returncode
+    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children), *names], cwd=dest, env=env).returncode
     elapsed = time.perf_counter() - t0
     by_status = counts(dest)
     total = sum(len(v) for v in by_status.values())

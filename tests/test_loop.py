@@ -232,3 +232,81 @@ def test_results_record_the_seconds_of_the_loop_and_of_evaluation(tmp_path, monk
     # the checkpoint at step 10 (5 vector steps, one evaluation) carries the seconds so far
     assert saved[0]["step"] == 10
     assert saved[0]["results"]["seconds"] == {"run": 3 + 5 + 7, "evaluation": 7, "random": 3}
+
+
+def test_progress_advances_by_the_envs_of_every_step(tmp_path, monkeypatch):
+    advanced = []
+    monkeypatch.setattr(RunLogger, "advance", lambda self, steps: advanced.append(steps))
+    run(tmp_path)
+    assert advanced == [N_ENVS] * (len(TASKS) * CYCLES * VSTEPS)
+
+
+def test_results_are_written_at_every_visit_end_with_that_step(tmp_path, monkeypatch):
+    from runner.results import RunResults
+
+    written = []
+    write = RunResults.write
+
+    def recording(self, run_dir):
+        written.append((self.step, self.finished, len(self.matrix)))
+        return write(self, run_dir)
+
+    monkeypatch.setattr(RunResults, "write", recording)
+    _, _, saved = run(tmp_path)
+    assert written == [(6, False, 1), (12, False, 2), (18, False, 3), (24, False, 4), (24, True, 4)]
+    assert [(s["step"], s["results"]["step"]) for s in saved] == [(10, 10), (20, 20), (24, 24)]
+
+
+class Nets:
+    """A learnable whose weight becomes NaN at the update taken while acting at step `at`."""
+
+    def __init__(self, agent, at):
+        self.module = torch.nn.Linear(1, 1)
+        update = agent.update
+
+        def poisoning(batch):
+            out = update(batch)
+            if agent.step == at:
+                with torch.no_grad():
+                    self.module.weight.fill_(float("nan"))
+            return out
+
+        agent.update = poisoning
+        agent.learnables = {"q": self}
+
+
+@pytest.mark.parametrize("at,log_every,checkpoint_every,since,step", [
+    (2, 4, 10, 0, 4),  # the first log flush, before any check
+    (6, 4, 10, 4, 8),  # a log flush after a log flush
+    (8, 4, 10, 8, 10),  # a checkpoint after a log flush
+    (22, 100, 0, 0, 24),  # the end of the run, nothing checked before
+])
+def test_non_finite_parameters_stop_the_loop_naming_the_steps_between_checks(tmp_path, at, log_every,
+                                                                             checkpoint_every, since, step):
+    cfg = TrainConfig(eval=EvalConfig(episodes=0), log_every=log_every, checkpoint_every=checkpoint_every,
+                      progress=False)
+    parts = RunParts(FakeSchedule(), FakeAgent(), FakeReplay(), FakeEvaluator(), FakeMonitoring())
+    Nets(parts.agent, at)
+    saved = []
+    log = RunLogger(str(tmp_path), list(TASKS), 24, progress=False)
+    try:
+        with pytest.raises(train.NonFiniteError) as err:
+            train.train(cfg, parts, log, tmp_path, save=lambda s: saved.append(s["step"]))
+    finally:
+        log.close()
+    assert str(err.value) == f"the parameters of network 'q' became non-finite between step {since} and step {step}"
+    assert all(s < step for s in saved)  # nothing non-finite is checkpointed
+
+
+def test_check_finite_names_the_loss_before_the_networks(tmp_path):
+    log = RunLogger(str(tmp_path), list(TASKS), 24, progress=False)
+    try:
+        agent = SimpleNamespace(learnables={"actor": SimpleNamespace(module=torch.nn.Linear(1, 1)),
+                                            "empty": SimpleNamespace(module=torch.nn.ReLU())})
+        train.check_finite(agent, log, 3, 7)  # finite, and a network without parameters is fine
+        log.accumulate({"td_loss": torch.tensor(float("inf")), "q": torch.tensor(1.0)})
+        with pytest.raises(train.NonFiniteError, match="^losses/td_loss became inf in the updates between step 3 "
+                                                       "and step 7$"):
+            train.check_finite(agent, log, 3, 7)
+    finally:
+        log.close()

@@ -90,15 +90,28 @@ def test_finished_run_resume_prints_one_line_and_changes_nothing(tmp_path, capsy
     assert {p.name: p.stat().st_mtime_ns for p in rd.iterdir()} == before
 
 
-def test_resume_extends_cycles_and_refuses_other_options(tmp_path, capsys):
+def test_resume_extends_cycles_and_refuses_other_options(tmp_path, capsys, monkeypatch):
+    from agents.dqn import DQN
+
+    switches = []
+    on_task_switch = DQN.on_task_switch
+
+    def recording(self, task, step):
+        switches.append((task, step))
+        return on_task_switch(self, task, step)
+
+    monkeypatch.setattr(DQN, "on_task_switch", recording)
     rd = tmp_path / "run"
     assert train.main(TINY + ["--env.cycles", "1", "--run-dir", str(rd)]) == 0
+    assert switches == [(1, 120)]  # a new run starts without a switch
     capsys.readouterr()
     assert train.main(["--resume", str(rd), "--dqn.lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "--dqn.lr cannot change when resuming" in err and "--env.cycles" in err
     before = json.loads((rd / "results.json").read_text())["seconds"]
     assert train.main(["--resume", str(rd), "--env.cycles", "2", "--checkpoint-every", "100"]) == 0
+    # the finished run continues with a new visit of task 0: the agent hears of that switch too
+    assert switches == [(1, 120), (0, 240), (1, 360)]
     results = json.loads((rd / "results.json").read_text())
     # the resumed run's seconds add to the first one's (the random baselines are not measured again)
     assert results["seconds"]["run"] > before["run"] > 0 and results["seconds"]["random"] == before["random"]

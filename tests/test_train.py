@@ -118,6 +118,7 @@ QUICK_ARGS = [
 ]
 
 
+@pytest.mark.slow  # 30 s; test_faults.py (a real SIGKILL) and test_wiring_resume.py (exact, in-process) cover it
 def test_kill_then_resume_continues_the_step_count(tmp_path):
     run_dir = tmp_path / "run"
     args = [*QUICK_ARGS, "--env.steps-per-visit", "1500", "--checkpoint-every", "400", "--run-dir", str(run_dir)]

@@ -37,6 +37,10 @@ def test_evaluation_random_baselines_and_summary_table(tmp_path, capsys):
     assert [r[:2] for r in rows] == [["0", "CartPole-v1"], ["1", "Acrobot-v1"]]
     assert float(rows[0][-2]) == round(res["matrix"][0][0], 1) and float(rows[0][-1]) == round(cart, 1)
     assert float(rows[1][-2]) == round(res["matrix"][1][1], 1) and float(rows[1][-1]) == round(acro, 1)
+    # then the continual scores of the run
+    from runner.scores import compute_scores, format_scores
+
+    assert format_scores(compute_scores(res), res) in out
 
 
 def test_random_baselines_are_measured_under_each_tasks_shifts(tmp_path):

@@ -58,3 +58,35 @@ def test_defaults_and_the_trimmed_checkpoint():
     # default seed 0: the same draws as an explicit seed 0
     assert torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=0).generator.get_state())
     assert not torch.equal(PrioritizedSampler(8).generator.get_state(), PrioritizedSampler(8, seed=1).generator.get_state())
+
+
+def test_nbytes_counts_the_tree_and_the_max_priority():
+    s = PrioritizedSampler(8)  # 9 leaves -> a tree of 2 * 16 float64 nodes, plus one float64
+    assert s.nbytes() == 2 * 16 * 8 + 8
+
+
+def test_draws_are_float64_offsets_of_the_samplers_own_stream():
+    # 1000 equal priorities, 4 strata of 250 leaves: the leaf drawn in stratum k is
+    # floor(250 (k + u_k)) for the sampler's k-th float64 uniform u_k (seeded by `seed`)
+    storage = fake_storage(1000)
+    sampler = PrioritizedSampler(1000, seed=11)
+    sampler.starts_changed(storage, torch.arange(1000))
+    u = torch.rand(4, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    expected = ((torch.arange(4, dtype=torch.float64) + u) * 250).floor().long()
+    assert sampler.sample(storage, 4)[0].tolist() == expected.tolist()
+
+
+def test_priorities_are_computed_in_the_trees_precision_and_restored_in_it():
+    storage = fake_storage(4)
+    sampler = PrioritizedSampler(4, alpha=0.7, eps=1e-3)
+    sampler.starts_changed(storage, torch.arange(4))
+    td = torch.tensor([0.1, 0.3, 1.7, 2.9], dtype=torch.float32)  # float32 TD errors, as a network gives
+    sampler.update_priorities(storage, torch.arange(4), td)
+    expected = (td.double() + 1e-3) ** 0.7
+    torch.testing.assert_close(sampler.tree.leaves()[:4], expected, rtol=1e-15, atol=0)
+    # a state saved with a float32 max priority (a float32 tree) is read back in this tree's dtype
+    state = sampler.state_dict()
+    state["max_priority"] = state["max_priority"].float()
+    twin = PrioritizedSampler(4)
+    twin.load_state_dict(state)
+    assert twin.max_priority.dtype == torch.float64 and float(twin.max_priority) == pytest.approx(2.901 ** 0.7)

@@ -56,9 +56,8 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
             for tag in acc.Tags()["scalars"] if tag != "charts/SPS"}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    base = tmp_path_factory.mktemp("resume")
+def runs(base: Path) -> tuple[Path, Path]:
+    """An uninterrupted run and a run killed at its first checkpoint and resumed."""
     full, killed = base / "full", base / "killed"
     assert train.main(ARGS + ["--checkpoint-every", "0", "--run-dir", str(full)]) == 0
     save, first = train.save_checkpoint, []
@@ -80,8 +79,11 @@ def runs(tmp_path_factory):
     return full, killed
 
 
-def test_resumed_run_ends_with_the_uninterrupted_runs_state(runs):
-    full, killed = (load_checkpoint(d) for d in runs)
+def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_state_and_tensorboard_values(tmp_path):
+    # one test, the runs in its body: mutation testing credits a fixture's work to the first test
+    # using it only, and does not count its time (mutants then time out instead of failing)
+    runs_ = runs(tmp_path)
+    full, killed = (load_checkpoint(d) for d in runs_)
     assert full["step"] == killed["step"] == 2 * VISIT
     assert full["agent"]["updates"] > 50
     # wall-clock seconds are measured, not state: both runs have them, they cannot be equal
@@ -89,10 +91,7 @@ def test_resumed_run_ends_with_the_uninterrupted_runs_state(runs):
     assert all(s.keys() == {"run", "evaluation", "random"} and s["run"] > s["evaluation"] > 0 for s in seconds)
     for part in ("agent", "replay", "schedule", "evaluator", "monitoring", "results", "rng", "grad_credit"):
         assert_same(full[part], killed[part], part)
-
-
-def test_resumed_run_writes_the_uninterrupted_runs_tensorboard_values(runs):
-    full, killed = (scalars(d) for d in runs)
+    full, killed = (scalars(d) for d in runs_)
     assert {"losses/td_loss", "charts/epsilon", "charts/episodic_return", "task/index"} <= set(full)
     assert any(t.startswith("eval/") for t in full) and any(t.startswith("plasticity/") for t in full)
     assert sorted(full) == sorted(killed)
