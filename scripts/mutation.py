@@ -35,6 +35,24 @@ TESTS: dict[str, list[str]] = {
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
     "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
+    # plasticity/: each module against its own test file (and the traced-structure tests for
+    # the interventions that read the forward pass)
+    "plasticity/swr.py": ["tests/test_swr.py", "tests/test_structure.py"],
+    "plasticity/redo.py": ["tests/test_redo.py", "tests/test_structure.py"],
+    "plasticity/cbp.py": ["tests/test_cbp.py", "tests/test_structure.py"],
+    "plasticity/reset.py": ["tests/test_reset.py", "tests/test_structure.py"],
+    "plasticity/shrink_perturb.py": ["tests/test_shrink_perturb.py"],
+    "plasticity/l2.py": ["tests/test_l2.py"],
+    "plasticity/injection.py": ["tests/test_injection.py"],
+    "plasticity/adalin.py": ["tests/test_adalin.py"],
+    "plasticity/weight_clipping.py": ["tests/test_weight_clipping.py"],
+    "plasticity/crelu.py": ["tests/test_crelu.py"],
+    "plasticity/layers.py": ["tests/test_layers.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
+    "plasticity/structure.py": ["tests/test_structure.py"],
+    "plasticity/metrics.py": ["tests/test_metrics.py"],
+    "plasticity/monitor.py": ["tests/test_monitor.py"],
+    "plasticity/registry.py": ["tests/test_registry.py", "tests/test_weight_clipping.py", "tests/test_l2.py"],
+    "plasticity/base.py": ["tests/test_base.py", "tests/test_l2.py", "tests/test_weight_clipping.py", "tests/test_swr.py"],
 }
 
 
