@@ -8,7 +8,8 @@ MODULE one change at a time and runs, for each mutant, the tests of `TESTS[MODUL
 reach the mutated function; a mutant that no test fails "survived". The run happens in a
 scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutation/<module>`),
 so the working tree is never touched, and a second run of the same module reuses mutmut's
-cache there. Prints the counts (killed / survived / timed out / no tests) and the
+cache there (`--survivors` re-tests only the mutants it did not kill, after tests were added).
+Prints the counts (killed / survived / timed out / no tests) and the
 survivors' names; `mutmut show NAME` inside the scratch copy shows a mutant's diff.
 """
 
@@ -112,7 +113,12 @@ def main() -> int:
     parser.add_argument("module", choices=sorted(TESTS), help="the module to mutate")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--fresh", action="store_true", help="forget the previous results of this module")
+    parser.add_argument("--survivors", action="store_true",
+                        help="re-test only the mutants the previous run did not kill, keeping its other "
+                             "verdicts (valid when tests were only added since: a killed mutant stays killed)")
     args = parser.parse_args()
+    if args.fresh and args.survivors:
+        parser.error("--fresh and --survivors exclude each other")
     base = Path(os.environ.get("MUTATION_DIR", "/tmp/plasticity-rl-mutation"))
     dest = base / args.module.replace("/", "_").removesuffix(".py")
     if args.fresh and dest.exists():
@@ -120,15 +126,24 @@ def main() -> int:
     dest.mkdir(parents=True, exist_ok=True)
     scratch_copy(args.module, dest)
     write_config(args.module, dest)
+    names: list[str] = []
+    if args.survivors:
+        names = [n for status, ns in counts(dest).items() if status not in ("killed", "timeout") for n in ns]
+        if not names:
+            print(f"{args.module}: no previous survivors in {dest} (run it once without --survivors)")
+            return 1
     t0 = time.perf_counter()
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     mutmut = [sys.executable, "-c", "import sys; from mutmut.__main__ import cli; sys.exit(cli())"]
-    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children)], cwd=dest, env=env).returncode
+    rc = subprocess.run(mutmut + ["run", "--max-children", str(args.max_children), *names], cwd=dest,
+                        env=env).returncode
     elapsed = time.perf_counter() - t0
     by_status = counts(dest)
     total = sum(len(v) for v in by_status.values())
     killed = len(by_status.get("killed", []))
-    print(f"\n{args.module}: {total} mutants in {elapsed:.0f} s (mutmut exit {rc}); "
+    print(f"\n{args.module}: {total} mutants"
+          + (f" ({len(names)} previous survivors re-tested)" if names else "")
+          + f" in {elapsed:.0f} s (mutmut exit {rc}); "
           + ", ".join(f"{k} {len(v)}" for k, v in sorted(by_status.items()))
           + (f"; killed {100 * killed / total:.1f} %" if total else ""))
     for status, names in sorted(by_status.items()):
