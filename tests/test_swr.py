@@ -222,6 +222,7 @@ def test_chain_mode_rescales_in_registration_order_restarts_at_norms_and_gives_h
     swr = SWR(model, lam=0.3, head_lam=0.7, chain=True)
     assert [layer.lam for layer in swr.layers] == [0.3, 0.3, 0.3, 0.7]
     assert [layer.src for layer in swr.layers] == [None, 0, 1, 2]
+    assert [layer.name for layer in swr.layers] == ["0", "2", "3", "5"] and swr.module is model
     _drift(model)
     old = {k: v.clone() for k, v in model.state_dict().items()}
     swr.after_step()
@@ -278,22 +279,60 @@ def test_initial_norms_follow_the_module_to_another_dtype():
     assert _fro(model[0].weight) == pytest.approx(n0, rel=1e-6)
 
 
-def test_a_norm_called_twice_is_rescaled_once():
+def test_a_norm_called_twice_is_rescaled_once_and_its_second_call_feeds_its_product_on():
     class Twice(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.fc1, self.ln, self.fc2 = nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 4)
+            self.fc3 = nn.Linear(4, 2)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.ln(self.fc2(torch.relu(self.ln(self.fc1(x)))))
+            return self.fc3(self.ln(self.fc2(torch.relu(self.ln(self.fc1(x))))))
 
     model = Twice().double()
     swr = SWR(model, lam=0.5)
-    assert [layer.name for layer in swr.layers] == ["fc1", "ln", "fc2"]
+    assert [layer.name for layer in swr.layers] == ["fc1", "ln", "fc2", "fc3"]
+    assert [layer.src for layer in swr.layers] == [None, 0, 1, 1]  # fc3 reads the second call of ln
     with torch.no_grad():
         model.ln.weight.mul_(2.0)  # c = 0.5 * sqrt4 / (2 sqrt4) + 0.5 = 0.75, once
+        model.fc3.weight.mul_(2.0)  # c3 = 0.75 as well
+    b3 = model.fc3.bias.detach().clone()
     swr.rescale()
     torch.testing.assert_close(model.ln.weight, torch.full((4,), 1.5, dtype=torch.double))
+    torch.testing.assert_close(model.fc3.bias, 0.75 * 0.75 * b3)
+
+
+def test_norms_without_affine_parameters_pass_the_product_on_and_checkpoint_as_none():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4, elementwise_affine=False), nn.ReLU(),
+                          nn.Linear(4, 2)).double()
+    swr = SWR(model, lam=0.5)
+    assert [layer.restart for layer in swr.layers] == [False, True, False]
+    state = swr.state_dict()
+    assert state["init_norms"][1] is None and state["init_norms"][0] == pytest.approx(_fro(model[0].weight))
+    fresh = SWR(model, lam=0.5)
+    fresh.load_state_dict({"init_norms": [None, None, 2.0]})  # None keeps the recorded norm
+    assert float(fresh.layers[0].init_norm) == pytest.approx(_fro(model[0].weight))
+    assert fresh.layers[1].init_norm is None and float(fresh.layers[2].init_norm) == 2.0
+    assert fresh.layers[2].init_norm.dtype == torch.float64
+
+
+def test_untraceable_network_refusal_names_swr_and_the_chain_option():
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(-x if x.sum() > 0 else x)
+
+    with pytest.raises(ValueError) as err:
+        SWR(DataDependent())
+    msg = str(err.value)
+    assert msg.startswith("swr: cannot read the structure of DataDependent from its forward pass with torch.fx (")
+    assert msg.endswith("; pass the structure explicitly (chain=True rescales in registration order as one chain)")
+    with pytest.raises(ValueError) as err:
+        SWR(nn.Sequential(nn.LayerNorm(3)), chain=True)
+    assert str(err.value) == "swr: module Sequential has no Linear/Conv layer"
 
 
 def test_state_dict_of_another_module_is_refused_and_an_old_state_keeps_the_norms():
