@@ -210,3 +210,50 @@ def test_a_target_of_another_shape_is_refused():
     assert r.state_dict() == {"updates": 0, "count": 0}
     r.load_state_dict({})
     assert (r.updates, r.count) == (0, 0)
+
+
+class Raw(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(2))
+
+
+def test_refusal_messages_name_every_module_and_the_options():
+    two = nn.Module()
+    two.a, two.b = Raw(), Raw()
+    with pytest.raises(ValueError) as e:
+        Reset(two, None, every=1)
+    assert str(e.value) == ("reset: module(s) a, b own parameters but have no reset_parameters(); "
+                            "cannot re-initialise them")
+    with pytest.raises(ValueError) as e:
+        Reset(make(), None, at_task_switch=False)
+    assert str(e.value) == ("reset: every=None and at_task_switch=False would never reset; "
+                            "set every >= 1 or at_task_switch=True")
+    with pytest.raises(ValueError) as e:
+        Reset(nn.Sequential(nn.Linear(2, 2)), None, layers=2, every=1)
+    assert str(e.value) == "reset: layers must be 'all' or an int in [1, 1], got 2"
+    with pytest.raises(ValueError) as e:
+        Reset(nn.Sequential(nn.LayerNorm(3)), None, layers=1, every=1)
+    assert str(e.value) == ("reset: layers=1 but Sequential is 0 layers deep along its forward pass; "
+                            "valid: 1..0 or 'all'")
+    for every in (True, 2.0):
+        with pytest.raises(ValueError) as e:
+            Reset(make(), None, every=every)
+        assert str(e.value) == f"reset: every must be None or an int >= 1, got {every!r}"
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(-x if x.sum() > 0 else x)
+
+    with pytest.raises(ValueError) as e:
+        Reset(DataDependent(), None, layers=1, every=1)
+    msg = str(e.value)
+    assert msg.startswith("reset: cannot read the structure of DataDependent")
+    assert msg.endswith("(layers=['name', ...] names the modules to reset, or layers='all')")
+    m = make()
+    r = Reset(m, None, layers=2, every=5)
+    assert r.module is m and r.layers == 2 and r.every == 5

@@ -156,3 +156,12 @@ def test_defaults_state_and_refused_targets():
             ShrinkPerturb(m, **kwargs)
     assert ShrinkPerturb(m, alpha=0.0, sigma=0.0).alpha == 0.0  # both ends of the ranges accepted
     assert ShrinkPerturb(m, alpha=1, every=1).alpha == 1.0
+
+
+def test_never_acting_configuration_is_refused_with_the_fix():
+    with pytest.raises(ValueError) as e:
+        ShrinkPerturb(make(), at_task_switch=False)
+    assert str(e.value) == ("shrink_perturb: every=None and at_task_switch=False would never act; "
+                            "set every >= 1 or at_task_switch=True")
+    m = make()
+    assert ShrinkPerturb(m).module is m
