@@ -321,3 +321,31 @@ def test_a_target_without_the_head_is_refused():
         PlasticityInjection(model, torch.optim.SGD(model.parameters(), lr=0.1),
                             targets=[nn.Sequential(nn.Linear(3, 2))])
     assert str(err.value) == "injection: head 'head' is not a submodule of the target (Sequential)"
+
+
+def test_the_injected_head_computes_frozen_plus_fresh_minus_its_copy_with_keyword_arguments():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, z, scale=1.0):
+            return self.fc(z) * scale
+
+    frozen, fresh, fresh_init = Scaled(), Scaled(), Scaled()
+    head = InjectedHead(frozen, fresh, fresh_init)
+    z = torch.randn(4, 3)
+    with torch.no_grad():
+        want = frozen(z, scale=3.0) + fresh(z, scale=3.0) - fresh_init(z, scale=3.0)
+        torch.testing.assert_close(head(z, scale=3.0), want)
+        assert not torch.allclose(head(z, scale=3.0), head(z), atol=1e-3)
+
+
+def test_needs_task_boundaries_and_the_missing_optimizer_message():
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert PlasticityInjection(model, opt).needs_task_boundaries is True
+    assert PlasticityInjection(model, opt, at_step=5).needs_task_boundaries is False
+    with pytest.raises(ValueError) as err:
+        PlasticityInjection(model, None)
+    assert str(err.value) == "injection: optimizer is required (it must train the fresh head)"
