@@ -370,3 +370,27 @@ def test_bad_heads_are_refused_in_one_line():
         with pytest.raises(ValueError, match="swr: lam must be in"):
             SWR(model, lam=bad)
     assert SWR(model, lam=1).lam == 1.0 and type(SWR(model, lam=1).lam) is float
+
+
+def test_a_frozen_layer_passes_its_input_product_on_and_later_layers_are_still_rescaled():
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    swr = SWR(model, lam=0.5)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            model[i].weight.mul_(2.0)  # c = 0.5 * n / 2n + 0.5 = 0.75 for every trainable layer
+    model[2].requires_grad_(False)
+    b2, b4, w4 = model[2].bias.detach().clone(), model[4].bias.detach().clone(), model[4].weight.detach().clone()
+    swr.rescale()
+    torch.testing.assert_close(model[2].bias, b2)  # frozen: untouched
+    torch.testing.assert_close(model[4].weight, 0.75 * w4)
+    torch.testing.assert_close(model[4].bias, 0.75 * 0.75 * b4)  # c0 (through the frozen layer) * c4
+    assert [None if p is None else float(p) for p in swr.products] == [0.75, 0.75, pytest.approx(0.5625)]
+
+
+def test_weight_norm_metric_counts_linear_and_conv_weights_only():
+    model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Linear(2, 1)).double()
+    swr = SWR(model, lam=0.5)
+    with torch.no_grad():
+        model[1].weight.fill_(10.0)
+    want = (_fro(model[0].weight) ** 2 + _fro(model[2].weight) ** 2) ** 0.5
+    assert swr.metrics()["swr_weight_norm"] == pytest.approx(want)
