@@ -322,3 +322,33 @@ def test_explicit_pairs_more_bad_values_and_refusals():
         assert str(e.value) == msg
     for rate in (0.0, 1.0):
         assert ContinualBackprop(mlp(), None, replacement_rate=rate, decay=0.0, maturity=0).replacement_rate == rate
+
+
+def test_next_layer_bias_correction_by_hand_with_decay_readers_without_bias_and_conv_blocks():
+    class Fork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 2, bias=False), nn.Linear(4, 2)
+
+        def forward(self, x):
+            h = torch.relu(self.fc1(x))
+            return self.a(h) + self.b(h)
+
+    m = Fork()
+    cbp = ContinualBackprop(m, None, decay=0.5, maturity=1000)
+    cbp.mean_activation[0][0, 2] = 0.3
+    cbp.age[0][2] = 2  # f^ = 0.3 / (1 - 0.5^2) = 0.4
+    b = m.b.bias.detach().clone()
+    cbp._correct_next_bias(0, torch.tensor([2]))
+    torch.testing.assert_close(m.b.bias, b + 0.4 * m.b.weight[:, 2].detach())  # the reader after a bias-free one
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))  # S = 4 columns a channel
+    cbp = ContinualBackprop(conv, None, decay=0.5, maturity=1000)
+    cbp.mean_activation[0][0, 1] = 0.3
+    cbp.age[0][1] = 1  # f^ = 0.3 / 0.5 = 0.6
+    b = conv[3].bias.detach().clone()
+    cbp._correct_next_bias(0, torch.tensor([1]))
+    torch.testing.assert_close(conv[3].bias, b + 0.6 * conv[3].weight[:, 4:8].detach().sum(1))
+    for _ in range(3):
+        conv(torch.randn(2, 1, 4, 4)).sum()
+        cbp.after_step()
+    assert cbp.updates == 3
