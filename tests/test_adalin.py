@@ -346,3 +346,9 @@ def test_untraceable_networks_are_converted_in_registration_order():
 
     with pytest.raises(ValueError, match="activation 'body.2'"):
         adalin.convert(_Untraceable(nn.Sequential(nn.Linear(2, 3), CReLU(), nn.ReLU())))
+
+
+def test_gate_is_exactly_zero_where_the_slope_is_the_lipschitz_constant():
+    x = torch.tensor([-2.0, -0.5, 0.5, 2.0])
+    assert AdaLin("leaky_relu", 4, negative_slope=0.2, dim=0).gate(x)[2:].tolist() == [0.0, 0.0]
+    assert AdaLin("leaky_relu", 4, negative_slope=-1.0, dim=0).gate(x).tolist() == [0.0, 0.0, 0.0, 0.0]

@@ -349,3 +349,10 @@ def test_needs_task_boundaries_and_the_missing_optimizer_message():
     with pytest.raises(ValueError) as err:
         PlasticityInjection(model, None)
     assert str(err.value) == "injection: optimizer is required (it must train the fresh head)"
+
+
+def test_each_injection_is_counted():
+    model, target, opt, x, inj = _setup()
+    for n in (1, 2, 3):
+        assert inj.inject() is True and inj.injections == n
+    assert inj.metrics() == {"injection_count": 3.0} and inj.state_dict()["injections"] == 3
