@@ -154,28 +154,28 @@ class AdaLin(nn.Module):
             return torch.tanh(x)
         return F.gelu(x, approximate=self.approximate)
 
-    @torch.no_grad()
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """g(x) = cos(pi/2 * |phi'(x)| / L), computed without gradient."""
-        if self.kind == "relu":
-            return (x <= 0).to(x.dtype)
-        if self.kind == "leaky_relu":
-            pos = math.sin(_HALF_PI * (1.0 - 1.0 / self.lipschitz))
-            neg = math.sin(_HALF_PI * (1.0 - abs(self.negative_slope) / self.lipschitz))
-            return torch.where(x > 0, x.new_full((), pos), x.new_full((), neg))
-        if self.kind == "tanh":
-            return torch.sin(_HALF_PI * torch.tanh(x).square())
-        if self.approximate == "tanh":
-            u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x.pow(3))
-            t = torch.tanh(u)
-            grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (
-                1 + 3 * _GELU_TANH_C * x * x
-            )
-        else:
-            cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-            pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-            grad = cdf + x * pdf
-        return torch.sin(_HALF_PI * (1.0 - grad.abs() / self.lipschitz))
+        with torch.no_grad():
+            if self.kind == "relu":
+                return (x <= 0).to(x.dtype)
+            if self.kind == "leaky_relu":
+                pos = math.sin(_HALF_PI * (1.0 - 1.0 / self.lipschitz))
+                neg = math.sin(_HALF_PI * (1.0 - abs(self.negative_slope) / self.lipschitz))
+                return torch.where(x > 0, x.new_full((), pos), x.new_full((), neg))
+            if self.kind == "tanh":
+                return torch.sin(_HALF_PI * torch.tanh(x).square())
+            if self.approximate == "tanh":
+                u = _SQRT_2_OVER_PI * (x + _GELU_TANH_C * x.pow(3))
+                t = torch.tanh(u)
+                grad = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (
+                    1 + 3 * _GELU_TANH_C * x * x
+                )
+            else:
+                cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+                pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+                grad = cdf + x * pdf
+            return torch.sin(_HALF_PI * (1.0 - grad.abs() / self.lipschitz))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dim = self.dim % x.dim()

@@ -185,23 +185,23 @@ class ContinualBackprop(Intervention):
         if selection:
             self.replaced += recycle(selection, self.optimizer)
 
-    @torch.no_grad()
     def _correct_next_bias(self, i: int, idx: torch.Tensor) -> None:
         """b_k += Σ_c w_kc · f̂ over the outgoing columns c of units `idx` (before zeroing)."""
-        g = self.groups[i]
-        age = self.age[i][idx].double()
-        mean = (self.mean_activation[i][:, idx].double()
-                / (1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)))
-        for nl in g.next_layers:
-            if getattr(nl, "bias", None) is None:
-                continue
-            w = nl.weight.detach()
-            # columns of the readers, shaped (out, k, n_units, S, *kernel)
-            cols = w.reshape(w.shape[0], g.multiplier, g.n_units, g.spatial, *w.shape[2:])
-            picked = cols[:, :, idx].double()
-            shape = [1, g.multiplier, idx.numel()] + [1] * (picked.dim() - 3)
-            delta = (picked * mean.view(shape)).flatten(1).sum(dim=1)
-            nl.bias.add_(delta.to(nl.bias.dtype))
+        with torch.no_grad():
+            g = self.groups[i]
+            age = self.age[i][idx].double()
+            mean = (self.mean_activation[i][:, idx].double()
+                    / (1.0 - torch.pow(torch.tensor(self.decay, dtype=torch.float64), age)))
+            for nl in g.next_layers:
+                if getattr(nl, "bias", None) is None:
+                    continue
+                w = nl.weight.detach()
+                # columns of the readers, shaped (out, k, n_units, S, *kernel)
+                cols = w.reshape(w.shape[0], g.multiplier, g.n_units, g.spatial, *w.shape[2:])
+                picked = cols[:, :, idx].double()
+                shape = [1, g.multiplier, idx.numel()] + [1] * (picked.dim() - 3)
+                delta = (picked * mean.view(shape)).flatten(1).sum(dim=1)
+                nl.bias.add_(delta.to(nl.bias.dtype))
 
     def bias_corrected_utility(self, i: int) -> torch.Tensor:
         """û = u / (1 − η^age) of layer i (0 where age is 0)."""

@@ -178,33 +178,33 @@ class PlasticityInjection(Intervention):
         parent = net.get_submodule(parent_path) if parent_path else net
         setattr(parent, attr, new)
 
-    @torch.no_grad()
     def inject(self) -> bool:
         """Inject now (unless ``max_injections`` is reached). Returns whether it did."""
-        if self.max_injections is not None and self.injections >= self.max_injections:
-            return False
-        current = self._get(self.module, "module")
-        base = _base(current)
-        fresh = copy.deepcopy(base)  # same architecture, device, dtype, requires_grad flags
-        if self.init is None:
-            _reinit(fresh)
-        else:
-            self.init(fresh)
-        fresh_init = copy.deepcopy(fresh)
-        _freeze(fresh_init)
-        self._swap_in_optimizer(list(base.parameters()), list(fresh.parameters()))
-        _freeze(current)
-        self._set(self.module, InjectedHead(current, fresh, fresh_init))
+        with torch.no_grad():
+            if self.max_injections is not None and self.injections >= self.max_injections:
+                return False
+            current = self._get(self.module, "module")
+            base = _base(current)
+            fresh = copy.deepcopy(base)  # same architecture, device, dtype, requires_grad flags
+            if self.init is None:
+                _reinit(fresh)
+            else:
+                self.init(fresh)
+            fresh_init = copy.deepcopy(fresh)
+            _freeze(fresh_init)
+            self._swap_in_optimizer(list(base.parameters()), list(fresh.parameters()))
+            _freeze(current)
+            self._set(self.module, InjectedHead(current, fresh, fresh_init))
 
-        for target in self.targets:
-            t_current = self._get(target, "target")
-            t_fresh, t_init = copy.deepcopy(fresh), copy.deepcopy(fresh_init)
-            if not any(p.requires_grad for p in _base(t_current).parameters()):
-                _freeze(t_fresh)  # a frozen target stays entirely frozen
-            _freeze(t_current)
-            self._set(target, InjectedHead(t_current, t_fresh, t_init))
-        self.injections += 1
-        return True
+            for target in self.targets:
+                t_current = self._get(target, "target")
+                t_fresh, t_init = copy.deepcopy(fresh), copy.deepcopy(fresh_init)
+                if not any(p.requires_grad for p in _base(t_current).parameters()):
+                    _freeze(t_fresh)  # a frozen target stays entirely frozen
+                _freeze(t_current)
+                self._set(target, InjectedHead(t_current, t_fresh, t_init))
+            self.injections += 1
+            return True
 
     def _swap_in_optimizer(self, old: list[nn.Parameter], new: list[nn.Parameter]) -> None:
         replace = {id(p): q for p, q in zip(old, new) if p.requires_grad}

@@ -72,10 +72,10 @@ class _Penalty(Intervention):
         total = torch.stack([d.square().sum() for d in self._offsets()]).sum()
         return self.factor * total
 
-    @torch.no_grad()
     def metrics(self) -> dict[str, float]:
-        norms = torch.stack([torch.linalg.vector_norm(d) for d in self._offsets()])
-        return {self.metric: float(torch.linalg.vector_norm(norms))}
+        with torch.no_grad():
+            norms = torch.stack([torch.linalg.vector_norm(d) for d in self._offsets()])
+            return {self.metric: float(torch.linalg.vector_norm(norms))}
 
 
 class L2(_Penalty):

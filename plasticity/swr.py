@@ -203,30 +203,30 @@ class SoftWeightRescaling(Intervention):
 
     # -- the update ----------------------------------------------------------------------
 
-    @torch.no_grad()
     def rescale(self) -> None:
         """Apply one SWR step to the module now."""
-        products: list[torch.Tensor | None] = []  # C of each layer's output; None stands for 1
-        for layer in self.layers:
-            base = None if layer.restart or layer.src is None else products[layer.src]
-            w = layer.weight
-            if w is not None and not w.requires_grad:
-                products.append(base)  # frozen (e.g. by plasticity injection): c = 1
-                continue
-            product = base
-            if w is not None:
-                init = layer.scaled_init
-                if init.device != w.device or init.dtype != w.dtype:
-                    init = layer.scaled_init = init.to(device=w.device, dtype=w.dtype)
-                norm = torch.linalg.vector_norm(w)
-                c = torch.where(norm > 0, init / norm + (1.0 - layer.lam), torch.ones_like(norm))
-                w.mul_(c)
-                product = c if base is None else base * c
-            if layer.bias is not None and product is not None:
-                layer.bias.mul_(product)
-            products.append(product)
-        self.products = products
-        self._scale = products[-1] if products else None
+        with torch.no_grad():
+            products: list[torch.Tensor | None] = []  # C of each layer's output; None stands for 1
+            for layer in self.layers:
+                base = None if layer.restart or layer.src is None else products[layer.src]
+                w = layer.weight
+                if w is not None and not w.requires_grad:
+                    products.append(base)  # frozen (e.g. by plasticity injection): c = 1
+                    continue
+                product = base
+                if w is not None:
+                    init = layer.scaled_init
+                    if init.device != w.device or init.dtype != w.dtype:
+                        init = layer.scaled_init = init.to(device=w.device, dtype=w.dtype)
+                    norm = torch.linalg.vector_norm(w)
+                    c = torch.where(norm > 0, init / norm + (1.0 - layer.lam), torch.ones_like(norm))
+                    w.mul_(c)
+                    product = c if base is None else base * c
+                if layer.bias is not None and product is not None:
+                    layer.bias.mul_(product)
+                products.append(product)
+            self.products = products
+            self._scale = products[-1] if products else None
 
     def after_step(self, inputs: Any = None) -> None:
         super().after_step(inputs)
@@ -235,17 +235,17 @@ class SoftWeightRescaling(Intervention):
 
     # -- reporting and checkpoints ---------------------------------------------------------
 
-    @torch.no_grad()
     def metrics(self) -> dict[str, float]:
-        squares = [
-            torch.linalg.vector_norm(layer.weight).square()
-            for layer in self.layers
-            if layer.weight is not None and not layer.restart
-        ]
-        out = {"swr_weight_norm": float(torch.stack(squares).sum().sqrt())}
-        if self._scale is not None:
-            out["swr_scale"] = float(self._scale)
-        return out
+        with torch.no_grad():
+            squares = [
+                torch.linalg.vector_norm(layer.weight).square()
+                for layer in self.layers
+                if layer.weight is not None and not layer.restart
+            ]
+            out = {"swr_weight_norm": float(torch.stack(squares).sum().sqrt())}
+            if self._scale is not None:
+                out["swr_scale"] = float(self._scale)
+            return out
 
     def state_dict(self) -> dict[str, Any]:
         init_norms = [

@@ -70,22 +70,22 @@ class WeightClipping(Intervention):
         if not self.groups:
             raise ValueError(f"weight_clipping: module {type(module).__name__} has no Linear/Conv layer")
 
-    @torch.no_grad()
     def clip(self) -> None:
         """Clamp now."""
-        for bound, params in self.groups:
-            for p in params:
-                p.clamp_(-bound, bound)
+        with torch.no_grad():
+            for bound, params in self.groups:
+                for p in params:
+                    p.clamp_(-bound, bound)
 
     def after_step(self, inputs: Any = None) -> None:
         super().after_step(inputs)
         self.clip()
 
-    @torch.no_grad()
     def metrics(self) -> dict[str, float]:
-        at_bound = total = 0
-        for bound, params in self.groups:
-            for p in params:
-                at_bound += int((p.abs() >= bound).sum())
-                total += p.numel()
-        return {"weight_clipping_frac_at_bound": at_bound / total}
+        with torch.no_grad():
+            at_bound = total = 0
+            for bound, params in self.groups:
+                for p in params:
+                    at_bound += int((p.abs() >= bound).sum())
+                    total += p.numel()
+            return {"weight_clipping_frac_at_bound": at_bound / total}

@@ -46,6 +46,24 @@ TESTS: dict[str, list[str]] = {
     **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
                           "tests/test_sum_tree.py", "tests/test_replay_parts.py"]
        for m in ("storage", "buffer", "uniform", "sampler", "sum_tree", "n_step", "host_add")},
+    # plasticity/: each module against its own test file (and the traced-structure tests for
+    # the interventions that read the forward pass)
+    "plasticity/swr.py": ["tests/test_swr.py", "tests/test_structure.py"],
+    "plasticity/redo.py": ["tests/test_redo.py", "tests/test_structure.py"],
+    "plasticity/cbp.py": ["tests/test_cbp.py", "tests/test_structure.py"],
+    "plasticity/reset.py": ["tests/test_reset.py", "tests/test_structure.py"],
+    "plasticity/shrink_perturb.py": ["tests/test_shrink_perturb.py"],
+    "plasticity/l2.py": ["tests/test_l2.py"],
+    "plasticity/injection.py": ["tests/test_injection.py"],
+    "plasticity/adalin.py": ["tests/test_adalin.py"],
+    "plasticity/weight_clipping.py": ["tests/test_weight_clipping.py"],
+    "plasticity/crelu.py": ["tests/test_crelu.py"],
+    "plasticity/layers.py": ["tests/test_layers.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
+    "plasticity/structure.py": ["tests/test_structure.py", "tests/test_structure_reading.py"],
+    "plasticity/metrics.py": ["tests/test_metrics.py"],
+    "plasticity/monitor.py": ["tests/test_monitor.py"],
+    "plasticity/registry.py": ["tests/test_registry.py", "tests/test_weight_clipping.py", "tests/test_l2.py"],
+    "plasticity/base.py": ["tests/test_base.py", "tests/test_l2.py", "tests/test_weight_clipping.py", "tests/test_swr.py"],
 }
 
 
@@ -133,7 +151,9 @@ def main() -> int:
     by_status = counts(dest)
     total = sum(len(v) for v in by_status.values())
     killed = len(by_status.get("killed", []))
-    print(f"\n{args.module}: {total} mutants in {elapsed:.0f} s (mutmut exit {rc}); "
+    print(f"\n{args.module}: {total} mutants"
+          + (f" ({len(names)} previous survivors re-tested)" if names else "")
+          + f" in {elapsed:.0f} s (mutmut exit {rc}); "
           + ", ".join(f"{k} {len(v)}" for k, v in sorted(by_status.items()))
           + (f"; killed {100 * killed / total:.1f} %" if total else ""))
     for status, names in sorted(by_status.items()):

@@ -262,3 +262,93 @@ def test_convert_reads_widths_from_the_forward_pass():
 
     with pytest.raises(ValueError, match="adalin: activation 'act' is called after layers of different widths"):
         adalin.convert(Shared())
+
+
+def test_tanh_gelu_derivative_and_the_maximum_search_behind_its_lipschitz_constant():
+    for x in (-2.0, -0.3, 0.0, 0.8, 1.5, 3.0):
+        t = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+        torch.nn.functional.gelu(t, approximate="tanh").backward()
+        assert adalin._gelu_tanh_grad(x) == pytest.approx(t.grad.item(), rel=1e-12, abs=1e-12), x
+    # the search returns the maximum value (not its position) of a unimodal function
+    assert adalin._argmax_unimodal(lambda x: 2.0 - (x - 1.3) ** 2, 0.5, 3.0) == pytest.approx(2.0, abs=1e-12)
+    assert adalin._argmax_unimodal(lambda x: -abs(x - 0.7), 0.0, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert adalin._argmax_unimodal(adalin._gelu_tanh_grad, 0.5, 3.0) == adalin.GELU_TANH_LIPSCHITZ
+
+
+def test_repr_defaults_and_more_refusals():
+    assert AdaLin("relu", 3).extra_repr() == "relu, num_features=3, dim=1"
+    assert (AdaLin("leaky_relu", 2, negative_slope=0.2, dim=-1).extra_repr()
+            == "leaky_relu, negative_slope=0.2, num_features=2, dim=-1")
+    assert AdaLin("gelu", 2, approximate="tanh").extra_repr() == "gelu, approximate='tanh', num_features=2, dim=1"
+    assert AdaLin("gelu", 2).extra_repr() == "gelu, num_features=2, dim=1"
+    assert AdaLin("tanh", 4, approximate="tanh").extra_repr() == "tanh, num_features=4, dim=1"
+    act = AdaLin("relu", 3)
+    assert act.alpha_init == 0.0 and act.alpha.tolist() == [0.0, 0.0, 0.0]
+    assert AdaLin("leaky_relu", 2).negative_slope == 0.01
+    assert AdaLin("relu", 1).alpha.shape == (1,)
+    for bad in (True, 2.0):
+        with pytest.raises(ValueError) as err:
+            AdaLin("relu", bad)
+        assert str(err.value) == f"adalin: num_features must be an integer >= 1, got {bad!r}"
+    with pytest.raises(ValueError) as err:
+        AdaLin("gelu", 2, approximate="fast")
+    assert str(err.value) == "adalin: approximate must be 'none' or 'tanh', got 'fast'"
+    with pytest.raises(ValueError) as err:
+        adalin.convert(nn.ReLU())
+    assert str(err.value) == "adalin: convert needs a container; build AdaLin(base, num_features) directly"
+
+
+def test_traced_widths_pass_norms_dropout_and_other_activations_but_not_a_widening_one():
+    from plasticity.crelu import CReLU
+
+    m = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Dropout(0.0), nn.Tanh(), nn.ReLU(), nn.Linear(4, 2))
+    adalin.convert(m)
+    assert [(m[i].kind, m[i].num_features, m[i].dim) for i in (3, 4)] == [("tanh", 4, -1), ("relu", 4, -1)]
+    with pytest.raises(ValueError) as err:
+        adalin.convert(nn.Sequential(nn.Linear(3, 4), CReLU(dim=-1), nn.ReLU()))
+    assert str(err.value) == ("adalin: cannot infer the width of activation '2' (ReLU): no Linear/Conv layer "
+                              "feeds it in the forward pass; build AdaLin(base, num_features) for it by hand")
+
+
+class _Untraceable(nn.Module):
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(-x if x.sum() > 0 else x)
+
+
+def test_untraceable_networks_are_converted_in_registration_order():
+    body = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(),
+                         nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh()),
+                         nn.Linear(5, 4), nn.LeakyReLU(0.2))
+    m = _Untraceable(body)
+    x = torch.randn(2, 1, 4, 4)
+    before = m(x)
+    assert adalin.convert(m, alpha_init=0.0) is m
+    got = {n: (a.kind, a.num_features, a.dim) for n, a in m.named_modules() if isinstance(a, AdaLin)}
+    assert got == {"body.1": ("relu", 3, 1), "body.2.2": ("tanh", 5, -1), "body.4": ("leaky_relu", 4, -1)}
+    assert body[4].negative_slope == 0.2 and torch.equal(m(x), before)
+    m2 = adalin.convert(_Untraceable(nn.Sequential(nn.Linear(2, 3), nn.ReLU())), alpha_init=0.5)
+    assert m2.body[1].alpha.tolist() == [0.5, 0.5, 0.5]
+    for body, path in [(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.ReLU()), "body.2"),
+                       (nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Unflatten(1, (3, 1)),
+                                                                     nn.ReLU())), "body.1.2"),
+                       (nn.Sequential(nn.ReLU()), "body.0")]:
+        with pytest.raises(ValueError) as err:
+            adalin.convert(_Untraceable(body))
+        name = type(body.get_submodule(path.removeprefix("body."))).__name__
+        assert str(err.value) == (f"adalin: cannot infer the width of activation {path!r} ({name}): no Linear/Conv "
+                                  "layer right before it in registration order; build AdaLin(base, num_features) "
+                                  "for it by hand")
+    from plasticity.crelu import CReLU
+
+    with pytest.raises(ValueError, match="activation 'body.2'"):
+        adalin.convert(_Untraceable(nn.Sequential(nn.Linear(2, 3), CReLU(), nn.ReLU())))
+
+
+def test_gate_is_exactly_zero_where_the_slope_is_the_lipschitz_constant():
+    x = torch.tensor([-2.0, -0.5, 0.5, 2.0])
+    assert AdaLin("leaky_relu", 4, negative_slope=0.2, dim=0).gate(x)[2:].tolist() == [0.0, 0.0]
+    assert AdaLin("leaky_relu", 4, negative_slope=-1.0, dim=0).gate(x).tolist() == [0.0, 0.0, 0.0, 0.0]

@@ -233,3 +233,126 @@ def test_optimizer_must_train_the_head():
     with pytest.raises(ValueError, match="injection: the optimizer does not train head 'head'"):
         PlasticityInjection(model, opt)
     assert pl.PlasticityInjection is PlasticityInjection
+
+
+def test_custom_init_dict_outputs_and_a_top_level_head():
+    class DictHead(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, z):
+            return {"q": self.fc(z), "v": self.fc(z).sum(-1)}
+
+    class Top(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = DictHead()
+
+        def forward(self, x):
+            return self.head(x)
+
+    m = Top()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    before = m(x)
+    seen = []
+
+    def init(head):
+        seen.append(head)
+        with torch.no_grad():
+            head.fc.weight.fill_(0.5)
+
+    inj = PlasticityInjection(m, opt, head="head", init=init)
+    assert inj.inject() is True
+    assert seen == [m.head.fresh] and m.head.fresh.fc.weight.eq(0.5).all()
+    assert m.head.fresh_init.fc.weight.eq(0.5).all()  # the frozen copy is taken after init
+    after = m(x)
+    assert set(after) == {"q", "v"} and all(torch.equal(after[k], before[k]) for k in before)
+    with pytest.raises(TypeError, match="injection: cannot combine head outputs of type str"):
+        InjectedHead(nn.Identity(), nn.Identity(), nn.Identity())("text")
+
+
+def test_a_frozen_target_stays_frozen_and_a_trainable_one_gets_a_trainable_fresh_head():
+    model = Net()
+    frozen_t, live_t = copy.deepcopy(model).requires_grad_(False), copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    PlasticityInjection(model, opt, targets=[frozen_t, live_t]).inject()
+    assert not any(p.requires_grad for p in frozen_t.head.fresh.parameters())
+    assert all(p.requires_grad for p in live_t.head.fresh.parameters())
+    assert not any(p.requires_grad for p in live_t.head.frozen.parameters())
+    assert not any(p.requires_grad for p in live_t.head.fresh_init.parameters())
+    assert all(p.grad is None for p in model.head.frozen.parameters())
+
+
+def test_checkpoints_with_fewer_or_too_many_injections_are_refused():
+    model, target, opt, x, inj = _setup(max_injections=1)
+    assert inj.state_dict() == {"updates": 0, "injections": 0}
+    inj.inject()
+    with pytest.raises(ValueError) as err:
+        inj.load_state_dict({"updates": 0, "injections": 0})
+    assert str(err.value) == "injection: checkpoint has 0 injections, the module already has 1"
+    _, _, _, _, fresh = _setup(max_injections=1)
+    with pytest.raises(ValueError) as err:
+        fresh.load_state_dict({"updates": 5, "injections": 2})
+    assert str(err.value) == "injection: checkpoint has 2 injections, max_injections is 1"
+    _, _, _, _, plain = _setup()
+    plain.load_state_dict({"updates": 4})
+    assert (plain.updates, plain.injections) == (4, 0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"head": ""}, "injection: head must be a non-empty dotted submodule name, got ''"),
+    ({"head": 3}, "injection: head must be a non-empty dotted submodule name, got 3"),
+    ({"at_step": True}, "injection: at_step must be None or an integer >= 1, got True"),
+    ({"max_injections": 1.0}, "injection: max_injections must be None or an integer >= 1, got 1.0"),
+    ({"init": 3}, "injection: init must be callable or None, got 3"),
+])
+def test_more_bad_arguments(kwargs, message):
+    model = Net()
+    with pytest.raises(ValueError) as err:
+        PlasticityInjection(model, torch.optim.SGD(model.parameters(), lr=0.1), **kwargs)
+    assert str(err.value) == message
+
+
+def test_a_target_without_the_head_is_refused():
+    model = Net()
+    with pytest.raises(ValueError) as err:
+        PlasticityInjection(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                            targets=[nn.Sequential(nn.Linear(3, 2))])
+    assert str(err.value) == "injection: head 'head' is not a submodule of the target (Sequential)"
+
+
+def test_the_injected_head_computes_frozen_plus_fresh_minus_its_copy_with_keyword_arguments():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+
+        def forward(self, z, scale=1.0):
+            return self.fc(z) * scale
+
+    frozen, fresh, fresh_init = Scaled(), Scaled(), Scaled()
+    head = InjectedHead(frozen, fresh, fresh_init)
+    z = torch.randn(4, 3)
+    with torch.no_grad():
+        want = frozen(z, scale=3.0) + fresh(z, scale=3.0) - fresh_init(z, scale=3.0)
+        torch.testing.assert_close(head(z, scale=3.0), want)
+        assert not torch.allclose(head(z, scale=3.0), head(z), atol=1e-3)
+
+
+def test_needs_task_boundaries_and_the_missing_optimizer_message():
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert PlasticityInjection(model, opt).needs_task_boundaries is True
+    assert PlasticityInjection(model, opt, at_step=5).needs_task_boundaries is False
+    with pytest.raises(ValueError) as err:
+        PlasticityInjection(model, None)
+    assert str(err.value) == "injection: optimizer is required (it must train the fresh head)"
+
+
+def test_each_injection_is_counted():
+    model, target, opt, x, inj = _setup()
+    for n in (1, 2, 3):
+        assert inj.inject() is True and inj.injections == n
+    assert inj.metrics() == {"injection_count": 3.0} and inj.state_dict()["injections"] == 3

@@ -88,3 +88,43 @@ def test_l2init_is_the_papers_lambda_and_refuses_the_old_coef():
     from plasticity import registry
     with pytest.raises(ValueError, match="unknown parameter 'coef' for l2init"):
         registry.parse("l2init:coef=1e-2")
+
+
+def test_defaults_zero_coefficients_and_refused_values():
+    model = _model()
+    assert L2(model).coef == 1e-4 and L2(model).factor == pytest.approx(0.5e-4)
+    assert L2Init(model).lam == 1e-3
+    assert L2(model, coef=0).loss().item() == 0.0 and L2Init(model, lam=0).loss().item() == 0.0
+    for bad in (True, "1", -1.0):
+        with pytest.raises(ValueError) as err:
+            L2(model, coef=bad)
+        assert str(err.value) == f"l2: coef must be >= 0, got {bad!r}"
+        with pytest.raises(ValueError) as err:
+            L2Init(model, lam=bad)
+        assert str(err.value) == f"l2init: lam must be >= 0, got {bad!r}"
+
+
+def test_nothing_to_regularise_is_refused_by_name():
+    with pytest.raises(ValueError) as err:
+        L2(nn.ReLU())
+    assert str(err.value) == "l2: module ReLU has no parameter to regularise"
+    with pytest.raises(ValueError) as err:
+        L2Init(nn.LayerNorm(3), weights_only=True)  # gain and shift are 1-d
+    assert str(err.value) == "l2init: module LayerNorm has no parameter to regularise"
+
+
+def test_l2init_weights_only_and_its_checkpoint():
+    model = _model()
+    reg = L2Init(model, lam=0.5, weights_only=True)
+    assert reg.params == [model.weight] and len(reg.init) == 1
+    with torch.no_grad():
+        model.weight.add_(1.0)
+        model.bias.add_(5.0)  # not regularised
+    assert reg.loss().item() == pytest.approx(0.5 * 4)
+    state = reg.state_dict()
+    assert list(state) == ["updates", "init"] and state["updates"] == 0
+    full = L2Init(_model(), lam=0.5)
+    for bad in ({"init": state["init"]}, {"init": [torch.zeros(2, 2), torch.zeros(3)]}):
+        with pytest.raises(ValueError) as err:
+            full.load_state_dict(bad)  # one tensor short / a wrong shape
+        assert str(err.value) == "l2init: checkpoint's initial parameters do not match this module"

@@ -291,3 +291,138 @@ def test_recycle_resets_per_unit_activation_params():
     assert g.activation is m[1]
     L.recycle([(g, torch.tensor([2]))], None)
     assert m[1].alpha.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.4])
+
+
+def test_factories_copy_into_and_missing_initialisers_by_message():
+    acts = {n: L.make_activation(n, 3) for n in L.ACTIVATION_NAMES}
+    assert [type(a).__name__ for a in acts.values()] == ["ReLU", "LeakyReLU", "Tanh", "GELU", "AdaLin", "CReLU"]
+    assert acts["leaky_relu"].negative_slope == 0.01 and (acts["adalin"].kind, acts["adalin"].num_features) == ("relu", 3)
+    with pytest.raises(ValueError) as e:
+        L.make_activation("swish", 3)
+    assert str(e.value) == "unknown activation 'swish'; valid: relu, leaky_relu, tanh, gelu, adalin, crelu"
+    g, ln = L.make_norm("layer", 4, conv=True), L.make_norm("layer", 4, conv=False)
+    assert (type(g), g.num_groups, g.num_channels, type(ln), ln.normalized_shape) == (nn.GroupNorm, 1, 4, nn.LayerNorm, (4,))
+    assert L.make_norm(None, 4, conv=False) is None
+    with pytest.raises(ValueError) as e:
+        L.make_norm("batch", 4, conv=False)
+    assert str(e.value) == "unknown norm 'batch'; valid: none, layer"
+    src, dst = nn.Linear(2, 3), nn.Linear(2, 3)
+    L.copy_into(src, dst)
+    assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
+    for other, msg in [(nn.Linear(2, 4), "copy_into: weight (3, 2) does not match weight (4, 2)"),
+                       (nn.LayerNorm(2), "copy_into: weight (3, 2) does not match weight (2,)")]:
+        with pytest.raises(ValueError) as e:
+            L.copy_into(src, other)
+        assert str(e.value) == msg
+    with pytest.raises(ValueError) as e:
+        L.copy_into(nn.Linear(2, 3, bias=False), nn.Sequential(nn.Linear(2, 3)))
+    assert str(e.value) == "copy_into: weight (3, 2) does not match 0.weight (3, 2)"
+    for fn, what in [(L.fresh_state, "cannot draw a fresh init"), (L.reinit_, "cannot re-initialise it")]:
+        with pytest.raises(TypeError) as e:
+            fn(nn.ReLU())
+        assert str(e.value) == f"ReLU has no reset_parameters(); {what}"
+
+
+def test_find_activations_of_an_activation_root_and_activity_checks():
+    class Act(nn.Module):
+        is_activation = True
+
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.ReLU()
+
+    act = Act()
+    assert L.find_activations(act) == [("", act)]
+    g = L.make_group("fc", nn.Linear(3, 4), [nn.Linear(4, 2)], None, None)
+    h = torch.randn(2, 5, 4)  # (B, T, F): the units are on the last dim
+    torch.testing.assert_close(g.activity(h), h.abs().mean(dim=(0, 1)).view(1, 4))
+    with pytest.raises(TypeError) as e:
+        g.activity((h,))
+    assert str(e.value) == "fc: activity needs a tensor output, got tuple"
+    with pytest.raises(RuntimeError) as e:
+        g.activity(torch.zeros(2, 3))
+    assert str(e.value) == "fc: expected 4 units on dim 1 of the activation, got shape (2, 3); pass explicit pairs"
+    c = L.make_group("c", nn.Conv2d(1, 2, 3), [nn.Linear(4, 1)], None, None)  # S = 2 columns per channel
+    assert c.spatial == 2 and c.outgoing_columns(torch.tensor([1], dtype=torch.int32)).tolist() == [2, 3]
+    assert L.make_group("fc", nn.Linear(3, 4), [], None, None).spatial == 1
+    assert L.make_group("fc", nn.Linear(3, 4), [nn.Conv2d(4, 2, 1)], None, None) is None  # a Linear feeds no conv
+    assert L.make_group("c", nn.Conv2d(1, 4, 3), [nn.Conv2d(4, 4, 3, groups=2)], None, None) is None
+
+
+def test_explicit_pairs_and_the_hook_path_of_measure_activity():
+    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2), nn.Linear(4, 2))
+    fc1, bn, act = m[0], m[1], m[2]
+    (g,) = L.neuron_groups(m, pairs=[(fc1, [m[3], m[4]], act, bn)])
+    assert (g.name, g.next_layers, g.activation, g.norm, g.probe) == ("0", (m[3], m[4]), act, bn, act)
+    (g3,) = L.neuron_groups(m, pairs=[(fc1, m[3], act)])
+    assert g3.next_layers == (m[3],) and g3.norm is None and g3.probe is act
+    for pairs, msg in [([(nn.Linear(3, 4), m[3])], "plasticity: every pair must start with a Linear/Conv layer of the module"),
+                       ([(bn, m[3])], "plasticity: every pair must start with a Linear/Conv layer of the module"),
+                       ([(fc1, nn.Linear(5, 2))], "plasticity: shapes of 0 and its next layer(s) do not fit")]:
+        with pytest.raises(ValueError) as e:
+            L.neuron_groups(m, pairs=pairs)
+        assert str(e.value) == msg
+    forward = lambda x: m[3](act(bn(fc1(x))))  # noqa: E731 - m itself would also run m[4] on the wrong width
+    m.forward = forward
+    x = torch.randn(8, 3)
+    m.train()
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    absolute, signed = L.measure_activity(m, [g], x, signed=True)
+    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())  # running stats restored
+    with torch.no_grad():
+        h = act(bn(fc1(x)))  # (this forward moves the running stats itself)
+    torch.testing.assert_close(absolute[0], h.abs().mean(0).view(1, 4))
+    torch.testing.assert_close(signed[0], h.mean(0).view(1, 4))
+    assert not act._forward_hooks and L.measure_activity(m, [], x) == []
+    torch.testing.assert_close(L.measure_activity(m, [g], x)[0], absolute[0])
+    (unused,) = L.neuron_groups(m, pairs=[(m[4], [nn.Linear(2, 1)])])
+    with pytest.raises(RuntimeError) as e:
+        L.measure_activity(m, [unused], x)
+    assert str(e.value) == "measure_activity: no activation seen for 4 (module not called in forward?); pass explicit pairs"
+
+
+def test_traced_signed_activity_and_optimizer_state_edge_cases():
+    m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = torch.randn(6, 3)
+    absolute, signed = L.measure_activity(m, L.neuron_groups(m), x, signed=True)
+    with torch.no_grad():
+        h = torch.tanh(m[0](x))
+    torch.testing.assert_close(signed[0], h.mean(0).view(1, 4))
+    assert not torch.allclose(signed[0], absolute[0])
+    p = nn.Parameter(torch.ones(3, 2))
+    opt = torch.optim.SGD([p], lr=0.1)
+    L.clear_optimizer_state(opt, [p])  # no state yet: nothing to delete
+    opt.state[p] = {"exp_avg": torch.ones(3, 2), "custom": torch.ones(3, 2), "momentum_buffer": None,
+                    "step": torch.tensor(3.0)}
+    L.zero_optimizer_entries(opt, p, torch.tensor([1]))  # dim 0 by default
+    assert opt.state[p]["exp_avg"].sum(1).tolist() == [2.0, 0.0, 2.0]
+    assert opt.state[p]["custom"].eq(1).all() and opt.state[p]["step"].item() == 3.0
+
+
+def test_recycling_through_a_batchnorm_an_affine_free_norm_and_a_parameter_without_initialiser():
+    from plasticity.adalin import AdaLin
+
+    class Slope(nn.Module):  # a per-unit parameter but no reset_parameters(): left alone
+        is_activation = True
+
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Parameter(torch.full((4,), 2.0))
+
+        def forward(self, x):
+            return x * self.a
+
+    for norm, act in [(nn.BatchNorm1d(4), nn.ReLU()), (nn.LayerNorm(4, elementwise_affine=False), AdaLin("relu", 4)),
+                      (None, Slope())]:
+        m = nn.Sequential(nn.Linear(3, 4), *(x for x in (norm, act) if x is not None), nn.Linear(4, 2))
+        with torch.no_grad():
+            for t in [*(norm.parameters() if norm is not None else []), *act.parameters()]:
+                t.fill_(3.0)
+        (g,) = L.neuron_groups(m)
+        L.recycle([(g, torch.tensor([1]))], None)
+        if isinstance(norm, nn.BatchNorm1d):
+            assert norm.weight.tolist() == [3.0, 1.0, 3.0, 3.0] and norm.num_batches_tracked.item() == 0
+        if isinstance(act, AdaLin):
+            assert act.alpha.tolist() == [3.0, 0.0, 3.0, 3.0]  # reached past the affine-free norm
+        if isinstance(act, Slope):
+            assert act.a.tolist() == [3.0, 3.0, 3.0, 3.0]

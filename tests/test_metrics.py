@@ -219,3 +219,50 @@ def test_grad_norm_of_current_grads():
     net[0].weight.grad = torch.full((2, 2), 2.0)   # 4 * 4 = 16
     net[2].bias.grad = torch.tensor([3.0])         # 9
     assert M.grad_norm(net).item() == pytest.approx(5.0)
+
+
+def test_accumulation_dtypes_defaults_and_edge_cases():
+    from plasticity import metrics as M
+
+    a64, a16 = torch.rand(4, 3, dtype=torch.float64), torch.rand(4, 3).half()
+    assert M.unit_means(a64).dtype == torch.float64 and M.unit_means(a16).dtype == torch.float32
+    assert M.feature_norm(a64).dtype == torch.float64 and M.feature_norm(a16).dtype == torch.float32
+    assert M.weight_norm(nn.Linear(2, 2).double())[0].dtype == torch.float64
+    assert M.weight_norm(nn.Linear(2, 2).half())[0].dtype == torch.float32
+    # tau = 0.025 by default: 0.02 is above 0.025 * mean(1, 0.02, 1) = 0.0168, 0.01 below it
+    assert M.dormant_mask_from_means(torch.tensor([1.0, 0.02, 1.0])).tolist() == [False, False, False]
+    assert M.dormant_mask_from_means(torch.tensor([1.0, 0.01, 1.0])).tolist() == [False, True, False]
+    acts = torch.tensor([[1.0, 0.02, 1.0], [1.0, 0.02, 1.0]])
+    assert M.dormant_mask(acts).tolist() == [False, False, False] and M.dormant_ratio(acts).item() == 0.0
+    with pytest.raises(ValueError) as err:
+        M.saturated_mask(acts, low=1.0, high=1.0)
+    assert str(err.value) == "saturation range needs high > low, got (1.0, 1.0)"
+    y = torch.tensor([[0.6, 0.1], [0.2, -0.7]])
+    assert M.active_units(y, (-1.0, 1.0), threshold=0.5).item() == pytest.approx(0.5)
+    assert M.saturated_ratio(torch.tensor([[1.9], [1.95]]), 0.85, 0.0, 2.0).item() == 1.0  # rescaled: 0.9, 0.95
+    assert M.saturated_ratio(torch.tensor([[1.0]]), 0.85, 0.0, 2.0).item() == 0.0  # the middle of [0, 2]
+    assert M.saturated_ratio(torch.tensor([[1.0]]), 0.85, 0.0).item() == 1.0  # the top of [0, 1], the default
+
+
+def test_ranks_are_scale_free_count_exactly_and_take_integer_features():
+    from plasticity import metrics as M
+
+    f = torch.tensor([[3.0, 0.0, 1.0], [0.0, 2.0, 0.0], [1.0, 0.0, 0.5]])
+    for scale in (1.0, 0.01):  # a total of singular values below 1 changes nothing
+        assert M.effective_rank(scale * f).item() == pytest.approx(M.effective_rank(f).item(), rel=1e-5)
+        assert M.srank(scale * f).item() == M.srank(f).item() == 3
+    assert M.srank(torch.eye(2), delta=0.5).item() == 1  # the sum reaches exactly (1 - delta) of the total at k = 1
+    d = torch.diag(torch.tensor([1.0, 0.02]))
+    assert M.srank(d).item() == 2 and M.feature_ranks(d)[1].item() == 2  # delta = 0.01: 1 < 0.99 * 1.02
+    assert M.effective_rank(torch.eye(3, dtype=torch.int64)).item() == pytest.approx(3.0)
+
+
+def test_weight_norm_and_distance_without_parameters_or_references():
+    from plasticity import metrics as M
+
+    total, per_layer = M.weight_norm(nn.ReLU())
+    assert total.item() == 0.0 and per_layer == {}
+    m = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    assert M.weight_distance(m, {}).item() == 0.0
+    ref = {"1.weight": m[1].weight.detach() + 3.0}  # "0.*" are not in the reference: skipped, not the end
+    assert M.weight_distance(m, ref).item() == pytest.approx(6.0)  # sqrt(4 * 9)

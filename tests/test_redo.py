@@ -193,3 +193,86 @@ def test_bad_values_raise(kwargs, msg):
     with pytest.raises(ValueError) as e:
         ReDo(mlp(), **kwargs)
     assert str(e.value) == msg
+
+
+class TwoInputs(nn.Module):
+    """q(x, scale) = fc2(relu(fc1(x * scale))): a module called with a tuple of arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(3, 4), nn.Linear(4, 2)
+
+    def forward(self, x, scale):
+        return self.fc2(torch.relu(self.fc1(x * scale)))
+
+
+def test_batch_size_takes_the_first_rows_of_each_tensor_argument_and_passes_others_whole():
+    torch.manual_seed(0)
+    m = TwoInputs()
+    x = torch.randn(10, 3)
+    got = ReDo(m, batch_size=4).scores((x, 2.0))[0]
+    with torch.no_grad():
+        a = torch.relu(m.fc1(x[:4] * 2.0)).mean(0)
+        whole = torch.relu(m.fc1(x * 2.0)).mean(0)
+    torch.testing.assert_close(got, a / a.mean())
+    assert not torch.allclose(got, whole / whole.mean(), atol=1e-3)  # the cap really changes the scores
+    torch.testing.assert_close(ReDo(m).scores([x, 2.0])[0], whole / whole.mean())
+
+
+def test_defaults_counters_and_checkpoint_keys():
+    m = mlp()
+    target = copy.deepcopy(m)
+    t_before = copy.deepcopy(target.state_dict())
+    redo = ReDo(m, targets=[target])
+    assert (redo.tau, redo.every, redo.batch_size, redo.targets) == (0.1, 1000, None, [target])
+    assert redo.metrics() == {"redo_recycled": 0.0, "redo_dormant_ratio": 0.0}
+    assert redo.state_dict() == {"updates": 0, "recycled": 0, "recycled_total": 0, "dormant_ratio": 0.0}
+    x = torch.rand(16, 3)
+    n1 = redo.check(x)
+    n2 = redo.check(x)  # the second check finds whatever the fresh units do
+    assert n1 == 3
+    assert all(torch.equal(t, t_before[n]) for n, t in target.state_dict().items())  # targets left alone
+    assert redo.state_dict() == {"updates": 0, "recycled": n2, "recycled_total": 3 + n2,
+                                 "dormant_ratio": n2 / 9}
+    r2 = ReDo(mlp())
+    r2.load_state_dict({"updates": 7, "recycled": 2, "recycled_total": 9, "dormant_ratio": 0.25})
+    assert r2.state_dict() == {"updates": 7, "recycled": 2, "recycled_total": 9, "dormant_ratio": 0.25}
+    r2.load_state_dict({})
+    assert r2.state_dict() == {"updates": 0, "recycled": 0, "recycled_total": 0, "dormant_ratio": 0.0}
+
+
+def test_missing_inputs_warn_once():
+    redo = ReDo(mlp(), every=1)
+    with pytest.warns(UserWarning) as record:
+        redo.after_step()
+        redo.after_step()
+    assert len(record) == 1
+    assert str(record[0].message) == ("redo: after_step got no inputs at a check; skipping it "
+                                      "(pass the batch's module inputs to after_step)")
+    assert redo.updates == 2
+
+
+def test_more_bad_values_and_refusals():
+    for kwargs, msg in [(dict(every=True), "redo: every must be an int >= 1, got True"),
+                        (dict(every=2.0), "redo: every must be an int >= 1, got 2.0"),
+                        (dict(batch_size=True), "redo: batch_size must be None or an int >= 1, got True"),
+                        (dict(batch_size=4.0), "redo: batch_size must be None or an int >= 1, got 4.0")]:
+        with pytest.raises(ValueError) as e:
+            ReDo(mlp(), **kwargs)
+        assert str(e.value) == msg
+    assert ReDo(mlp(), batch_size=1, tau=0.0).batch_size == 1
+    with pytest.raises(ValueError) as e:
+        ReDo(nn.Sequential(nn.Linear(3, 2)))
+    assert str(e.value) == "redo: the module has no hidden layer (a Linear/Conv followed by another)"
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(3, 4), nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(-x if x.sum() > 0 else x)))
+
+    with pytest.raises(ValueError) as e:
+        ReDo(DataDependent())
+    assert str(e.value).startswith("redo: cannot read the structure of DataDependent")

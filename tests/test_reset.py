@@ -153,3 +153,107 @@ def test_parameter_without_reset_parameters_is_reported():
     with pytest.raises(ValueError, match="reset: module\\(s\\) <root> own parameters"):
         Reset(WithLogStd(), None, every=1)
     Reset(WithLogStd(), None, layers=1, every=1)  # the last layer alone is fine
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4))
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inner(x)))
+
+
+def test_named_layers_reset_those_modules_and_everything_inside_them():
+    m = Block()
+    r = Reset(m, None, layers=["inner"], every=1)
+    assert [n for n, _ in r.chosen] == ["inner.0", "inner.1"]  # owners of parameters inside "inner"
+    assert [p.shape for p in r.parameters] == [(4, 3), (4,), (4,), (4,)]
+    r2 = Reset(m, None, layers=("out", "inner.1"), every=1)
+    assert [n for n, _ in r2.chosen] == ["inner.1", "out"]  # registration order
+    for bad in (["nope"], [], [3]):
+        with pytest.raises(ValueError) as e:
+            Reset(m, None, layers=bad, every=1)
+        assert str(e.value) == f"reset: layers names no module of Block: {bad!r}"
+
+
+def test_layers_deeper_than_the_forward_pass_are_refused():
+    class Forked(nn.Module):  # three Linear layers, but two of them side by side: 2 deep
+        def __init__(self):
+            super().__init__()
+            self.fc, self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 1), nn.Linear(4, 1)
+
+        def forward(self, x):
+            z = torch.relu(self.fc(x))
+            return self.a(z) + self.b(z)
+
+    assert [n for n, _ in Reset(Forked(), None, layers=1, every=1).chosen] == ["a", "b"]
+    assert [n for n, _ in Reset(Forked(), None, layers=2, every=1).chosen] == ["fc", "a", "b"]
+    with pytest.raises(ValueError) as e:
+        Reset(Forked(), None, layers=3, every=1)
+    assert str(e.value) == "reset: layers=3 but Forked is 2 layers deep along its forward pass; valid: 1..2 or 'all'"
+
+
+def test_a_target_of_another_shape_is_refused():
+    m = make()
+    wrong = nn.Sequential(nn.Linear(3, 5), nn.LayerNorm(5), nn.ReLU(), nn.Linear(5, 4), nn.LayerNorm(4),
+                          nn.ReLU(), nn.Linear(4, 3))
+    with pytest.raises(ValueError) as e:
+        Reset(m, None, targets=[wrong], layers=1, every=1)
+    assert str(e.value) == "reset: target has no module '6' shaped like the online one"
+    with pytest.raises(ValueError) as e:
+        Reset(m, None, targets=[nn.Sequential(nn.Linear(3, 2))], layers=1, every=1)
+    assert str(e.value) == "reset: target has no module '6' shaped like the online one"
+    r = Reset(m, None, layers=1, every=2)
+    assert r.needs_task_boundaries is False and r.at_task_switch is True and r.metrics() == {"reset_count": 0.0}
+    assert r.state_dict() == {"updates": 0, "count": 0}
+    r.load_state_dict({})
+    assert (r.updates, r.count) == (0, 0)
+
+
+class Raw(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(2))
+
+
+def test_refusal_messages_name_every_module_and_the_options():
+    two = nn.Module()
+    two.a, two.b = Raw(), Raw()
+    with pytest.raises(ValueError) as e:
+        Reset(two, None, every=1)
+    assert str(e.value) == ("reset: module(s) a, b own parameters but have no reset_parameters(); "
+                            "cannot re-initialise them")
+    with pytest.raises(ValueError) as e:
+        Reset(make(), None, at_task_switch=False)
+    assert str(e.value) == ("reset: every=None and at_task_switch=False would never reset; "
+                            "set every >= 1 or at_task_switch=True")
+    with pytest.raises(ValueError) as e:
+        Reset(nn.Sequential(nn.Linear(2, 2)), None, layers=2, every=1)
+    assert str(e.value) == "reset: layers must be 'all' or an int in [1, 1], got 2"
+    with pytest.raises(ValueError) as e:
+        Reset(nn.Sequential(nn.LayerNorm(3)), None, layers=1, every=1)
+    assert str(e.value) == ("reset: layers=1 but Sequential is 0 layers deep along its forward pass; "
+                            "valid: 1..0 or 'all'")
+    for every in (True, 2.0):
+        with pytest.raises(ValueError) as e:
+            Reset(make(), None, every=every)
+        assert str(e.value) == f"reset: every must be None or an int >= 1, got {every!r}"
+
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(-x if x.sum() > 0 else x)
+
+    with pytest.raises(ValueError) as e:
+        Reset(DataDependent(), None, layers=1, every=1)
+    msg = str(e.value)
+    assert msg.startswith("reset: cannot read the structure of DataDependent")
+    assert msg.endswith("(layers=['name', ...] names the modules to reset, or layers='all')")
+    m = make()
+    r = Reset(m, None, layers=2, every=5)
+    assert r.module is m and r.layers == 2 and r.every == 5

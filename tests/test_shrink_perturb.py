@@ -125,3 +125,43 @@ def test_needs_task_boundaries_only_when_switches_are_the_only_trigger():
     opt = torch.optim.Adam(m.parameters())
     assert PlasticityInjection(m, opt, head="2").needs_task_boundaries is True
     assert PlasticityInjection(m, opt, head="2", at_step=5).needs_task_boundaries is False
+
+
+def test_defaults_state_and_refused_targets():
+    m = make()
+    sp = ShrinkPerturb(m)
+    assert (sp.alpha, sp.sigma, sp.every, sp.at_task_switch, sp.reset_optimizer) == (0.4, 0.1, None, True, True)
+    assert [n for n, _ in sp.layers] == ["0", "3", "6"]
+    sp.after_step()
+    sp.on_task_switch(1)
+    assert sp.state_dict() == {"updates": 1, "count": 1}
+    sp2 = ShrinkPerturb(make())
+    sp2.load_state_dict({"updates": 7.0, "count": 2})
+    assert (sp2.updates, sp2.count) == (7, 2) and type(sp2.updates) is int
+    sp2.load_state_dict({})
+    assert (sp2.updates, sp2.count) == (0, 0)
+    wrong = make()
+    wrong[6] = nn.Linear(4, 3)
+    with pytest.raises(ValueError) as e:
+        ShrinkPerturb(m, targets=[wrong])
+    assert str(e.value) == "shrink_perturb: target has no layer '6' shaped like the online one"
+    with pytest.raises(ValueError) as e:
+        ShrinkPerturb(m, targets=[nn.Sequential(nn.Conv2d(1, 2, 3))])
+    assert str(e.value) == "shrink_perturb: target has no layer '3' shaped like the online one"
+    with pytest.raises(ValueError) as e:
+        ShrinkPerturb(nn.Sequential(nn.ReLU(), nn.LayerNorm(3)))
+    assert str(e.value) == "shrink_perturb: the module has no Linear/Conv layer to perturb"
+    for kwargs in ({"every": True}, {"every": 2.0}, {"alpha": -0.1}):
+        with pytest.raises(ValueError):
+            ShrinkPerturb(m, **kwargs)
+    assert ShrinkPerturb(m, alpha=0.0, sigma=0.0).alpha == 0.0  # both ends of the ranges accepted
+    assert ShrinkPerturb(m, alpha=1, every=1).alpha == 1.0
+
+
+def test_never_acting_configuration_is_refused_with_the_fix():
+    with pytest.raises(ValueError) as e:
+        ShrinkPerturb(make(), at_task_switch=False)
+    assert str(e.value) == ("shrink_perturb: every=None and at_task_switch=False would never act; "
+                            "set every >= 1 or at_task_switch=True")
+    m = make()
+    assert ShrinkPerturb(m).module is m

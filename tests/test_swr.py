@@ -211,3 +211,186 @@ def test_frozen_layers_are_left_alone():
     swr.after_step()
     assert all(torch.equal(p, q) for p, q in zip(model[2].parameters(), frozen))
     assert _fro(model[0].weight) == pytest.approx(n0, rel=1e-12)  # the trainable one is rescaled
+
+
+def test_chain_mode_rescales_in_registration_order_restarts_at_norms_and_gives_head_lam_to_the_last_layer():
+    model = nn.Sequential(
+        nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 2)
+    ).double()
+    lin1, lin2, ln, lin3 = model[0], model[2], model[3], model[5]
+    init = [_fro(m.weight) for m in (lin1, lin2, ln, lin3)]
+    swr = SWR(model, lam=0.3, head_lam=0.7, chain=True)
+    assert [layer.lam for layer in swr.layers] == [0.3, 0.3, 0.3, 0.7]
+    assert [layer.src for layer in swr.layers] == [None, 0, 1, 2]
+    assert [layer.name for layer in swr.layers] == ["0", "2", "3", "5"] and swr.module is model
+    _drift(model)
+    old = {k: v.clone() for k, v in model.state_dict().items()}
+    swr.after_step()
+    c = [lam * n0 / _fro(old[f"{i}.weight"]) + 1 - lam
+         for i, n0, lam in zip((0, 2, 3, 5), init, (0.3, 0.3, 0.3, 0.7))]
+    torch.testing.assert_close(lin1.bias, c[0] * old["0.bias"])
+    torch.testing.assert_close(lin2.bias, c[0] * c[1] * old["2.bias"])
+    torch.testing.assert_close(ln.weight, c[2] * old["3.weight"])
+    torch.testing.assert_close(ln.bias, c[2] * old["3.bias"])  # the product restarts at the norm
+    torch.testing.assert_close(lin3.weight, c[3] * old["5.weight"])
+    torch.testing.assert_close(lin3.bias, c[2] * c[3] * old["5.bias"])
+    assert swr.metrics()["swr_scale"] == pytest.approx(c[2] * c[3])
+
+
+def test_metrics_before_the_first_rescale_and_layers_without_bias():
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.ReLU(), nn.Linear(2, 1)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[3.0, 0.0], [0.0, 4.0]]))  # norm 5
+        model[2].weight.copy_(torch.tensor([[0.0, 12.0]]))  # norm 12
+        model[2].bias.fill_(2.0)
+    swr = SWR(model, lam=0.5)
+    assert swr.metrics() == {"swr_weight_norm": pytest.approx(13.0)}  # no scale before a rescale
+    with torch.no_grad():
+        model[0].weight.mul_(2.0)  # c0 = 0.5 * 5 / 10 + 0.5 = 0.75
+    swr.rescale()  # layer 2 unchanged: c2 = 1
+    torch.testing.assert_close(model[2].bias, torch.tensor([2.0 * 0.75], dtype=torch.double))
+    assert swr.metrics()["swr_scale"] == pytest.approx(0.75)
+    assert swr.updates == 0  # rescale() is not an update
+
+
+def test_a_zero_weight_is_left_alone_and_its_product_is_one():
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    swr = SWR(model, lam=0.5)
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].bias.fill_(3.0)
+        model[2].weight.copy_(2.0 * model[2].weight)
+    b2 = model[2].bias.detach().clone()
+    swr.rescale()
+    assert model[0].weight.eq(0).all() and model[0].bias.eq(3.0).all()  # c = 1, not inf/nan
+    torch.testing.assert_close(model[2].bias, 0.75 * b2)  # c2 = 0.5 * n / 2n + 0.5
+
+
+def test_initial_norms_follow_the_module_to_another_dtype():
+    model = nn.Sequential(nn.Linear(3, 3))
+    n0 = _fro(model[0].weight)
+    swr = SWR(model, lam=1.0)
+    model.double()
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+    swr.rescale()
+    assert model[0].weight.dtype == torch.float64
+    assert swr.layers[0].scaled_init.dtype == torch.float64
+    assert _fro(model[0].weight) == pytest.approx(n0, rel=1e-6)
+
+
+def test_a_norm_called_twice_is_rescaled_once_and_its_second_call_feeds_its_product_on():
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.ln, self.fc2 = nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 4)
+            self.fc3 = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc3(self.ln(self.fc2(torch.relu(self.ln(self.fc1(x))))))
+
+    model = Twice().double()
+    swr = SWR(model, lam=0.5)
+    assert [layer.name for layer in swr.layers] == ["fc1", "ln", "fc2", "fc3"]
+    assert [layer.src for layer in swr.layers] == [None, 0, 1, 1]  # fc3 reads the second call of ln
+    with torch.no_grad():
+        model.ln.weight.mul_(2.0)  # c = 0.5 * sqrt4 / (2 sqrt4) + 0.5 = 0.75, once
+        model.fc3.weight.mul_(2.0)  # c3 = 0.75 as well
+    b3 = model.fc3.bias.detach().clone()
+    swr.rescale()
+    torch.testing.assert_close(model.ln.weight, torch.full((4,), 1.5, dtype=torch.double))
+    torch.testing.assert_close(model.fc3.bias, 0.75 * 0.75 * b3)
+
+
+def test_norms_without_affine_parameters_pass_the_product_on_and_checkpoint_as_none():
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4, elementwise_affine=False), nn.ReLU(),
+                          nn.Linear(4, 2)).double()
+    swr = SWR(model, lam=0.5)
+    assert [layer.restart for layer in swr.layers] == [False, True, False]
+    state = swr.state_dict()
+    assert state["init_norms"][1] is None and state["init_norms"][0] == pytest.approx(_fro(model[0].weight))
+    fresh = SWR(model, lam=0.5)
+    fresh.load_state_dict({"init_norms": [None, None, 2.0]})  # None keeps the recorded norm
+    assert float(fresh.layers[0].init_norm) == pytest.approx(_fro(model[0].weight))
+    assert fresh.layers[1].init_norm is None and float(fresh.layers[2].init_norm) == 2.0
+    assert fresh.layers[2].init_norm.dtype == torch.float64
+
+
+def test_untraceable_network_refusal_names_swr_and_the_chain_option():
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(-x if x.sum() > 0 else x)
+
+    with pytest.raises(ValueError) as err:
+        SWR(DataDependent())
+    msg = str(err.value)
+    assert msg.startswith("swr: cannot read the structure of DataDependent from its forward pass with torch.fx (")
+    assert msg.endswith("; pass the structure explicitly (chain=True rescales in registration order as one chain)")
+    with pytest.raises(ValueError) as err:
+        SWR(nn.Sequential(nn.LayerNorm(3)), chain=True)
+    assert str(err.value) == "swr: module Sequential has no Linear/Conv layer"
+
+
+def test_state_dict_of_another_module_is_refused_and_an_old_state_keeps_the_norms():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    swr = SWR(model, lam=1.0)
+    n0 = [float(layer.init_norm) for layer in swr.layers]
+    assert swr.state_dict() == {"updates": 0, "init_norms": n0}
+    other = SWR(nn.Sequential(nn.Linear(3, 2)), lam=1.0)
+    with pytest.raises(ValueError) as err:
+        other.load_state_dict(swr.state_dict())
+    assert str(err.value) == "swr: checkpoint has 2 layers, this module has 1"
+    swr.load_state_dict({"updates": 4})  # a state without init_norms keeps the recorded ones
+    assert swr.updates == 4 and [float(layer.init_norm) for layer in swr.layers] == n0
+
+
+def test_bad_heads_are_refused_in_one_line():
+    model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 1))
+    cases = [
+        ({"head": nn.Linear(3, 1)}, "swr: head Linear is not a submodule of the module"),
+        ({"head": 3}, "swr: head must be a submodule, a dotted name or None, got 3"),
+        ({"head": "1"}, "swr: head '1' contains no Linear/Conv/normalisation layer"),
+        ({"head": model[1]}, "swr: head ReLU() contains no Linear/Conv/normalisation layer"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError) as err:
+            SWR(model, **kwargs)
+        assert str(err.value) == message, kwargs
+    with pytest.raises(ValueError) as err:
+        SWR(nn.Sequential(nn.ReLU(), nn.LayerNorm(3)))
+    assert str(err.value) == "swr: module Sequential has no Linear/Conv layer"
+    for bad in (True, 1.5):
+        with pytest.raises(ValueError, match="swr: every must be an integer >= 1"):
+            SWR(model, every=bad)
+    for bad in (True, "0.1"):
+        with pytest.raises(ValueError, match="swr: lam must be in"):
+            SWR(model, lam=bad)
+    assert SWR(model, lam=1).lam == 1.0 and type(SWR(model, lam=1).lam) is float
+
+
+def test_a_frozen_layer_passes_its_input_product_on_and_later_layers_are_still_rescaled():
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1)).double()
+    swr = SWR(model, lam=0.5)
+    with torch.no_grad():
+        for i in (0, 2, 4):
+            model[i].weight.mul_(2.0)  # c = 0.5 * n / 2n + 0.5 = 0.75 for every trainable layer
+    model[2].requires_grad_(False)
+    b2, b4, w4 = model[2].bias.detach().clone(), model[4].bias.detach().clone(), model[4].weight.detach().clone()
+    swr.rescale()
+    torch.testing.assert_close(model[2].bias, b2)  # frozen: untouched
+    torch.testing.assert_close(model[4].weight, 0.75 * w4)
+    torch.testing.assert_close(model[4].bias, 0.75 * 0.75 * b4)  # c0 (through the frozen layer) * c4
+    assert [None if p is None else float(p) for p in swr.products] == [0.75, 0.75, pytest.approx(0.5625)]
+
+
+def test_weight_norm_metric_counts_linear_and_conv_weights_only():
+    model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Linear(2, 1)).double()
+    swr = SWR(model, lam=0.5)
+    with torch.no_grad():
+        model[1].weight.fill_(10.0)
+    want = (_fro(model[0].weight) ** 2 + _fro(model[2].weight) ** 2) ** 0.5
+    assert swr.metrics()["swr_weight_norm"] == pytest.approx(want)

@@ -78,3 +78,20 @@ def test_one_name_across_cli_tags_and_file_with_old_spellings_as_aliases():
     text = registry.help_text()
     assert "weight_clipping" in text and "(alias: clip, wclip)" in text and "(alias: snp)" in text
     assert "hidden task boundaries: acts only with every=N" in text
+
+
+def test_default_kappa_small_kappa_and_no_layer():
+    model = nn.Sequential(nn.Linear(4, 1))
+    assert WeightClipping(model).kappa == 3.0 and WeightClipping(model).clip_bias is True
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.5, -0.5, 0.1, 0.2]]))
+        model[0].bias.fill_(-0.3)
+    clip = WeightClipping(model, kappa=0.5)  # bound 0.5 / sqrt(4) = 0.25
+    assert clip.groups[0][0] == pytest.approx(0.25)
+    clip.after_step()
+    torch.testing.assert_close(model[0].weight, torch.tensor([[0.25, -0.25, 0.1, 0.2]]))
+    torch.testing.assert_close(model[0].bias, torch.tensor([-0.25]))
+    assert clip.metrics() == {"weight_clipping_frac_at_bound": pytest.approx(3 / 5)}
+    with pytest.raises(ValueError) as err:
+        WeightClipping(nn.Sequential(nn.ReLU()))
+    assert str(err.value) == "weight_clipping: module Sequential has no Linear/Conv layer"
