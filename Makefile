@@ -15,8 +15,11 @@ venv: $(STAMP)
 train: $(STAMP)
 	$(PY) train.py --preset quickstart $(ARGS)
 
+# The fast suite on WORKERS processes (pytest-xdist; one per core here), a test file per
+# worker at a time so a file's module fixtures (a local Ray instance) stay with its tests.
+WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadfile $(ARGS)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow $(ARGS)
