@@ -91,8 +91,11 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         results.random = evaluator.random_baselines()
         results.seconds["random"] += clock() - t
 
-    def write_results() -> None:
+    def stamp_seconds() -> None:
         results.seconds["run"] = run_before + clock() - started
+
+    def write_results() -> None:
+        stamp_seconds()
         results.write(run_dir)
 
     last_check = step
@@ -102,7 +105,7 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
         check_finite(agent, log, last_check, step)
         last_check = step
         results.step = step
-        results.seconds["run"] = run_before + clock() - started
+        stamp_seconds()
         log.writer.flush()  # every event up to `step` is on disk before the checkpoint says so
         save({
             "config": dataclasses.asdict(cfg), "step": step, "grad_credit": grad_credit,
