@@ -46,6 +46,13 @@ TESTS: dict[str, list[str]] = {
     **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
                           "tests/test_sum_tree.py", "tests/test_replay_parts.py"]
        for m in ("storage", "buffer", "uniform", "sampler", "sum_tree", "n_step", "host_add")},
+    "agents/networks.py": ["tests/test_networks.py", "tests/test_wiring_build.py"],
+    "agents/compile/optimizer_step.py": ["tests/test_optimizer_step.py", "tests/test_compile_fallback.py"],
+    "agents/compile/internals.py": ["tests/test_compile_fallback.py", "tests/test_optimizer_step.py"],
+    "agents/compile/gradients.py": ["tests/test_compile_fallback.py", "tests/test_compiled_grad.py"],
+    "agents/compile/forms.py": ["tests/test_compiled_grad.py", "tests/test_networks.py"],
+    "agents/compile/inductor_passes.py": ["tests/test_compiled_grad.py"],
+    "agents/compile/compiled_grad.py": ["tests/test_compiled_grad.py", "tests/test_compile_fallback.py"],
     # plasticity/: each module against its own test file (and the traced-structure tests for
     # the interventions that read the forward pass)
     "plasticity/swr.py": ["tests/test_swr.py", "tests/test_structure.py"],
