@@ -77,3 +77,39 @@ def test_small_max_grad_norm_clips_each_network(max_norm):
         assert clipped.norm().item() == pytest.approx(max_norm, rel=1e-4), name
         if name == "critic":  # the critic's step comes first: same inputs, so the same direction
             assert torch.allclose(clipped, raw * (max_norm / raw.norm()), atol=1e-6)
+
+
+def test_critic_step_by_hand_takes_the_twin_minimum_per_sample():
+    """The soft target y = r + γ_n (min(Q1', Q2')(s', ã') − α log π(ã'|s')) with the minimum taken
+    sample by sample, on real (not constant) networks; every returned metric by name and value."""
+    alpha = 0.3
+    agent = SAC(SACConfig(hidden=(8,), batch_size=B, alpha_init=alpha, policy_frequency=2), (OBS,), ACT, seed=6)
+    batch = tiny_batch(seed=2)
+    batch.weights = torch.tensor([1.0, 0.5, 2.0, 0.25])
+    actor0, critic0, target0 = (copy.deepcopy(m) for m in (agent.actor, agent.critic, agent.critic_target))
+    eps_next, _ = noise_draws(agent, B)
+    with torch.no_grad():
+        mean, log_std = actor0(batch.next_obs)
+        u = mean + log_std.exp() * eps_next
+        log_prob = (Normal(mean, log_std.exp()).log_prob(u) - torch.log(1 - torch.tanh(u) ** 2)).sum(-1)
+        q1n, q2n = target0(batch.next_obs, torch.tanh(u))
+        # the networks disagree on which twin is lower, so a batch-wide minimum would differ
+        assert (q1n < q2n).any() and (q2n < q1n).any()
+        y = batch.rewards + batch.discounts * (torch.where(q1n < q2n, q1n, q2n) - alpha * log_prob)
+    q1, q2 = critic0(batch.obs, batch.actions)
+    qf1 = (batch.weights * (q1 - y) ** 2).mean()
+    qf2 = (batch.weights * (q2 - y) ** 2).mean()
+    expected = torch.autograd.grad(qf1 + qf2, list(critic0.parameters()))
+    m = agent.update(batch)
+    for p, e in zip(agent.critic.parameters(), expected):
+        assert torch.allclose(p.grad, e, rtol=1e-5, atol=1e-7)
+    assert set(m) == {"qf1_loss", "qf2_loss", "q_values", "alpha", "td_abs", "actor_loss", "alpha_loss", "entropy"}
+    assert m["qf1_loss"].item() == pytest.approx(qf1.item(), rel=1e-5)
+    assert m["qf2_loss"].item() == pytest.approx(qf2.item(), rel=1e-5)
+    assert m["q_values"].item() == pytest.approx(q1.mean().item(), rel=1e-5)
+    assert torch.allclose(m["td_abs"], 0.5 * ((q1 - y).abs() + (q2 - y).abs()).detach(), rtol=1e-5)
+    assert m["actor_loss"].item() != 0.0  # the actor stepped on critic step 0
+    # `updates` counts critic steps (it is checkpointed and seeds the monitoring noise)
+    assert agent.updates == 1
+    agent.update(batch)  # critic step 1: the actor is skipped, its last metrics are returned again
+    assert agent.updates == 2 and agent.state_dict()["updates"] == 2
