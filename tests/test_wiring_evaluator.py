@@ -96,3 +96,20 @@ def test_random_policies_and_baselines():
     assert torch.equal(twin.random_policy(0)(torch.zeros(1000, 5)), a)
     baselines = ev.random_baselines()
     assert len(baselines) == 2 and baselines[1] == pytest.approx((2 + 5) / 2)  # action 0 only: 1 a step
+
+
+def test_evaluation_draws_only_from_its_own_generator():
+    """ε-exploration and the random baselines draw from the evaluator's generator, so evaluating
+    leaves the global stream training draws from where it was; defaults: ε = 0, seed 0."""
+    ev = evaluator({}, epsilon=0.5)
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
+    ev.evaluate(Greedy(), 0)
+    ev.random_baselines()
+    ev.random_policy(0)(torch.zeros(50, 3))
+    assert torch.equal(torch.get_rng_state(), before)
+    default = Evaluator(lambda t, n: FakeVectorEnv([2] * n), 1, None, 1, "cpu", episodes=1, random_episodes=0,
+                        max_steps=3)
+    assert default.epsilon == 0.0
+    default.run_episodes(0, 2, lambda obs: torch.zeros(2, 1))
+    assert default._env(0, 2).seeds == [[_EVAL_SEED_OFFSET, _EVAL_SEED_OFFSET + 1]]
