@@ -60,8 +60,9 @@ def add_on_host(storage: FrameStorage, obs, actions, rewards, next_obs, terminat
         flags[row] = TERMINATED * terminated[e] + TRUNCATED * truncated[e]
         tasks[row] = task
         new_pos = current + 2
-        # the overwritten slots pos .. new_pos-1 break the starts that read them
-        for k in range(min(new_pos - pos + stack - 1, 2 * stack)):
+        # the overwritten slots pos .. new_pos-1 break the starts that read them (at most 2F rows:
+        # F + 1 slots written by a new episode, F - 1 later starts reading them)
+        for k in range(new_pos - pos + stack - 1):
             r = (pos + k) % slots * n_envs + e
             start_valid[r] = False
             touched.append(r)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from replay import FrameStorage, PrioritizedSampler, UniformSampler, make_replay
+from replay.n_step import TERMINATED, TRUNCATED
 
 ARGS = dict(kind="prioritized", capacity=100, num_envs=1, obs_shape=(2,), obs_dtype=torch.float32, frame_stack=1)
 
@@ -266,3 +267,51 @@ def test_n_step_window_keeps_the_rewards_precision():
     assert reward.dtype == discount.dtype == torch.float64 and steps.tolist() == [2, 3]
     assert reward.tolist() == [1.0 + 0.99, 0.3 + 0.99 * 0.7 + 0.99 ** 2 * 1.1]  # float64 exactly
     assert discount.tolist() == pytest.approx([0.99 ** 2, 0.99 ** 3], rel=1e-15)
+
+
+def test_a_step_both_terminated_and_truncated_keeps_both_flags(both_paths):
+    st = FrameStorage(40, 2, (2,), torch.float32, 1, n_step=1)
+    yes = torch.ones(2, dtype=torch.bool)
+    st.add(torch.zeros(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2), torch.zeros(2, 2),
+           torch.tensor([True, False]), torch.tensor([True, True]), yes, 0)
+    assert st.flags[:2].tolist() == [TERMINATED | TRUNCATED, TRUNCATED]
+
+
+def test_host_path_takes_numpy_and_python_inputs_like_tensors():
+    """A step given as NumPy arrays and Python lists (what a Gymnasium vector env returns) is
+    stored as the same step given as tensors."""
+    def filled(convert):
+        st = FrameStorage(40, 2, (2,), torch.float32, 1, n_step=2, reward_clip=1.0)
+        st.host_path = True
+        for t in range(3):
+            obs = torch.full((2, 2), float(t))
+            st.add(*(convert(x) for x in (obs, torch.tensor([1, 0]), torch.tensor([0.5, -3.0], dtype=torch.float64),
+                                          obs + 1, torch.tensor([False, t == 1]), torch.tensor([False, False]),
+                                          torch.tensor([True, True]))), 0)
+        return st
+    ref = filled(lambda x: x)
+    for convert in (lambda x: x.numpy(), lambda x: x.tolist()):
+        st = filled(convert)
+        assert torch.equal(st.next_slot, ref.next_slot)
+        # the rows written, slot * 2 + env (the rest is uninitialised memory)
+        rows = [slot * 2 + e for e in range(2) for slot in range(int(ref.next_slot[e]))]
+        for name in ("frames", "actions", "rewards", "flags", "start_valid"):
+            assert torch.equal(getattr(st, name)[rows], getattr(ref, name)[rows]), name
+    assert ref.rewards[:2].tolist() == [0.5, -1.0]  # float64 rewards clipped and stored as float32
+
+
+def test_host_path_reuses_its_views_until_the_tensors_are_replaced():
+    st = FrameStorage(40, 1, (2,), torch.float32, 1, n_step=1)
+    st.host_path = True
+    no, yes = torch.zeros(1, dtype=torch.bool), torch.ones(1, dtype=torch.bool)
+
+    def add():
+        st.add(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), torch.zeros(1), torch.zeros(1, 2), no, no, yes, 0)
+    add()
+    views = st.host_views
+    add()
+    assert st.host_views is views
+    st.frames = st.frames.clone()  # what growing the storage does: new tensors
+    add()
+    assert st.host_views is not views and st.host_views[0][0] is st.frames
+    assert st.frames[:4, 0].tolist() == [0.0, 0.0, 0.0, 0.0] and st.next_slot.tolist() == [4]
