@@ -262,3 +262,15 @@ def test_make_encoder_refuses_bad_values_naming_them(args, message):
     with pytest.raises(ValueError) as err:
         make_encoder(*args)
     assert str(err.value) == message
+
+
+def test_impala_cnn_options_reach_every_residual_block():
+    from plasticity.adalin import AdaLin
+
+    enc = ImpalaCNN((3, 16, 16), activation="adalin", norm="layer")
+    blocks = _layers(enc, ResidualBlock)
+    assert all(isinstance(b.norm0, nn.GroupNorm) and isinstance(b.norm1, nn.GroupNorm) for b in blocks)
+    assert len(_layers(enc, nn.GroupNorm)) == 12 and len(_layers(enc, nn.LayerNorm)) == 1
+    # 2 per residual block, the one before the flatten and the one after the linear layer
+    assert len(_layers(enc, AdaLin)) == 6 * 2 + 2
+    assert enc(torch.zeros(2, 3, 16, 16, dtype=torch.uint8)).shape == (2, 256)
