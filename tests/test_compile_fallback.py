@@ -154,3 +154,30 @@ def test_compiled_dqn_matches_eager():
     for p, q in zip(params_of(eager), params_of(compiled)):
         assert torch.allclose(p, q, atol=1e-5)
     assert max((p - q).abs().max() for p, q in zip(params_of(dqn(False)), params_of(eager))) > 1e-3  # it learned
+
+
+@pytest.mark.parametrize(("feature", "patch", "lacking"), [
+    ("compiled_grad", ("nn", "Module", "_forward_hooks"), "nn.Module._forward_hooks"),
+    ("compiled_grad", ("nn", "Module", "_forward_pre_hooks"), "nn.Module._forward_pre_hooks"),
+    ("fused_adam", ("optim", "Adam", "_optimizer_step_pre_hooks"), "Optimizer._optimizer_step_pre_hooks"),
+    ("fused_adam", ("optim", "Adam", "_optimizer_step_post_hooks"), "Optimizer._optimizer_step_post_hooks"),
+])
+def test_a_missing_instance_attribute_is_named(feature, patch, lacking, monkeypatch):
+    """The hook dicts live on instances: a PyTorch whose modules or optimizers lack one is named."""
+    package, cls_name, attr = patch
+    base = getattr(getattr(torch, package), cls_name)
+
+    class Without(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            object.__delattr__(self, attr)
+
+        def __getattr__(self, name):
+            if name == attr:
+                raise AttributeError(name)
+            return super().__getattr__(name) if hasattr(base, "__getattr__") else object.__getattribute__(self, name)
+
+    monkeypatch.setattr(getattr(torch, package), cls_name, Without)
+    assert internals.missing(feature) == lacking
+    other = "fused_adam" if feature == "compiled_grad" else "compiled_grad"
+    assert internals.missing(other) is None  # each feature checks its own instances only

@@ -63,7 +63,7 @@ def _instance_attrs(feature: str) -> list[tuple[object, str, str]]:
         return [(m, "_forward_hooks", "nn.Module._forward_hooks"),
                 (m, "_forward_pre_hooks", "nn.Module._forward_pre_hooks")]
     if feature == "fused_adam":
-        opt = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=1e-3)
+        opt = torch.optim.Adam([torch.zeros(1)])
         return [(opt, "_optimizer_step_pre_hooks", "Optimizer._optimizer_step_pre_hooks"),
                 (opt, "_optimizer_step_post_hooks", "Optimizer._optimizer_step_post_hooks")]
     return []
