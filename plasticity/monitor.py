@@ -334,7 +334,8 @@ class Monitor:
             self.stats, self.scores = {}, {}
             return
         device = tensors[0].device
-        dtype = torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
+        # float64 when any result is (a float64 model): the float32 ones convert exactly
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
         flat = torch.cat([t.detach().reshape(-1).to(device=device, dtype=dtype) for t in tensors])
         flat = flat.cpu()
         values = flat[: len(scalars)].tolist()

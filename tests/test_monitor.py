@@ -651,6 +651,20 @@ def test_no_activation_no_layer_statistics_and_no_features():
     assert stats[f"{P}/weight_norm"] == pytest.approx(math.sqrt(1.5 + 13.0))
 
 
+def test_float64_model_is_measured_in_float64():
+    net = _mlp().double()
+    with torch.no_grad():
+        net[4].weight.fill_(0.1)   # not a float32 number
+    x = _inputs().double()
+    mon = pl.Monitor(net)
+    stats = mon.measure(x)
+    everything = torch.cat([p.detach().flatten() for p in net.parameters()])
+    assert stats[f"{P}/weight_norm"] == pytest.approx(everything.norm().item(), rel=1e-13, abs=0)
+    w4 = torch.cat([net[4].weight.flatten(), net[4].bias]).detach()
+    assert stats[f"{P}/weight_norm/4"] == pytest.approx(w4.norm().item(), rel=1e-13, abs=0)
+    assert all(s.dtype == torch.float64 for s in mon.scores.values())
+
+
 def test_adalin_alpha_mean_and_abs_mean_and_other_alpha_modules():
     class Scale(nn.Module):   # has a tensor alpha but is no activation: no AdaLin statistics
         def __init__(self):
