@@ -120,10 +120,7 @@ class Monitor:
         if layers is not None:
             self.layers = self._resolve(layers)
         else:
-            self.structure = Structure(self.model, "monitor",
-                                       "layers=['act1', ...] names the activation modules to measure")
-            self._nodes = self.structure.activation_nodes()
-            self.layers = self._node_names(self._nodes)
+            self._read_structure()
         self.adalins = [(n, m) for n, m in self.model.named_modules()
                         if getattr(m, "is_activation", False) is True and isinstance(getattr(m, "alpha", None), Tensor)]
         self.feature_layer = feature_layer
@@ -156,6 +153,13 @@ class Monitor:
                                  f"valid names: {[n for n in named if n]}")
         return out
 
+    def _read_structure(self) -> None:
+        """Trace the model and name its activation calls (refused when it does not trace)."""
+        self.structure = Structure(self.model, "monitor",
+                                   "layers=['act1', ...] names the activation modules to measure")
+        self._nodes = self.structure.activation_nodes()
+        self.layers = self._node_names(self._nodes)
+
     def _node_names(self, nodes: list[Any]) -> list[tuple[str, nn.Module | None]]:
         st = self.structure
         calls: dict[str, int] = {}
@@ -163,7 +167,7 @@ class Monitor:
         for node in nodes:
             module = st.module_of(node)
             if module is not None:
-                base = node.target or "root"
+                base = node.target  # a submodule's qualified name, never empty
             else:
                 producer = st.producer_layer(node)
                 fn = getattr(node.target, "__name__", str(node.target))
@@ -233,10 +237,7 @@ class Monitor:
 
     def _measure_traced(self, batch: Any) -> dict[str, float]:
         if self.structure.stale():  # a submodule was replaced (plasticity injection): re-read
-            self.structure = Structure(self.model, "monitor",
-                                       "layers=['act1', ...] names the activation modules to measure")
-            self._nodes = self.structure.activation_nodes()
-            self.layers = self._node_names(self._nodes)
+            self._read_structure()
         st = self.structure
         nodes = list(self._nodes)
         if self._feature_module is not None:
@@ -329,12 +330,10 @@ class Monitor:
 
     def _to_host(self, scalars: dict[str, Tensor], scores: dict[str, Tensor]) -> None:
         """Move every result to the host in one transfer (one device sync)."""
-        tensors = [*scalars.values(), *scores.values()]
-        if not tensors:
-            self.stats, self.scores = {}, {}
-            return
+        tensors = [*scalars.values(), *scores.values()]  # never empty: the weight norm is always there
         device = tensors[0].device
-        dtype = torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
+        # float64 when any result is (a float64 model): the float32 ones convert exactly
+        dtype = torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
         flat = torch.cat([t.detach().reshape(-1).to(device=device, dtype=dtype) for t in tensors])
         flat = flat.cpu()
         values = flat[: len(scalars)].tolist()

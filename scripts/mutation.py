@@ -70,7 +70,7 @@ TESTS: dict[str, list[str]] = {
     "plasticity/layers.py": ["tests/test_layers.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
     "plasticity/structure.py": ["tests/test_structure.py", "tests/test_structure_reading.py"],
     "plasticity/metrics.py": ["tests/test_metrics.py"],
-    "plasticity/monitor.py": ["tests/test_monitor.py"],
+    "plasticity/monitor.py": ["tests/test_monitor.py", "tests/test_monitor_options.py"],
     "plasticity/registry.py": ["tests/test_registry.py", "tests/test_weight_clipping.py", "tests/test_l2.py"],
     "plasticity/base.py": ["tests/test_base.py", "tests/test_l2.py", "tests/test_weight_clipping.py", "tests/test_swr.py"],
 }

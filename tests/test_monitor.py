@@ -266,6 +266,18 @@ def test_tanh_layer_reports_saturation():
     assert stats[f"{P}/dormant_ratio/1"] == 0.0
 
 
+def test_tanh_layer_named_for_hooks_reports_the_traced_saturation():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        net[0].bias.copy_(torch.tensor([10.0, -10.0, 0.0, 0.0]))
+    x = torch.randn(8, 2)
+    traced = pl.Monitor(net).measure(x)
+    hooked = pl.Monitor(net, layers=["1", "3"]).measure(x)
+    assert hooked[f"{P}/saturated_ratio/1"] == traced[f"{P}/saturated_ratio/1"] == 0.5
+    assert hooked == pytest.approx(traced, rel=1e-6)
+
+
 def test_layernorm_network_measures_activation_outputs():
     net = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 1))
     with torch.no_grad():   # unit 3 of the norm outputs -1 on every input: dead after ReLU
@@ -395,3 +407,4 @@ def test_monitor_reads_the_structure_again_after_an_injection():
     assert {k for k in stats if k.startswith("plasticity/dead_ratio/")} == {
         "plasticity/dead_ratio/1", "plasticity/dead_ratio/2.frozen.1", "plasticity/dead_ratio/2.fresh.1",
         "plasticity/dead_ratio/2.fresh_init.1"}
+
