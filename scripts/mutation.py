@@ -50,11 +50,13 @@ TESTS: dict[str, list[str]] = {
     "agents/networks.py": ["tests/test_networks.py", "tests/test_wiring_build.py"],
     "agents/compile/optimizer_step.py": ["tests/test_optimizer_step.py", "tests/test_compile_fallback.py"],
     "agents/compile/internals.py": ["tests/test_compile_fallback.py", "tests/test_optimizer_step.py"],
-    "agents/compile/gradients.py": ["tests/test_loss_gradients.py", "tests/test_compile_fallback.py", "tests/test_compiled_grad.py", "tests/test_wiring_dqn.py",
+    "agents/compile/gradients.py": ["tests/test_loss_gradients.py", "tests/test_compile_fallback.py",
+                                    "tests/test_compiled_grad.py", "tests/test_wiring_dqn.py",
                                     "tests/test_wiring_sac.py", "tests/test_sac.py"],
     "agents/compile/forms.py": ["tests/test_compiled_grad.py", "tests/test_networks.py"],
     "agents/compile/inductor_passes.py": ["tests/test_inductor_passes.py", "tests/test_compiled_grad.py"],
-    "agents/compile/compiled_grad.py": ["tests/test_compiled_grad.py", "tests/test_compile_fallback.py"],
+    "agents/compile/compiled_grad.py": ["tests/test_compiled_grad_walk.py", "tests/test_compiled_grad.py",
+                                        "tests/test_compile_fallback.py"],
     # plasticity/: each module against its own test file (and the traced-structure tests for
     # the interventions that read the forward pass)
     "plasticity/swr.py": ["tests/test_swr.py", "tests/test_structure.py"],

@@ -111,7 +111,6 @@ class CompiledGrad:
 
     def __init__(self, module: nn.Module, fn: Callable[..., tuple[torch.Tensor, Any]], compile: bool = True,
                  watch: Sequence[nn.Module] = ()):
-        self.module = module
         self.watch = [module, *(m for m in watch if m is not module)]
         # compile asked for but an internal missing (one warning): `usable()` is False, the caller goes eager
         self._unavailable = compile and not available("compiled_grad")
