@@ -315,3 +315,26 @@ def test_host_path_reuses_its_views_until_the_tensors_are_replaced():
     add()
     assert st.host_views is not views and st.host_views[0][0] is st.frames
     assert st.frames[:4, 0].tolist() == [0.0, 0.0, 0.0, 0.0] and st.next_slot.tolist() == [4]
+
+
+def test_a_samplers_generator_is_made_on_the_storages_device_and_seeded(monkeypatch):
+    """On a GPU the generator must live on the GPU (a CPU generator cannot draw there): faked
+    here, since the machine has none; on the CPU, the seed fixes the draws."""
+    from replay import sampler
+
+    made = []
+
+    class FakeGenerator:
+        def __init__(self, device=None):
+            made.append(torch.device(device) if device is not None else None)
+
+        def manual_seed(self, seed):
+            made.append(seed)
+            return self
+
+    real = torch.Generator
+    assert torch.equal(torch.rand(3, generator=sampler.seeded_generator(torch.device("cpu"), 7)),
+                       torch.rand(3, generator=real().manual_seed(7)))
+    monkeypatch.setattr(torch, "Generator", FakeGenerator)
+    sampler.seeded_generator(torch.device("cuda", 1), 5)
+    assert made == [torch.device("cuda", 1), 5]
