@@ -154,3 +154,33 @@ def test_epsilon_restart_origin_survives_a_checkpoint():
     del state["explore_origin"]  # a checkpoint from before the restart was saved: origin 0
     twin.load_state_dict(state)
     assert twin.epsilon(75) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_build_decays_epsilon_over_the_run_or_over_each_visit(restart):
+    """`--dqn.epsilon-restart` decays ε over each visit (steps_per_visit), else over the whole run
+    (total_steps); continuous actions are refused naming the task."""
+    from agents.dqn import build
+
+    schedule = SimpleNamespace(discrete=True, steps_per_visit=100, total_steps=1000, obs_shape=(2,), num_actions=2,
+                               action_masks=torch.ones(1, 2, dtype=torch.bool))
+    cfg = DQNConfig(hidden=(4,), exploration_fraction=0.5, epsilon_start=1.0, epsilon_end=0.0, epsilon_restart=restart)
+    agent = build(cfg, schedule, torch.device("cpu"), seed=3)
+    assert agent.exploration_horizon == (100 if restart else 1000)
+    assert agent.epsilon(25) == pytest.approx(0.5 if restart else 0.95)
+    twin = build(cfg, schedule, torch.device("cpu"), seed=3)
+    assert torch.equal(agent.generator.get_state(), twin.generator.get_state())
+    other = build(cfg, schedule, torch.device("cpu"), seed=4)
+    assert not torch.equal(agent.generator.get_state(), other.generator.get_state())
+    continuous = SimpleNamespace(discrete=False, tasks=[SimpleNamespace(id="Pendulum-v1")])
+    with pytest.raises(ValueError) as err:
+        build(cfg, continuous, torch.device("cpu"), seed=0)
+    assert str(err.value) == "--agent dqn needs discrete actions; Pendulum-v1 is continuous: use --agent sac"
+
+
+def test_dqn_defaults_seed_0_and_a_one_step_horizon():
+    cfg = DQNConfig(hidden=(4,), epsilon_start=1.0, epsilon_end=0.1)
+    agent = DQN(cfg, obs_shape=(2,), num_actions=2, action_masks=torch.ones(1, 2, dtype=torch.bool))
+    assert agent.exploration_horizon == 1 and agent.epsilon(1) == pytest.approx(0.1)
+    seeded = DQN(cfg, obs_shape=(2,), num_actions=2, action_masks=torch.ones(1, 2, dtype=torch.bool), seed=0)
+    assert torch.equal(agent.generator.get_state(), seeded.generator.get_state())
