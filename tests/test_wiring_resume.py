@@ -56,6 +56,19 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
             for tag in acc.Tags()["scalars"] if tag != "charts/SPS"}
 
 
+def purge_marks(run_dir: Path) -> list[int]:
+    """Steps of the session-start events in a run's event files: a writer created with
+    `purge_step=N` writes one at N, telling readers to drop the older events from N on."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    marks = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in LegacyEventFileLoader(str(path)).Load():
+            if event.HasField("session_log") and event.session_log.status == event.session_log.START:
+                marks.append(event.step)
+    return marks
+
+
 def runs(base: Path) -> tuple[Path, Path]:
     """An uninterrupted run and a run killed at its first checkpoint and resumed."""
     full, killed = base / "full", base / "killed"
@@ -91,6 +104,9 @@ def test_killed_and_resumed_run_ends_with_the_uninterrupted_runs_state_and_tenso
     assert all(s.keys() == {"run", "evaluation", "random"} and s["run"] > s["evaluation"] > 0 for s in seconds)
     for part in ("agent", "replay", "schedule", "evaluator", "monitoring", "results", "rng", "grad_credit"):
         assert_same(full[part], killed[part], part)
+    # the resumed writer marks a purge of every event after the checkpoint's step (a raw reader
+    # of the event files sees it; TensorBoard's own reader also drops out-of-order steps)
+    assert purge_marks(runs_[1]) == [VISIT + 1] and purge_marks(runs_[0]) == []
     full, killed = (scalars(d) for d in runs_)
     assert {"losses/td_loss", "charts/epsilon", "charts/episodic_return", "task/index"} <= set(full)
     assert any(t.startswith("eval/") for t in full) and any(t.startswith("plasticity/") for t in full)
