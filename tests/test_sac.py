@@ -120,6 +120,9 @@ def test_temperature_loss_and_gradient_by_hand():
     assert log_prob.grad is None  # log π is a constant for the temperature
     # the closed form SAC.update uses instead of a backward pass
     assert temperature_grad(log_prob, -1.0).item() == pytest.approx(log_alpha.grad.item())
+    # values where a product and a quotient differ: log π + H̄ = (−2, −1)
+    other = temperature_loss(torch.tensor(0.5), torch.tensor([0.0, 1.0]), target_entropy=-2.0)
+    assert other.item() == pytest.approx(0.5 * 1.5)
 
 
 def test_policy_clamps_log_std():

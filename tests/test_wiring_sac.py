@@ -113,3 +113,25 @@ def test_critic_step_by_hand_takes_the_twin_minimum_per_sample():
     assert agent.updates == 1
     agent.update(batch)  # critic step 1: the actor is skipped, its last metrics are returned again
     assert agent.updates == 2 and agent.state_dict()["updates"] == 2
+
+
+def test_network_options_reach_the_actor_and_both_critics():
+    from torch import nn
+
+    from agents.sac import GaussianPolicy, QNetworkSA, TwinQ
+
+    widths = lambda m: [(l.in_features, l.out_features) for l in m.modules() if isinstance(l, nn.Linear)]  # noqa: E731
+    pi = GaussianPolicy(3, 2, hidden=(5, 4), activation="tanh", norm="layer")
+    assert widths(pi) == [(3, 5), (5, 4), (4, 2), (4, 2)]
+    assert sum(isinstance(m, nn.Tanh) for m in pi.modules()) == 2
+    assert sum(isinstance(m, nn.LayerNorm) for m in pi.modules()) == 2
+    q = QNetworkSA(3, 2, hidden=(6,), activation="gelu", norm="layer")
+    assert widths(q) == [(5, 6), (6, 1)]
+    assert any(isinstance(m, nn.GELU) for m in q.modules()) and any(isinstance(m, nn.LayerNorm) for m in q.modules())
+    twin = TwinQ(3, 2, hidden=(7,), activation="leaky_relu", norm="layer")
+    for net in (twin.q1, twin.q2):
+        assert widths(net) == [(5, 7), (7, 1)]
+        assert any(isinstance(m, nn.LeakyReLU) for m in net.modules())
+        assert any(isinstance(m, nn.LayerNorm) for m in net.modules())
+    assert not torch.equal(twin.q1[0][1].weight, twin.q2[0][1].weight)  # independent initialisations
+    assert widths(GaussianPolicy(3, 2)) == [(3, 256), (256, 256), (256, 2), (256, 2)]
