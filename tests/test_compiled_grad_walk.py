@@ -142,3 +142,36 @@ def test_without_the_internals_it_is_not_usable(monkeypatch):
     net = nn.Linear(2, 1)
     assert CompiledGrad(net, mse(net), compile=True).usable() is False
     assert CompiledGrad(net, mse(net), compile=False).usable() is True
+
+
+def test_the_registration_hooks_are_installed_once_per_process_by_the_first_instance():
+    """In a fresh interpreter: nothing is counted before the first CompiledGrad; after it, each
+    registration once, however many instances there are (a subprocess, since the hooks are
+    global and this process installed them long ago)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import torch
+from torch import nn
+from agents.compile import CompiledGrad
+from agents.compile import compiled_grad as cg
+counts = []
+nn.Module().register_buffer("b", torch.zeros(1))
+counts.append(cg._registrations[0])
+CompiledGrad(nn.Linear(2, 1), lambda x: (x.sum(), None), compile=False)
+CompiledGrad(nn.Linear(2, 1), lambda x: (x.sum(), None), compile=False)
+m = nn.Module()
+base = cg._registrations[0]
+m.register_buffer("b", torch.zeros(1))
+m.p = nn.Parameter(torch.zeros(1))
+m.sub = nn.Identity()
+counts.append(cg._registrations[0] - base)
+print(counts)
+"""
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    # a buffer, a parameter and a submodule: 3 (6 if the second instance had installed the hooks again)
+    assert out.stdout.strip() == "[0, 3]"
