@@ -50,36 +50,44 @@ def test_a_matrix_bias_is_left_alone():
     assert len(addmms(gm)) == 1 and rewritten(gm) == 0
 
 
-def test_off_the_cpu_it_leaves_the_graph_alone():
-    x, w, b = (torch.randn(*s, device="meta") for s in ((8, 5), (4, 5), (4,)))
+def relu_layer(device="cpu"):
+    """relu(x @ w.T + b) traced: one addmm feeding an element-wise op (rewritable as it stands)."""
+    x, w, b = (torch.randn(*s, device=device) for s in ((8, 5), (4, 5), (4,)))
     gm = traced(lambda x, w, b: torch.relu(F.linear(x, w, b)), x, w, b)
+    (node,) = addmms(gm)
+    return gm, node
+
+
+def left_alone(gm) -> bool:
     UnfuseBiasAddmm()(gm.graph)
-    assert len(addmms(gm)) == 1 and rewritten(gm) == 0
+    return len(addmms(gm)) == 1 and rewritten(gm) == 0
+
+
+def test_the_relu_layer_is_rewritten_as_it_stands():
+    gm, _ = relu_layer()
+    assert not left_alone(gm)
+
+
+def test_off_the_cpu_it_leaves_the_graph_alone():
+    gm, _ = relu_layer(device="meta")
+    assert left_alone(gm)
 
 
 def test_nodes_without_shapes_or_with_a_constant_bias_are_left_alone():
-    x, w, b = torch.randn(8, 5), torch.randn(4, 5), torch.randn(4)
-    gm = traced(lambda x, w, b: torch.relu(F.linear(x, w, b)), x, w, b)
-    (node,) = addmms(gm)
+    gm, node = relu_layer()
     del node.meta["val"]  # no recorded output
-    UnfuseBiasAddmm()(gm.graph)
-    assert len(addmms(gm)) == 1
-    gm = traced(lambda x, w, b: torch.relu(F.linear(x, w, b)), x, w, b)
-    (node,) = addmms(gm)
+    assert left_alone(gm)
+    gm, node = relu_layer()
     node.args = (0.0, *node.args[1:])  # a bias that is not a graph node
-    UnfuseBiasAddmm()(gm.graph)
-    assert len(addmms(gm)) == 1 and rewritten(gm) == 0
+    assert left_alone(gm)
 
 
 def test_an_addmm_without_users_is_left_alone():
-    x, w, b = torch.randn(8, 5), torch.randn(4, 5), torch.randn(4)
-    gm = traced(lambda x, w, b: torch.relu(F.linear(x, w, b)), x, w, b)
-    (node,) = addmms(gm)
+    gm, node = relu_layer()
     relu = next(iter(node.users))
     relu.replace_all_uses_with(node)
     gm.graph.erase_node(relu)
     out = next(n for n in gm.graph.nodes if n.op == "output")
     out.args = ((),)  # the addmm's value is no longer used
     assert not node.users
-    UnfuseBiasAddmm()(gm.graph)
-    assert len(addmms(gm)) == 1 and rewritten(gm) == 0
+    assert left_alone(gm)
