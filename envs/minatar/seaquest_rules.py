@@ -1,27 +1,32 @@
-"""Seaquest's object rules over the slot lists: player bullets, divers, enemies.
+"""Seaquest's object rules over the slot lists: player bullets, divers, enemies, enemy bullets.
 
-Each function updates the ``[N, K, F]`` lists it is given in place (the game passes copies)
-and reproduces one loop of the reference's ``Env.act``, including which object wins when
-several share a cell:
+Each function takes ``[N, K, F]`` lists (slot order = the reference's list order, see
+:mod:`envs.minatar.slots`) and returns new ones; none changes its inputs. Each reproduces one
+loop of the reference's ``Env.act``, including which object wins when several share a cell,
+without walking the slots: the walk's outcome is written with counts over the slots.
 
-- :func:`resolve_player_bullets`: the reference walks its bullets last-fired first; each
-  moves one cell, leaves if off-screen, else removes the first shark (in spawn order) on its
-  cell, or failing that the first sub, and itself. Few bullets exist (at most 3), so this
-  walks the bullet slots; each step is one tensor expression over all envs.
-- :func:`resolve_divers`: walked the same way (at most 4 slots), since the 6-diver cap makes
-  the order of pick-ups matter.
-- :func:`move_enemies`: the reference walks the subs (then, separately, the sharks) last
-  spawned first; one that moves onto a cell holding player bullets takes the first of them
-  still there. Written without a walk: among the enemies that move onto one cell, the one
-  with ``r`` such enemies spawned after it takes the bullet with ``r`` bullets before it on
-  that cell, if there is one.
+- :func:`resolve_player_bullets`: the reference walks its bullets last-fired first; each moves
+  one cell, leaves if off-screen, else removes the first shark (in list order) on its cell, or
+  failing that the first sub, and itself. Bullets on one cell take that cell's enemies in the
+  order sharks (oldest first), then subs (oldest first): the bullet with ``r`` bullets on its
+  cell walked before it (in later slots) takes the enemy with ``r`` enemies before it in that
+  order, if the cell has one.
+- :func:`resolve_divers`: walked last-spawned first; a diver on the sub's cell, or moving onto
+  it, is picked up while the count is below 6: the candidate with ``a`` candidates in later
+  slots is picked when ``diver_count + a < 6``.
+- :func:`move_enemies`: the reference walks the subs, then the sharks, each last spawned first;
+  one that moves onto a cell holding player bullets takes the first of them still there.
+  On one cell the meeting enemies are walked subs (youngest first), then sharks (youngest
+  first); the one with ``p`` enemies walked before it takes the bullet with ``p`` live
+  bullets before it (in earlier slots) on that cell, if there is one.
+- :func:`move_enemy_bullets`: the subs' new bullets join the two bullet planes (left-, right-
+  moving), which then shift one cell; touching the sub before or after the shift ends the game.
 """
 
 from __future__ import annotations
 
 import torch
-
-from envs.minatar.slots import first
+import torch.nn.functional as F
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
@@ -32,111 +37,118 @@ DIVER_MOVE_INTERVAL = 5
 ENEMY_SHOT_INTERVAL = 10
 MAX_DIVERS = 6
 
-Player = tuple[torch.Tensor, torch.Tensor]
+
+def _after(mask: torch.Tensor) -> torch.Tensor:
+    """How many entries of ``mask`` (``[..., K]`` bool) are set in later slots than each one."""
+    count = mask.long().cumsum(-1)
+    return count[..., -1:] - count
 
 
-def _step(heading: torch.Tensor) -> torch.Tensor:
-    return 2 * heading - 1
+def _pairs(cell: torch.Tensor, alive: torch.Tensor, later: bool) -> torch.Tensor:
+    """``[N, B]``: for each slot, the live slots on its cell that come later (or earlier)."""
+    b = cell.shape[1]
+    same = (cell.unsqueeze(2) == cell.unsqueeze(1)) & alive.unsqueeze(1)
+    order = torch.ones(b, b, dtype=torch.bool, device=cell.device)
+    order = order.triu(1) if later else order.tril(-1)
+    return (same & order).sum(2)
 
 
-def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor, age: torch.Tensor,
-                           live: torch.Tensor) -> torch.Tensor:
-    """Move the player's bullets and let them hit enemies (``age``: the enemies' list
-    order, 0 = oldest); returns the hits per env."""
-    hits = torch.zeros_like(live, dtype=torch.long)
-    slot = torch.arange(enemies.shape[1], device=enemies.device)
-    for k in reversed(range(bullets.shape[1])):
-        b = bullets[:, k]
-        active = live & (b[:, ALIVE] == 1)
-        x = torch.where(active, b[:, X] + _step(b[:, DIR]), b[:, X])
-        b[:, X] = x
-        inside = active & (x >= 0) & (x < GRID)
-        on_cell = ((enemies[:, :, ALIVE] == 1) & (enemies[:, :, X] == x.unsqueeze(1))
-                   & (enemies[:, :, Y] == b[:, Y].unsqueeze(1)))
-        shark_hit, shark = first(on_cell & (enemies[:, :, IS_SUB] == 0), age)
-        sub_hit, sub = first(on_cell & (enemies[:, :, IS_SUB] == 1), age)
-        shark_hit &= inside
-        sub_hit &= inside & ~shark_hit
-        victim = torch.where(shark_hit, shark, sub)
-        killed = (slot == victim.unsqueeze(1)) & (shark_hit | sub_hit).unsqueeze(1)
-        enemies[:, :, ALIVE] *= (~killed).long()
-        b[:, ALIVE] *= (~(active & ~inside) & ~shark_hit & ~sub_hit).long()
-        hits += (shark_hit | sub_hit).long()
-    return hits
+def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move the player's bullets and let them hit enemies. Returns the new bullets, the
+    enemies still alive (``[N, K]`` bool) and the hits per env."""
+    bx, by, heading, b_alive = bullets.unbind(2)
+    active = b_alive == 1
+    x = bx + torch.where(active, 2 * heading - 1, 0)
+    inside = active & (x >= 0) & (x < GRID)
+    cell = by * GRID + x
+    alive = enemies[:, :, ALIVE] == 1
+    sub = (enemies[:, :, IS_SUB] == 1).unsqueeze(1)
+    e_cell = enemies[:, :, Y] * GRID + enemies[:, :, X]
+    on = (e_cell.unsqueeze(1) == cell.unsqueeze(2)) & alive.unsqueeze(1) & inside.unsqueeze(2)
+    sharks = (on & ~sub).long().cumsum(2)
+    subs = (on & sub).long().cumsum(2)
+    place = torch.where(sub, sharks[:, :, -1:] + subs, sharks) - 1
+    taker = on & (place == _pairs(cell, inside, later=True).unsqueeze(2))
+    hit = taker.any(2)
+    bullets = torch.stack([x, by, heading, (inside & ~hit).long()], 2)
+    return bullets, alive & ~taker.any(1), hit.sum(1)
 
 
-def resolve_divers(divers: torch.Tensor, player: Player, diver_count: torch.Tensor,
-                   live: torch.Tensor) -> torch.Tensor:
-    """Move the divers and pick up those the sub touches; returns the new diver count."""
-    px, py = player
-    for k in reversed(range(divers.shape[1])):
-        d = divers[:, k]
-        active = live & (d[:, ALIVE] == 1)
-        picked = active & (d[:, X] == px) & (d[:, Y] == py) & (diver_count < MAX_DIVERS)
-        diver_count = diver_count + picked.long()
-        rest = active & ~picked
-        moves = rest & (d[:, TIMER] == 0)
-        d[:, TIMER] = torch.where(moves, DIVER_MOVE_INTERVAL,
-                                  torch.where(rest, d[:, TIMER] - 1, d[:, TIMER]))
-        x = torch.where(moves, d[:, X] + _step(d[:, DIR]), d[:, X])
-        d[:, X] = x
-        gone = moves & ((x < 0) | (x >= GRID))
-        picked_after = (moves & ~gone & (x == px) & (d[:, Y] == py)
-                        & (diver_count < MAX_DIVERS))
-        diver_count = diver_count + picked_after.long()
-        d[:, ALIVE] *= (~(picked | gone | picked_after)).long()
-    return diver_count
+def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                   diver_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the divers and pick up those the sub at ``(px, py)`` touches; returns the new
+    divers and the new diver count."""
+    x, y, heading, alive, timer = divers.unbind(2)
+    alive = alive == 1
+    px, py = px.unsqueeze(1), py.unsqueeze(1)
+    row = y == py
+    nx = x + 2 * heading - 1
+    out = (nx < 0) | (nx >= GRID)
+    due = alive & (timer == 0)
+    candidate = (alive & row & (x == px)) | (due & ~out & row & (nx == px))
+    picked = candidate & (diver_count.unsqueeze(1) + _after(candidate) < MAX_DIVERS)
+    rest = alive & ~picked
+    moves = rest & (timer == 0)
+    timer = torch.where(moves, DIVER_MOVE_INTERVAL, timer - rest.long())
+    x = torch.where(moves, nx, x)
+    alive = rest & ~(moves & out)
+    return torch.stack([x, y, heading, alive.long(), timer], 2), diver_count + picked.sum(1)
 
 
-def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, age: torch.Tensor,
-                 bullets: torch.Tensor, player: Player, move_speed: torch.Tensor, *, shoot: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Step the enemies where ``movers`` ([N, K] bool) is set: touch test, move, leave the
-    screen, touch test, meet player bullets; with ``shoot`` (subs), count down to the next
-    shot. Returns ``(hits [N], touched [N] bool, shots [N, K] bool)``: ``shots`` marks the
-    subs that fire now, from the cell they are on (even one that just left or was hit)."""
-    px, py = player
-    x, y = enemies[:, :, X], enemies[:, :, Y]
-    at_player = (y == py.unsqueeze(1))
-    touched = (movers & at_player & (x == px.unsqueeze(1))).any(1)
-    moves = movers & (enemies[:, :, TIMER] == 0)
-    enemies[:, :, TIMER] = torch.where(moves, move_speed.unsqueeze(1),
-                                       enemies[:, :, TIMER] - movers.long())
-    x = torch.where(moves, x + _step(enemies[:, :, DIR]), x)
-    enemies[:, :, X] = x
+def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tensor,
+                 px: torch.Tensor, py: torch.Tensor, move_speed: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step the enemies where ``alive`` ([N, K] bool): touch test, move, leave the screen,
+    touch test, meet player bullets; subs count down to their next shot. Returns the new
+    enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [N, K] bool: the subs
+    that fire now, from the cell they are on (even one that just left or was hit)."""
+    x, y, heading, _, timer, shot, is_sub = enemies.unbind(2)
+    sub = is_sub == 1
+    px, py = px.unsqueeze(1), py.unsqueeze(1)
+    row = y == py
+    touched = (alive & row & (x == px)).any(1)
+    moves = alive & (timer == 0)
+    timer = torch.where(moves, move_speed.unsqueeze(1), timer - alive.long())
+    x = torch.where(moves, x + 2 * heading - 1, x)
     gone = moves & ((x < 0) | (x >= GRID))
-    onto_player = moves & ~gone & at_player & (x == px.unsqueeze(1))
-    touched |= onto_player.any(1)
-    meets = moves & ~gone & ~onto_player
-    hit, used = _match_bullets(meets, x, y, age, bullets)
-    enemies[:, :, ALIVE] *= (~(gone | hit)).long()
-    bullets[:, :, ALIVE] *= (~used).long()
-    shots = movers & (enemies[:, :, SHOT] == 0)
-    if shoot:
-        enemies[:, :, SHOT] = torch.where(shots, ENEMY_SHOT_INTERVAL,
-                                          enemies[:, :, SHOT] - movers.long())
-    return hit.sum(1), touched, shots & shoot
+    onto = moves & ~gone & row & (x == px)
+    touched = touched | onto.any(1)
+    meets = moves & ~gone & ~onto
+
+    bx, by, b_heading, b_alive = bullets.unbind(2)
+    live_b = b_alive == 1
+    b_cell = by * GRID + bx
+    there = ((y * GRID + x).unsqueeze(1) == b_cell.unsqueeze(2)) & meets.unsqueeze(1) \
+        & live_b.unsqueeze(2)
+    subs_there = there & sub.unsqueeze(1)
+    place = torch.where(sub.unsqueeze(1), _after(subs_there),
+                        subs_there.sum(2, keepdim=True) + _after(there & ~sub.unsqueeze(1)))
+    taker = there & (place == _pairs(b_cell, live_b, later=False).unsqueeze(2))
+    hit = taker.any(1)
+    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(2)).long()], 2)
+
+    shots = alive & sub & (shot == 0)
+    shot = torch.where(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).long())
+    alive = alive & ~gone & ~hit
+    enemies = torch.stack([x, y, heading, alive.long(), timer, shot, is_sub], 2)
+    return enemies, bullets, hit.sum(1), touched, shots
 
 
-def _match_bullets(meets: torch.Tensor, x: torch.Tensor, y: torch.Tensor, age: torch.Tensor,
-                   bullets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which of the enemies in ``meets`` ([N, K]) are hit, and which bullets ([N, B]) hit them,
-    when the enemies claim, last-spawned first, the first bullet left on their cell.
-
-    Bullet ``b`` with ``q`` live bullets before it on its cell goes to the enemy with ``q``
-    enemies meeting on that cell after it (if there is one)."""
-    cell = y * GRID + x
-    alive = bullets[:, :, ALIVE] == 1
-    b_cell = bullets[:, :, Y] * GRID + bullets[:, :, X]
-    hit = torch.zeros_like(meets)
-    used = torch.zeros_like(alive)
-    by_age = age.argsort(1)  # slots oldest first
-    for b in range(bullets.shape[1]):
-        queue = (alive[:, :b] & (b_cell[:, :b] == b_cell[:, b : b + 1])).sum(1, keepdim=True)
-        there = meets & (cell == b_cell[:, b : b + 1]) & alive[:, b : b + 1]
-        there = there.gather(1, by_age)  # in list order
-        from_end = there.flip(1).cumsum(1).flip(1)  # meeting enemies this old or younger
-        taker = (there & (from_end == queue + 1)).gather(1, age)  # back to slots
-        hit |= taker
-        used[:, b] = taker.any(1)
-    return hit, used
+def move_enemy_bullets(planes: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
+                       px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the subs' new bullets to ``planes`` ([N, 2, 10, 10] bool: left-, right-moving) and
+    move every bullet one cell along its heading. Returns the new planes and, per env, whether
+    a bullet touches the sub at ``(px, py)`` before or after its move."""
+    n, cells = planes.shape[0], GRID * GRID
+    x, y, heading = enemies[:, :, X], enemies[:, :, Y], enemies[:, :, DIR]
+    placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
+    flat = torch.cat([planes.reshape(n, 2 * cells), planes.new_zeros(n, 1)], 1)
+    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells), True)
+    cell = py * GRID + px
+    # on the sub's cell (either heading), or one cell ahead of it, about to move onto it
+    seen = flat.gather(1, torch.stack([cell, cell + cells, cell + 1, cell + cells - 1], 1))
+    touched = seen[:, 0] | seen[:, 1] | (seen[:, 2] & (px < GRID - 1)) | (seen[:, 3] & (px > 0))
+    both = flat[:, : 2 * cells].view(n, 2, GRID, GRID)
+    moved = torch.stack([F.pad(both[:, 0, :, 1:], (0, 1)), F.pad(both[:, 1, :, :-1], (1, 0))], 1)
+    return moved, touched

@@ -5,11 +5,13 @@ new ones at the end, walk them in order (or in reverse) and remove from anywhere
 object a bullet hits when two share a cell depends on that order, so a batched game keeps
 it: a list is an ``[N, capacity, F]`` int64 tensor (``F`` fields per object, one of them
 ``alive`` in {0, 1}). After :func:`compact`, env ``i``'s objects sit in slots
-``0 .. count_i - 1`` in list order; removing an object only clears its ``alive``, so the
-slot order stays the list order until the next compaction.
+``0 .. count_i - 1`` in list order (the other slots are all zeros); removing an object only
+clears its ``alive``, so the slot order stays the list order until the next compaction.
 
 A game sizes ``capacity`` from the bound its rules put on the number of live objects;
-:func:`append` to a full list drops the object (the bound makes that unreachable).
+:func:`append` to a full list drops the object (the bound makes that unreachable). Since the
+live objects of a compacted list fill a prefix of the slots, a step may work on the first
+:func:`used` slots only (plus one for an append).
 """
 
 from __future__ import annotations
@@ -32,36 +34,20 @@ def append(objects: torch.Tensor, alive: int, envs: torch.Tensor, values: torch.
     return torch.where(at.unsqueeze(2), values.unsqueeze(1), objects)
 
 
-def compact(objects: torch.Tensor, alive: int) -> torch.Tensor:
-    """Move each env's live objects to its first slots, keeping their order; clear the rest."""
-    dead = (objects[:, :, alive] == 0).to(torch.uint8)
-    order = torch.sort(dead, dim=1, stable=True).indices
-    moved = torch.gather(objects, 1, order.unsqueeze(2).expand_as(objects))
-    return moved * moved[:, :, alive : alive + 1]
+def compact(objects: torch.Tensor, alive: int, capacity: int | None = None) -> torch.Tensor:
+    """Move each env's live objects to its first slots, keeping their order, in a list of
+    ``capacity`` slots (the input's by default, at least as many); the other slots are zeros.
+    A live object goes to slot ``(live objects before it)``, by one scatter."""
+    n, k, f = objects.shape
+    capacity = k if capacity is None else capacity
+    live = objects[:, :, alive] == 1
+    slot = torch.where(live, live.long().cumsum(1) - 1, capacity)
+    out = objects.new_zeros(n, capacity + 1, f)
+    out.scatter_(1, slot.unsqueeze(2).expand(n, k, f), objects)
+    return out[:, :capacity]
 
 
-def ring_append(objects: torch.Tensor, head: torch.Tensor, envs: torch.Tensor,
-                values: torch.Tensor) -> torch.Tensor:
-    """Write ``values`` (``[N, F]``) into slot ``head`` of each env in ``envs`` and return the
-    next head, ``(head + 1) % capacity`` there. A ring keeps list order without compaction
-    when no object outlives ``capacity`` appends: slot ``(head + j) % capacity`` holds the
-    ``j``-th oldest (see :func:`ring_age`)."""
-    index = head.view(-1, 1, 1).expand(-1, 1, objects.shape[2])
-    current = objects.gather(1, index)
-    objects.scatter_(1, index, torch.where(envs.view(-1, 1, 1), values.unsqueeze(1), current))
-    return torch.where(envs, (head + 1) % objects.shape[1], head)
-
-
-def ring_age(head: torch.Tensor, capacity: int) -> torch.Tensor:
-    """``[N, capacity]``: each slot's place in list order (0 = oldest) for a ring at ``head``."""
-    slot = torch.arange(capacity, device=head.device)
-    return (slot - head.unsqueeze(1)) % capacity
-
-
-def first(mask: torch.Tensor, order: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(any, slot)`` per env of an ``[N, K]`` bool mask: whether a slot is set, and the set
-    slot first in list order (the lowest slot, or the lowest ``order``, e.g. a ring's age;
-    undefined when none is set)."""
-    if order is None:
-        return mask.any(1), mask.to(torch.uint8).argmax(1)
-    return mask.any(1), torch.where(mask, order, mask.shape[1]).argmin(1)
+def used(objects: torch.Tensor, alive: int) -> int:
+    """Slots in use by some env of a compacted list (its largest count); reads one number
+    back from the device."""
+    return int(objects[:, :, alive].amax(0).sum())
