@@ -177,6 +177,7 @@ def load_reference(game: Seaquest, i: int, ref) -> None:
     put(game.f_bullets, ref.f_bullets, (X, Y, DIR))
     enemies = [f + [0, 0] for f in ref.e_fish] + [s + [1] for s in ref.e_subs]
     put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
+    game.enemy_count[i] = len(enemies)
     put(game.divers, ref.divers, (X, Y, DIR, TIMER))
     game.e_bullets[i] = False
     for x, y, heading in ref.e_bullets:

@@ -61,7 +61,7 @@ class Seaquest(BatchedGame):
     state_names = (
         "sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed", "e_spawn_timer",
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",
-        "f_bullets", "enemies", "divers", "e_bullets",
+        "f_bullets", "enemies", "enemy_count", "divers", "e_bullets",
     )
 
     def _init_state(self) -> None:
@@ -72,6 +72,7 @@ class Seaquest(BatchedGame):
         self.surface = torch.zeros(n, dtype=torch.bool, device=dev)
         self.f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
         self.enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
+        self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
         self.divers = slots.empty(n, DIVER_SLOTS, 5, dev)
         self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
         self._col = torch.arange(GRID, device=dev)
@@ -80,35 +81,33 @@ class Seaquest(BatchedGame):
         return self.ramp_index
 
     def _reset(self, mask: torch.Tensor) -> None:
-        def put(name: str, value: int | bool) -> None:
-            setattr(self, name, torch.where(mask, value, getattr(self, name)))
-
+        envs = mask.nonzero().squeeze(1)
+        if envs.numel() == 0:
+            return
         for name, value in (
             ("oxygen", MAX_OXYGEN), ("diver_count", 0), ("sub_x", 5), ("sub_y", 0),
             ("sub_or", False), ("e_spawn_speed", INIT_SPAWN_SPEED),
             ("e_spawn_timer", INIT_SPAWN_SPEED), ("d_spawn_timer", DIVER_SPAWN_SPEED),
             ("move_speed", INIT_MOVE_INTERVAL), ("ramp_index", 0), ("shot_timer", 0),
             ("surface", True), ("terminal", False),
+            ("f_bullets", 0), ("enemies", 0), ("enemy_count", 0), ("divers", 0), ("e_bullets", False),
         ):
-            put(name, value)
-        keep = (~mask).view(-1, 1, 1)
-        self.f_bullets = self.f_bullets * keep
-        self.enemies = self.enemies * keep
-        self.divers = self.divers * keep
-        self.e_bullets = self.e_bullets & keep.unsqueeze(3)
+            getattr(self, name).index_fill_(0, envs, value)
 
     def _enemy_slots(self, spare: int) -> int:
         """How many enemy slots a step works on: all when compiling (static shapes), else the
         slots in use plus ``spare`` (a compacted list's live enemies fill a prefix)."""
         if torch.compiler.is_compiling():
             return ENEMY_SLOTS
-        return min(ENEMY_SLOTS, slots.used(self.enemies, ALIVE) + spare)
+        return min(ENEMY_SLOTS, int(self.enemy_count.max()) + spare)
 
     # ------------------------------------------------------------------ step
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
         before = {name: getattr(self, name) for name in self.state_names}
-        enemies = self._spawn(self.enemies[:, : self._enemy_slots(spare=1)], live)
+        every_slot = self.enemies
+        window = self._enemy_slots(spare=1)
+        enemies = self._spawn(self.enemies[:, :window], live)
         self._move_player(actions, live)
         px, py = self.sub_x, self.sub_y
         bullets, alive, reward = resolve_player_bullets(self.f_bullets, enemies)
@@ -124,14 +123,18 @@ class Seaquest(BatchedGame):
         reward = reward + self._oxygen_and_surface(terminal)
         self.f_bullets = slots.compact(bullets, ALIVE)
         self.divers = slots.compact(self.divers, ALIVE)
-        self.enemies = slots.compact(enemies, ALIVE, ENEMY_SLOTS)
+        self.enemies, self.enemy_count = slots.compact(enemies, ALIVE, count=True)
         if torch.compiler.is_compiling() or not bool(live.all()):
             # terminal envs change nothing: put their state back
+            before["enemies"] = every_slot[:, :window]
             for name, old in before.items():
                 new = getattr(self, name)
                 setattr(self, name, torch.where(live.view(-1, *[1] * (new.dim() - 1)), new, old))
             reward = torch.where(live, reward, 0)
             terminal = terminal | ~live
+        if window < ENEMY_SLOTS:  # the slots past the window hold no enemy, in any env
+            every_slot[:, :window] = self.enemies
+            self.enemies = every_slot
         self.terminal = terminal
         return reward.float(), terminal.clone()
 
@@ -150,7 +153,7 @@ class Seaquest(BatchedGame):
             torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
             self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
         ], 1)
-        enemies = slots.append(enemies, ALIVE, spawn & ~clash, enemy)
+        enemies = slots.append(enemies, self.enemy_count, spawn & ~clash, enemy)
         self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
         spawn = live & (self.d_spawn_timer == 0)

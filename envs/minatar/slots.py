@@ -10,8 +10,8 @@ clears its ``alive``, so the slot order stays the list order until the next comp
 
 A game sizes ``capacity`` from the bound its rules put on the number of live objects;
 :func:`append` to a full list drops the object (the bound makes that unreachable). Since the
-live objects of a compacted list fill a prefix of the slots, a step may work on the first
-:func:`used` slots only (plus one for an append).
+live objects of a compacted list fill a prefix of the slots, a step may work on as many
+first slots as the largest count (plus one for an append).
 """
 
 from __future__ import annotations
@@ -24,30 +24,26 @@ def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -
     return torch.zeros(num_envs, capacity, num_fields, dtype=torch.long, device=device)
 
 
-def append(objects: torch.Tensor, alive: int, envs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
+           values: torch.Tensor) -> torch.Tensor:
     """Put ``values`` (``[N, F]``, ``alive`` field set to 1) after the last live object of
-    each env in ``envs`` (``[N]`` bool); ``objects`` must be compacted."""
+    each env in ``envs`` (``[N]`` bool); ``objects`` must be compacted. ``count`` is the
+    live objects per env (``[N]``) or the index of the ``alive`` field to count them by."""
     capacity = objects.shape[1]
-    count = objects[:, :, alive].sum(1)
+    if isinstance(count, int):
+        count = objects[:, :, count].sum(1)
     slot = torch.arange(capacity, device=objects.device)
     at = (slot == count.unsqueeze(1)) & envs.unsqueeze(1)
     return torch.where(at.unsqueeze(2), values.unsqueeze(1), objects)
 
 
-def compact(objects: torch.Tensor, alive: int, capacity: int | None = None) -> torch.Tensor:
-    """Move each env's live objects to its first slots, keeping their order, in a list of
-    ``capacity`` slots (the input's by default, at least as many); the other slots are zeros.
-    A live object goes to slot ``(live objects before it)``, by one scatter."""
+def compact(objects: torch.Tensor, alive: int, count: bool = False):
+    """Move each env's live objects to its first slots, keeping their order; the other slots
+    become zeros. A live object goes to slot ``(live objects before it)``, by one scatter.
+    With ``count``, also returns the live objects per env (``[N]``)."""
     n, k, f = objects.shape
-    capacity = k if capacity is None else capacity
-    live = objects[:, :, alive] == 1
-    slot = torch.where(live, live.long().cumsum(1) - 1, capacity)
-    out = objects.new_zeros(n, capacity + 1, f)
+    before = (objects[:, :, alive] == 1).long().cumsum(1)
+    slot = torch.where(objects[:, :, alive] == 1, before - 1, k)
+    out = objects.new_zeros(n, k + 1, f)
     out.scatter_(1, slot.unsqueeze(2).expand(n, k, f), objects)
-    return out[:, :capacity]
-
-
-def used(objects: torch.Tensor, alive: int) -> int:
-    """Slots in use by some env of a compacted list (its largest count); reads one number
-    back from the device."""
-    return int(objects[:, :, alive].amax(0).sum())
+    return (out[:, :k], before[:, -1]) if count else out[:, :k]
