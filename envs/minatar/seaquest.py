@@ -52,6 +52,17 @@ SHOT_COOL_DOWN = 5
 BULLET_SLOTS, ENEMY_SLOTS, DIVER_SLOTS = 3, 32, 4
 
 
+def _env_first(name: str) -> property:
+    """A slot list stored env-last (``[F, K, N]``) as the ``[N, K, F]`` view of it."""
+    def get(self) -> torch.Tensor:
+        return getattr(self, name).permute(2, 1, 0)
+
+    def put(self, value: torch.Tensor) -> None:
+        setattr(self, name, value.permute(2, 1, 0).contiguous())
+
+    return property(get, put)
+
+
 class Seaquest(BatchedGame):
     """N Seaquest games (see the module docstring for the rules and the state layout)."""
 
@@ -63,6 +74,12 @@ class Seaquest(BatchedGame):
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",
         "f_bullets", "enemies", "enemy_count", "divers", "e_bullets",
     )
+    f_bullets = _env_first("_f_bullets")
+    enemies = _env_first("_enemies")
+    divers = _env_first("_divers")
+    _stored = tuple(f"_{name}" if name in ("f_bullets", "enemies", "divers") else name
+                    for name in state_names)
+    """The attributes holding the state (slot lists env-last, the rest env-first)."""
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
@@ -70,10 +87,10 @@ class Seaquest(BatchedGame):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self.sub_or = torch.zeros(n, dtype=torch.bool, device=dev)
         self.surface = torch.zeros(n, dtype=torch.bool, device=dev)
-        self.f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
-        self.enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
+        self._f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
+        self._enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
         self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
-        self.divers = slots.empty(n, DIVER_SLOTS, 5, dev)
+        self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
         self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
         self._col = torch.arange(GRID, device=dev)
 
@@ -89,10 +106,11 @@ class Seaquest(BatchedGame):
             ("sub_or", False), ("e_spawn_speed", INIT_SPAWN_SPEED),
             ("e_spawn_timer", INIT_SPAWN_SPEED), ("d_spawn_timer", DIVER_SPAWN_SPEED),
             ("move_speed", INIT_MOVE_INTERVAL), ("ramp_index", 0), ("shot_timer", 0),
-            ("surface", True), ("terminal", False),
-            ("f_bullets", 0), ("enemies", 0), ("enemy_count", 0), ("divers", 0), ("e_bullets", False),
+            ("surface", True), ("terminal", False), ("enemy_count", 0), ("e_bullets", False),
         ):
             getattr(self, name).index_fill_(0, envs, value)
+        for objects in (self._f_bullets, self._enemies, self._divers):
+            objects.index_fill_(2, envs, 0)
 
     def _enemy_slots(self, spare: int) -> int:
         """How many enemy slots a step works on: all when compiling (static shapes), else the
@@ -104,14 +122,13 @@ class Seaquest(BatchedGame):
     # ------------------------------------------------------------------ step
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
-        before = {name: getattr(self, name) for name in self.state_names}
-        every_slot = self.enemies
+        before = {name: getattr(self, name) for name in self._stored}
         window = self._enemy_slots(spare=1)
-        enemies = self._spawn(self.enemies[:, :window], live)
+        enemies = self._spawn(self._enemies[:, :window], live)
         self._move_player(actions, live)
         px, py = self.sub_x, self.sub_y
-        bullets, alive, reward = resolve_player_bullets(self.f_bullets, enemies)
-        self.divers, self.diver_count = resolve_divers(self.divers, px, py, self.diver_count)
+        bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
+        self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
         enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
                                                                self.move_speed)
         reward = reward + hits
@@ -121,20 +138,22 @@ class Seaquest(BatchedGame):
         self.d_spawn_timer = self.d_spawn_timer - (self.d_spawn_timer > 0).long()
         self.shot_timer = self.shot_timer - (self.shot_timer > 0).long()
         reward = reward + self._oxygen_and_surface(terminal)
-        self.f_bullets = slots.compact(bullets, ALIVE)
-        self.divers = slots.compact(self.divers, ALIVE)
-        self.enemies, self.enemy_count = slots.compact(enemies, ALIVE, count=True)
+        self._f_bullets = slots.compact(bullets, ALIVE)
+        self._divers = slots.compact(self._divers, ALIVE)
+        self._enemies, self.enemy_count = slots.compact(enemies, ALIVE, count=True)
+        every_slot = before["_enemies"]
         if torch.compiler.is_compiling() or not bool(live.all()):
             # terminal envs change nothing: put their state back
-            before["enemies"] = every_slot[:, :window]
+            before["_enemies"] = every_slot[:, :window]
             for name, old in before.items():
                 new = getattr(self, name)
-                setattr(self, name, torch.where(live.view(-1, *[1] * (new.dim() - 1)), new, old))
+                keep = live if name.startswith("_") else live.view(-1, *[1] * (new.dim() - 1))
+                setattr(self, name, torch.where(keep, new, old))
             reward = torch.where(live, reward, 0)
             terminal = terminal | ~live
         if window < ENEMY_SLOTS:  # the slots past the window hold no enemy, in any env
-            every_slot[:, :window] = self.enemies
-            self.enemies = every_slot
+            every_slot[:, :window] = self._enemies
+            self._enemies = every_slot
         self.terminal = terminal
         return reward.float(), terminal.clone()
 
@@ -146,13 +165,13 @@ class Seaquest(BatchedGame):
         rightward = self.random.uniform(spawn) < 1 / 2
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
-        clash = ((enemies[:, :, ALIVE] == 1) & (enemies[:, :, Y] == row.unsqueeze(1))
-                 & (enemies[:, :, DIR] != rightward.long().unsqueeze(1))).any(1)
+        clash = ((enemies[ALIVE] == 1) & (enemies[Y] == row)
+                 & (enemies[DIR] != rightward.long())).any(0)
         zero = torch.zeros_like(row)
         enemy = torch.stack([
             torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
             self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
-        ], 1)
+        ])
         enemies = slots.append(enemies, self.enemy_count, spawn & ~clash, enemy)
         self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
@@ -161,16 +180,16 @@ class Seaquest(BatchedGame):
         row = self.random.integers(1, 9, spawn)
         zero = torch.zeros_like(row)
         diver = torch.stack([torch.where(rightward, 0, GRID - 1), row, rightward.long(),
-                             zero + 1, zero + DIVER_MOVE_INTERVAL], 1)
-        self.divers = slots.append(self.divers, ALIVE, spawn, diver)
+                             zero + 1, zero + DIVER_MOVE_INTERVAL])
+        self._divers = slots.append(self._divers, ALIVE, spawn, diver)
         self.d_spawn_timer = torch.where(spawn, DIVER_SPAWN_SPEED, self.d_spawn_timer)
         return enemies
 
     def _move_player(self, actions: torch.Tensor, live: torch.Tensor) -> None:
         fire = (actions == FIRE) & (self.shot_timer == 0)
         zero = torch.zeros_like(self.sub_x)
-        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1], 1)
-        self.f_bullets = slots.append(self.f_bullets, ALIVE, fire, bullet)
+        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1])
+        self._f_bullets = slots.append(self._f_bullets, ALIVE, fire, bullet)
         self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
         left, right = actions == LEFT, actions == RIGHT
         self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
@@ -205,22 +224,21 @@ class Seaquest(BatchedGame):
         channel 4 (enemy bullets), which is written whole afterwards."""
         n, cells = self.num_envs, GRID * GRID
         dump = 4 * cells
-        en = self.enemies[:, : self._enemy_slots(spare=0)]
+        en = self._enemies[:, : self._enemy_slots(spare=0)]
         back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1) % GRID
         sub_cell = self.sub_y * GRID
-        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back], 1)]
-        for channel, objects in ((2, self.f_bullets), (9, self.divers)):
-            on = objects[:, :, ALIVE] == 1
-            index.append(torch.where(on, channel * cells + objects[:, :, Y] * GRID + objects[:, :, X], dump))
-        e_alive = en[:, :, ALIVE] == 1
-        e_cell = en[:, :, Y] * GRID + en[:, :, X]
-        index.append(torch.where(e_alive, (5 + en[:, :, IS_SUB]) * cells + e_cell, dump))
-        for objects in (en, self.divers):
-            tail = objects[:, :, X] + 1 - 2 * objects[:, :, DIR]
-            on = (objects[:, :, ALIVE] == 1) & (tail >= 0) & (tail < GRID)
-            index.append(torch.where(on, 3 * cells + objects[:, :, Y] * GRID + tail, dump))
+        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back])]
+        for channel, objects in ((2, self._f_bullets), (9, self._divers)):
+            index.append(torch.where(objects[ALIVE] == 1,
+                                     channel * cells + objects[Y] * GRID + objects[X], dump))
+        index.append(torch.where(en[ALIVE] == 1, (5 + en[IS_SUB]) * cells + en[Y] * GRID + en[X],
+                                 dump))
+        for objects in (en, self._divers):
+            tail = objects[X] + 1 - 2 * objects[DIR]
+            on = (objects[ALIVE] == 1) & (tail >= 0) & (tail < GRID)
+            index.append(torch.where(on, 3 * cells + objects[Y] * GRID + tail, dump))
         obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
-        obs.scatter_(1, torch.cat(index, 1), True)
+        obs.scatter_(1, torch.cat(index).t(), True)
         out = obs.view(n, self.num_channels, GRID, GRID)
         out[:, 4] = self.e_bullets.any(1)
         oxygen_cells = self.oxygen.clamp(min=0) * 10 // MAX_OXYGEN

@@ -1,7 +1,9 @@
 """Seaquest's object rules over the slot lists: player bullets, divers, enemies, enemy bullets.
 
-Each function takes ``[N, K, F]`` lists (slot order = the reference's list order, see
-:mod:`envs.minatar.slots`) and returns new ones; none changes its inputs. Each reproduces one
+Each function takes lists stored field-major with the env dimension last, ``[F, K, N]`` (slot
+order = the reference's list order, see :mod:`envs.minatar.slots`), so that every per-slot
+expression runs along the contiguous env dimension, and returns new ones; none changes its
+inputs. Each reproduces one
 loop of the reference's ``Env.act``, including which object wins when several share a cell,
 without walking the slots: the walk's outcome is written with counts over the slots.
 
@@ -26,11 +28,10 @@ without walking the slots: the walk's outcome is written with counts over the sl
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
-"""Object fields (last dimension of the slot tensors); every list starts with X, Y, DIR,
+"""Object fields (first dimension of the slot tensors); every list starts with X, Y, DIR,
 ALIVE. ``DIR`` is 1 when heading right (+x); ``TIMER`` counts down to the next move, ``SHOT``
 to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
 DIVER_MOVE_INTERVAL = 5
@@ -39,100 +40,95 @@ MAX_DIVERS = 6
 
 
 def _after(mask: torch.Tensor) -> torch.Tensor:
-    """How many entries of ``mask`` (``[..., K]`` bool) are set in later slots than each one."""
-    count = mask.long().cumsum(-1)
-    return count[..., -1:] - count
+    """How many entries of ``mask`` (``[..., K, N]`` bool) are set in later slots than each one."""
+    count = mask.long().cumsum(-2)
+    return count[..., -1:, :] - count
 
 
-def _pairs(cell: torch.Tensor, alive: torch.Tensor, later: bool) -> torch.Tensor:
-    """``[N, B]``: for each slot, the live slots on its cell that come later (or earlier)."""
-    b = cell.shape[1]
-    same = (cell.unsqueeze(2) == cell.unsqueeze(1)) & alive.unsqueeze(1)
+def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
+    """``[B, N]``: for each slot, the slots on the same cell that come later (or earlier)."""
+    b = cell.shape[0]
     order = torch.ones(b, b, dtype=torch.bool, device=cell.device)
-    order = order.triu(1) if later else order.tril(-1)
-    return (same & order).sum(2)
+    order = (order.triu(1) if later else order.tril(-1)).unsqueeze(2)
+    return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1)
 
 
 def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Move the player's bullets and let them hit enemies. Returns the new bullets, the
-    enemies still alive (``[N, K]`` bool) and the hits per env."""
-    bx, by, heading, b_alive = bullets.unbind(2)
+    """Move the player's bullets ``[4, B, N]`` and let them hit the enemies ``[7, K, N]``.
+    Returns the new bullets, the enemies still alive (``[K, N]`` bool) and the hits per env."""
+    bx, by, heading, b_alive = bullets.unbind(0)
     active = b_alive == 1
     x = bx + torch.where(active, 2 * heading - 1, 0)
     inside = active & (x >= 0) & (x < GRID)
-    cell = by * GRID + x
-    alive = enemies[:, :, ALIVE] == 1
-    sub = (enemies[:, :, IS_SUB] == 1).unsqueeze(1)
-    e_cell = enemies[:, :, Y] * GRID + enemies[:, :, X]
-    on = (e_cell.unsqueeze(1) == cell.unsqueeze(2)) & alive.unsqueeze(1) & inside.unsqueeze(2)
-    sharks = (on & ~sub).long().cumsum(2)
-    subs = (on & sub).long().cumsum(2)
-    place = torch.where(sub, sharks[:, :, -1:] + subs, sharks) - 1
-    taker = on & (place == _pairs(cell, inside, later=True).unsqueeze(2))
-    hit = taker.any(2)
-    bullets = torch.stack([x, by, heading, (inside & ~hit).long()], 2)
-    return bullets, alive & ~taker.any(1), hit.sum(1)
+    cell = torch.where(inside, by * GRID + x, -1)
+    alive = enemies[ALIVE] == 1
+    sub = enemies[IS_SUB] == 1
+    on = torch.where(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
+    sharks = (on & ~sub).long().cumsum(1)
+    subs = (on & sub).long().cumsum(1)
+    place = torch.where(sub, sharks[:, -1:] + subs, sharks) - 1
+    taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
+    hit = taker.any(1)
+    bullets = torch.stack([x, by, heading, (inside & ~hit).long()])
+    return bullets, alive & ~taker.any(0), hit.sum(0)
 
 
 def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                    diver_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move the divers and pick up those the sub at ``(px, py)`` touches; returns the new
-    divers and the new diver count."""
-    x, y, heading, alive, timer = divers.unbind(2)
+    """Move the divers ``[5, D, N]`` and pick up those the sub at ``(px, py)`` touches;
+    returns the new divers and the new diver count."""
+    x, y, heading, alive, timer = divers.unbind(0)
     alive = alive == 1
-    px, py = px.unsqueeze(1), py.unsqueeze(1)
     row = y == py
     nx = x + 2 * heading - 1
     out = (nx < 0) | (nx >= GRID)
     due = alive & (timer == 0)
     candidate = (alive & row & (x == px)) | (due & ~out & row & (nx == px))
-    picked = candidate & (diver_count.unsqueeze(1) + _after(candidate) < MAX_DIVERS)
+    picked = candidate & (diver_count + _after(candidate) < MAX_DIVERS)
     rest = alive & ~picked
     moves = rest & (timer == 0)
     timer = torch.where(moves, DIVER_MOVE_INTERVAL, timer - rest.long())
     x = torch.where(moves, nx, x)
     alive = rest & ~(moves & out)
-    return torch.stack([x, y, heading, alive.long(), timer], 2), diver_count + picked.sum(1)
+    return torch.stack([x, y, heading, alive.long(), timer]), diver_count + picked.sum(0)
 
 
 def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tensor,
                  px: torch.Tensor, py: torch.Tensor, move_speed: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Step the enemies where ``alive`` ([N, K] bool): touch test, move, leave the screen,
+    """Step the enemies where ``alive`` ([K, N] bool): touch test, move, leave the screen,
     touch test, meet player bullets; subs count down to their next shot. Returns the new
-    enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [N, K] bool: the subs
+    enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [K, N] bool: the subs
     that fire now, from the cell they are on (even one that just left or was hit)."""
-    x, y, heading, _, timer, shot, is_sub = enemies.unbind(2)
+    x, y, heading, _, timer, shot, is_sub = enemies.unbind(0)
     sub = is_sub == 1
-    px, py = px.unsqueeze(1), py.unsqueeze(1)
     row = y == py
-    touched = (alive & row & (x == px)).any(1)
+    touched = (alive & row & (x == px)).any(0)
     moves = alive & (timer == 0)
-    timer = torch.where(moves, move_speed.unsqueeze(1), timer - alive.long())
+    timer = torch.where(moves, move_speed, timer - alive.long())
     x = torch.where(moves, x + 2 * heading - 1, x)
     gone = moves & ((x < 0) | (x >= GRID))
     onto = moves & ~gone & row & (x == px)
-    touched = touched | onto.any(1)
+    touched = touched | onto.any(0)
     meets = moves & ~gone & ~onto
 
-    bx, by, b_heading, b_alive = bullets.unbind(2)
+    bx, by, b_heading, b_alive = bullets.unbind(0)
     live_b = b_alive == 1
-    b_cell = by * GRID + bx
-    there = ((y * GRID + x).unsqueeze(1) == b_cell.unsqueeze(2)) & meets.unsqueeze(1) \
-        & live_b.unsqueeze(2)
-    subs_there = there & sub.unsqueeze(1)
-    place = torch.where(sub.unsqueeze(1), _after(subs_there),
-                        subs_there.sum(2, keepdim=True) + _after(there & ~sub.unsqueeze(1)))
-    taker = there & (place == _pairs(b_cell, live_b, later=False).unsqueeze(2))
-    hit = taker.any(1)
-    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(2)).long()], 2)
+    b_cell = torch.where(live_b, by * GRID + bx, -1)
+    there = torch.where(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
+    subs_there = there & sub
+    place = torch.where(sub, _after(subs_there),
+                        subs_there.sum(1, keepdim=True) + _after(there & ~sub))
+    taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
+    hit = taker.any(0)
+    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(1)).long()])
 
     shots = alive & sub & (shot == 0)
     shot = torch.where(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).long())
     alive = alive & ~gone & ~hit
-    enemies = torch.stack([x, y, heading, alive.long(), timer, shot, is_sub], 2)
-    return enemies, bullets, hit.sum(1), touched, shots
+    enemies = torch.stack([x, y, heading, alive.long(), timer, shot, is_sub])
+    return enemies, bullets, hit.sum(0), touched, shots
 
 
 def move_enemy_bullets(planes: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
@@ -141,14 +137,16 @@ def move_enemy_bullets(planes: torch.Tensor, enemies: torch.Tensor, shots: torch
     move every bullet one cell along its heading. Returns the new planes and, per env, whether
     a bullet touches the sub at ``(px, py)`` before or after its move."""
     n, cells = planes.shape[0], GRID * GRID
-    x, y, heading = enemies[:, :, X], enemies[:, :, Y], enemies[:, :, DIR]
+    x, y, heading = enemies[X], enemies[Y], enemies[DIR]
     placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
     flat = torch.cat([planes.reshape(n, 2 * cells), planes.new_zeros(n, 1)], 1)
-    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells), True)
+    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells).t(), True)
     cell = py * GRID + px
     # on the sub's cell (either heading), or one cell ahead of it, about to move onto it
     seen = flat.gather(1, torch.stack([cell, cell + cells, cell + 1, cell + cells - 1], 1))
     touched = seen[:, 0] | seen[:, 1] | (seen[:, 2] & (px < GRID - 1)) | (seen[:, 3] & (px > 0))
     both = flat[:, : 2 * cells].view(n, 2, GRID, GRID)
-    moved = torch.stack([F.pad(both[:, 0, :, 1:], (0, 1)), F.pad(both[:, 1, :, :-1], (1, 0))], 1)
+    moved = torch.zeros_like(planes)
+    moved[:, 0, :, :-1] = both[:, 0, :, 1:]
+    moved[:, 1, :, 1:] = both[:, 1, :, :-1]
     return moved, touched

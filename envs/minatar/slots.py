@@ -3,8 +3,9 @@
 The reference games keep their objects (bullets, enemies, divers) in Python lists, append
 new ones at the end, walk them in order (or in reverse) and remove from anywhere. Which
 object a bullet hits when two share a cell depends on that order, so a batched game keeps
-it: a list is an ``[N, capacity, F]`` int64 tensor (``F`` fields per object, one of them
-``alive`` in {0, 1}). After :func:`compact`, env ``i``'s objects sit in slots
+it: a list is an ``[F, capacity, N]`` int64 tensor (``F`` fields per object, one of them
+``alive`` in {0, 1}; the env dimension last, so that work per slot runs along contiguous
+memory). After :func:`compact`, env ``i``'s objects sit in slots
 ``0 .. count_i - 1`` in list order (the other slots are all zeros); removing an object only
 clears its ``alive``, so the slot order stays the list order until the next compaction.
 
@@ -20,30 +21,31 @@ import torch
 
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
-    """An ``[N, capacity, num_fields]`` list with no live object."""
-    return torch.zeros(num_envs, capacity, num_fields, dtype=torch.long, device=device)
+    """An ``[F, capacity, N]`` list with no live object."""
+    return torch.zeros(num_fields, capacity, num_envs, dtype=torch.long, device=device)
 
 
 def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
            values: torch.Tensor) -> torch.Tensor:
-    """Put ``values`` (``[N, F]``, ``alive`` field set to 1) after the last live object of
+    """Put ``values`` (``[F, N]``, ``alive`` field set to 1) after the last live object of
     each env in ``envs`` (``[N]`` bool); ``objects`` must be compacted. ``count`` is the
     live objects per env (``[N]``) or the index of the ``alive`` field to count them by."""
     capacity = objects.shape[1]
     if isinstance(count, int):
-        count = objects[:, :, count].sum(1)
-    slot = torch.arange(capacity, device=objects.device)
-    at = (slot == count.unsqueeze(1)) & envs.unsqueeze(1)
-    return torch.where(at.unsqueeze(2), values.unsqueeze(1), objects)
+        count = objects[count].sum(0)
+    slot = torch.arange(capacity, device=objects.device).unsqueeze(1)
+    at = (slot == count) & envs
+    return torch.where(at, values.unsqueeze(1), objects)
 
 
 def compact(objects: torch.Tensor, alive: int, count: bool = False):
     """Move each env's live objects to its first slots, keeping their order; the other slots
     become zeros. A live object goes to slot ``(live objects before it)``, by one scatter.
     With ``count``, also returns the live objects per env (``[N]``)."""
-    n, k, f = objects.shape
-    before = (objects[:, :, alive] == 1).long().cumsum(1)
-    slot = torch.where(objects[:, :, alive] == 1, before - 1, k)
-    out = objects.new_zeros(n, k + 1, f)
-    out.scatter_(1, slot.unsqueeze(2).expand(n, k, f), objects)
-    return (out[:, :k], before[:, -1]) if count else out[:, :k]
+    f, k, n = objects.shape
+    live = objects[alive] == 1
+    before = live.long().cumsum(0)
+    slot = torch.where(live, before - 1, k)
+    out = objects.new_zeros(f, k + 1, n)
+    out.scatter_(1, slot.unsqueeze(0).expand(f, k, n), objects)
+    return (out[:, :k], before[-1]) if count else out[:, :k]
