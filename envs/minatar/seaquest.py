@@ -92,7 +92,11 @@ class Seaquest(BatchedGame):
         self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
         self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
         self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
-        self._col = torch.arange(GRID, device=dev)
+        col, lit = torch.arange(GRID, device=dev), torch.arange(GRID + 1, device=dev).unsqueeze(1)
+        self._oxygen_gauge = col < lit
+        """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
+        self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
+        """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
 
     def difficulty(self) -> torch.Tensor:
         return self.ramp_index
@@ -240,9 +244,7 @@ class Seaquest(BatchedGame):
         obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
         obs.scatter_(1, torch.cat(index).t(), True)
         out = obs.view(n, self.num_channels, GRID, GRID)
-        out[:, 4] = self.e_bullets.any(1)
-        oxygen_cells = self.oxygen.clamp(min=0) * 10 // MAX_OXYGEN
-        out[:, 7, GRID - 1] = self._col < oxygen_cells.unsqueeze(1)
-        divers_from = (GRID - 1 - self.diver_count).unsqueeze(1)
-        out[:, 8, GRID - 1] = (self._col >= divers_from) & (self._col < GRID - 1)
+        out[:, 4] = self.e_bullets[:, 0] | self.e_bullets[:, 1]
+        out[:, 7, GRID - 1] = self._oxygen_gauge[self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN]
+        out[:, 8, GRID - 1] = self._diver_gauge[self.diver_count.clamp(0, GRID)]
         return out
