@@ -130,7 +130,7 @@ class Seaquest(BatchedGame):
         window = self._enemy_slots(spare=1)
         enemies = self._spawn(self._enemies[:, :window], live)
         self._move_player(actions, live)
-        px, py = self.sub_x, self.sub_y
+        px, py = self.sub_x.to(slots.DTYPE), self.sub_y.to(slots.DTYPE)
         bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
         self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
         enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
@@ -144,7 +144,8 @@ class Seaquest(BatchedGame):
         reward = reward + self._oxygen_and_surface(terminal)
         self._f_bullets = slots.compact(bullets, ALIVE)
         self._divers = slots.compact(self._divers, ALIVE)
-        self._enemies, self.enemy_count = slots.compact(enemies, ALIVE, count=True)
+        self._enemies, count = slots.compact(enemies, ALIVE, count=True)
+        self.enemy_count = count.long()
         every_slot = before["_enemies"]
         if torch.compiler.is_compiling() or not bool(live.all()):
             # terminal envs change nothing: put their state back
@@ -242,7 +243,7 @@ class Seaquest(BatchedGame):
             on = (objects[ALIVE] == 1) & (tail >= 0) & (tail < GRID)
             index.append(torch.where(on, 3 * cells + objects[Y] * GRID + tail, dump))
         obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
-        obs.scatter_(1, torch.cat(index).t(), True)
+        obs.scatter_(1, torch.cat(index).t().long(), True)
         out = obs.view(n, self.num_channels, GRID, GRID)
         out[:, 4] = self.e_bullets[:, 0] | self.e_bullets[:, 1]
         out[:, 7, GRID - 1] = self._oxygen_gauge[self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN]

@@ -41,7 +41,7 @@ MAX_DIVERS = 6
 
 def _after(mask: torch.Tensor) -> torch.Tensor:
     """How many entries of ``mask`` (``[..., K, N]`` bool) are set in later slots than each one."""
-    count = mask.long().cumsum(-2)
+    count = mask.cumsum(-2, dtype=torch.int16)
     return count[..., -1:, :] - count
 
 
@@ -65,12 +65,12 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     alive = enemies[ALIVE] == 1
     sub = enemies[IS_SUB] == 1
     on = torch.where(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
-    sharks = (on & ~sub).long().cumsum(1)
-    subs = (on & sub).long().cumsum(1)
+    sharks = (on & ~sub).cumsum(1, dtype=torch.int16)
+    subs = (on & sub).cumsum(1, dtype=torch.int16)
     place = torch.where(sub, sharks[:, -1:] + subs, sharks) - 1
     taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
     hit = taker.any(1)
-    bullets = torch.stack([x, by, heading, (inside & ~hit).long()])
+    bullets = torch.stack([x, by, heading, (inside & ~hit).to(x.dtype)])
     return bullets, alive & ~taker.any(0), hit.sum(0)
 
 
@@ -88,10 +88,10 @@ def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
     picked = candidate & (diver_count + _after(candidate) < MAX_DIVERS)
     rest = alive & ~picked
     moves = rest & (timer == 0)
-    timer = torch.where(moves, DIVER_MOVE_INTERVAL, timer - rest.long())
+    timer = torch.where(moves, DIVER_MOVE_INTERVAL, timer - rest.to(timer.dtype))
     x = torch.where(moves, nx, x)
     alive = rest & ~(moves & out)
-    return torch.stack([x, y, heading, alive.long(), timer]), diver_count + picked.sum(0)
+    return torch.stack([x, y, heading, alive.to(x.dtype), timer]), diver_count + picked.sum(0)
 
 
 def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tensor,
@@ -106,7 +106,7 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     row = y == py
     touched = (alive & row & (x == px)).any(0)
     moves = alive & (timer == 0)
-    timer = torch.where(moves, move_speed, timer - alive.long())
+    timer = torch.where(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
     x = torch.where(moves, x + 2 * heading - 1, x)
     gone = moves & ((x < 0) | (x >= GRID))
     onto = moves & ~gone & row & (x == px)
@@ -122,12 +122,12 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
                         subs_there.sum(1, keepdim=True) + _after(there & ~sub))
     taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
     hit = taker.any(0)
-    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(1)).long()])
+    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(1)).to(bx.dtype)])
 
     shots = alive & sub & (shot == 0)
-    shot = torch.where(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).long())
+    shot = torch.where(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))
     alive = alive & ~gone & ~hit
-    enemies = torch.stack([x, y, heading, alive.long(), timer, shot, is_sub])
+    enemies = torch.stack([x, y, heading, alive.to(x.dtype), timer, shot, is_sub])
     return enemies, bullets, hit.sum(0), touched, shots
 
 
@@ -140,8 +140,8 @@ def move_enemy_bullets(planes: torch.Tensor, enemies: torch.Tensor, shots: torch
     x, y, heading = enemies[X], enemies[Y], enemies[DIR]
     placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
     flat = torch.cat([planes.reshape(n, 2 * cells), planes.new_zeros(n, 1)], 1)
-    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells).t(), True)
-    cell = py * GRID + px
+    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells).t().long(), True)
+    cell = py.long() * GRID + px
     # on the sub's cell (either heading), or one cell ahead of it, about to move onto it
     seen = flat.gather(1, torch.stack([cell, cell + cells, cell + 1, cell + cells - 1], 1))
     touched = seen[:, 0] | seen[:, 1] | (seen[:, 2] & (px < GRID - 1)) | (seen[:, 3] & (px > 0))

@@ -3,7 +3,7 @@
 The reference games keep their objects (bullets, enemies, divers) in Python lists, append
 new ones at the end, walk them in order (or in reverse) and remove from anywhere. Which
 object a bullet hits when two share a cell depends on that order, so a batched game keeps
-it: a list is an ``[F, capacity, N]`` int64 tensor (``F`` fields per object, one of them
+it: a list is an ``[F, capacity, N]`` int16 tensor (``F`` fields per object, one of them
 ``alive`` in {0, 1}; the env dimension last, so that work per slot runs along contiguous
 memory). After :func:`compact`, env ``i``'s objects sit in slots
 ``0 .. count_i - 1`` in list order (the other slots are all zeros); removing an object only
@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import torch
 
+DTYPE = torch.int16
+"""The lists' integer type (every field of the games' objects fits it; half the memory traffic
+of int64 twice over)."""
+
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
     """An ``[F, capacity, N]`` list with no live object."""
-    return torch.zeros(num_fields, capacity, num_envs, dtype=torch.long, device=device)
+    return torch.zeros(num_fields, capacity, num_envs, dtype=DTYPE, device=device)
 
 
 def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
@@ -35,7 +39,7 @@ def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
         count = objects[count].sum(0)
     slot = torch.arange(capacity, device=objects.device).unsqueeze(1)
     at = (slot == count) & envs
-    return torch.where(at, values.unsqueeze(1), objects)
+    return torch.where(at, values.to(objects.dtype).unsqueeze(1), objects)
 
 
 def compact(objects: torch.Tensor, alive: int, count: bool = False):
@@ -44,7 +48,7 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     With ``count``, also returns the live objects per env (``[N]``)."""
     f, k, n = objects.shape
     live = objects[alive] == 1
-    before = live.long().cumsum(0)
+    before = live.cumsum(0)
     slot = torch.where(live, before - 1, k)
     out = objects.new_zeros(f, k + 1, n)
     out.scatter_(1, slot.unsqueeze(0).expand(f, k, n), objects)
