@@ -44,12 +44,22 @@ def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
 
 def compact(objects: torch.Tensor, alive: int, count: bool = False):
     """Move each env's live objects to its first slots, keeping their order; the other slots
-    become zeros. A live object goes to slot ``(live objects before it)``, by one scatter.
-    With ``count``, also returns the live objects per env (``[N]``)."""
+    become zeros. Slot ``j`` takes the live object with ``j`` live objects before it: for up
+    to :data:`SMALL` slots as a sum over the one-hot ``[j, k]`` match (no scatter along a
+    slot dimension, which is slow), else by one scatter. With ``count``, also returns the live
+    objects per env (``[N]``)."""
     f, k, n = objects.shape
     live = objects[alive] == 1
-    before = live.cumsum(0)
-    slot = torch.where(live, before - 1, k)
-    out = objects.new_zeros(f, k + 1, n)
-    out.scatter_(1, slot.unsqueeze(0).expand(f, k, n), objects)
-    return (out[:, :k], before[-1]) if count else out[:, :k]
+    before = live.cumsum(0, dtype=objects.dtype)
+    if k <= SMALL:
+        rank = torch.arange(1, k + 1, dtype=objects.dtype, device=objects.device).view(k, 1, 1)
+        match = ((before == rank) & live).to(objects.dtype)  # [j, k, N]
+        out = (objects.unsqueeze(1) * match).sum(2, dtype=objects.dtype)
+    else:
+        out = objects.new_zeros(f, k + 1, n)
+        out.scatter_(1, torch.where(live, before.long() - 1, k).expand(f, k, n), objects)
+        out = out[:, :k]
+    return (out, before[-1]) if count else out
+
+
+SMALL = 8
