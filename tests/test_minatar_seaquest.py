@@ -179,9 +179,9 @@ def load_reference(game: Seaquest, i: int, ref) -> None:
     put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
     game.enemy_count[i] = len(enemies)
     put(game.divers, ref.divers, (X, Y, DIR, TIMER))
-    game.e_bullets[i] = False
+    game.e_bullets[i] = 0
     for x, y, heading in ref.e_bullets:
-        game.e_bullets[i, int(heading), y, x] = True
+        game.e_bullets[i, int(heading), y] |= 1 << x
 
 
 def test_seaquest_equals_reference_from_crowded_random_states():

@@ -24,8 +24,10 @@ Observation channels (``[N, 10, 10, 10]``): 0 sub front, 1 sub back, 2 player bu
 State: scalars per env, and the reference's object lists as ordered slot tensors
 (:mod:`envs.minatar.slots`), compacted after each step: player bullets ``[N, 3, 4]``, enemies
 (sharks and subs in one list, which keeps each kind's own order) ``[N, 32, 7]`` and divers
-``[N, 4, 5]``; enemy bullets as two ``[10, 10]`` planes per env (left-, right-moving), since
-they only ever meet the player. Capacities follow from the rules: a player bullet lives at
+``[N, 4, 5]``, all int16; enemy bullets, which only ever meet the player, as bit rows
+``[N, 2, 10]`` int16 (bit ``x`` of row ``y``, left-moving then right-moving), a move being a
+shift. The slot lists and bullet rows are stored env-last (``[F, K, N]``, ``[2, 10, N]``) so
+that per-slot work runs along contiguous memory; the attributes above are views of them. Capacities follow from the rules: a player bullet lives at
 most 10 steps and one is fired at most every 5; a diver lives 60 steps and one spawns every
 30; an enemy lives at most ``10 * (move_speed + 1) <= 30`` steps once spawns come every step
 (``move_speed`` is 2 by then, and at most 60 steps with one spawn per 20 before), so at most
@@ -52,13 +54,16 @@ SHOT_COOL_DOWN = 5
 BULLET_SLOTS, ENEMY_SLOTS, DIVER_SLOTS = 3, 32, 4
 
 
-def _env_first(name: str) -> property:
-    """A slot list stored env-last (``[F, K, N]``) as the ``[N, K, F]`` view of it."""
+def _env_first(name: str, dims: tuple[int, int, int] = (2, 1, 0)) -> property:
+    """A tensor stored env-last (e.g. a slot list ``[F, K, N]``) as its env-first view
+    (``[N, K, F]``): ``stored.permute(dims)``."""
+    back = tuple(dims.index(d) for d in range(3))
+
     def get(self) -> torch.Tensor:
-        return getattr(self, name).permute(2, 1, 0)
+        return getattr(self, name).permute(dims)
 
     def put(self, value: torch.Tensor) -> None:
-        setattr(self, name, value.permute(2, 1, 0).contiguous())
+        setattr(self, name, value.permute(back).contiguous())
 
     return property(get, put)
 
@@ -77,9 +82,10 @@ class Seaquest(BatchedGame):
     f_bullets = _env_first("_f_bullets")
     enemies = _env_first("_enemies")
     divers = _env_first("_divers")
-    _stored = tuple(f"_{name}" if name in ("f_bullets", "enemies", "divers") else name
-                    for name in state_names)
-    """The attributes holding the state (slot lists env-last, the rest env-first)."""
+    e_bullets = _env_first("_e_bullets", (2, 0, 1))
+    _stored = tuple(f"_{name}" if name in ("f_bullets", "enemies", "divers", "e_bullets")
+                    else name for name in state_names)
+    """The attributes holding the state (slot lists and bullet rows env-last, the rest [N])."""
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
@@ -91,12 +97,14 @@ class Seaquest(BatchedGame):
         self._enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
         self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
         self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
-        self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
+        self._e_bullets = torch.zeros(2, GRID, n, dtype=slots.DTYPE, device=dev)
         col, lit = torch.arange(GRID, device=dev), torch.arange(GRID + 1, device=dev).unsqueeze(1)
         self._oxygen_gauge = col < lit
         """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
         self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
         """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
+        self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
+        """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
     def difficulty(self) -> torch.Tensor:
         return self.ramp_index
@@ -110,7 +118,7 @@ class Seaquest(BatchedGame):
             ("sub_or", False), ("e_spawn_speed", INIT_SPAWN_SPEED),
             ("e_spawn_timer", INIT_SPAWN_SPEED), ("d_spawn_timer", DIVER_SPAWN_SPEED),
             ("move_speed", INIT_MOVE_INTERVAL), ("ramp_index", 0), ("shot_timer", 0),
-            ("surface", True), ("terminal", False), ("enemy_count", 0), ("e_bullets", False),
+            ("surface", True), ("terminal", False), ("enemy_count", 0), ("e_bullets", 0),
         ):
             getattr(self, name).index_fill_(0, envs, value)
         for objects in (self._f_bullets, self._enemies, self._divers):
@@ -136,7 +144,7 @@ class Seaquest(BatchedGame):
         enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
                                                                self.move_speed)
         reward = reward + hits
-        self.e_bullets, touched = move_enemy_bullets(self.e_bullets, enemies, shots, px, py)
+        self._e_bullets, touched = move_enemy_bullets(self._e_bullets, enemies, shots, px, py)
         terminal = terminal | touched | (self.oxygen <= 0)
         self.e_spawn_timer = self.e_spawn_timer - (self.e_spawn_timer > 0).long()
         self.d_spawn_timer = self.d_spawn_timer - (self.d_spawn_timer > 0).long()
@@ -245,7 +253,7 @@ class Seaquest(BatchedGame):
         obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
         obs.scatter_(1, torch.cat(index).t().long(), True)
         out = obs.view(n, self.num_channels, GRID, GRID)
-        out[:, 4] = self.e_bullets[:, 0] | self.e_bullets[:, 1]
+        out[:, 4] = self._bit_row[(self._e_bullets[0] | self._e_bullets[1]).t().long()]
         out[:, 7, GRID - 1] = self._oxygen_gauge[self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN]
         out[:, 8, GRID - 1] = self._diver_gauge[self.diver_count.clamp(0, GRID)]
         return out

@@ -21,8 +21,9 @@ without walking the slots: the walk's outcome is written with counts over the sl
   On one cell the meeting enemies are walked subs (youngest first), then sharks (youngest
   first); the one with ``p`` enemies walked before it takes the bullet with ``p`` live
   bullets before it (in earlier slots) on that cell, if there is one.
-- :func:`move_enemy_bullets`: the subs' new bullets join the two bullet planes (left-, right-
-  moving), which then shift one cell; touching the sub before or after the shift ends the game.
+- :func:`move_enemy_bullets`: the subs' new bullets join the bullet rows (a bit per cell, left-
+  and right-moving apart), which then shift one cell; touching the sub before or after the
+  shift ends the game.
 """
 
 from __future__ import annotations
@@ -131,22 +132,23 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     return enemies, bullets, hit.sum(0), touched, shots
 
 
-def move_enemy_bullets(planes: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
+def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
                        px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add the subs' new bullets to ``planes`` ([N, 2, 10, 10] bool: left-, right-moving) and
-    move every bullet one cell along its heading. Returns the new planes and, per env, whether
-    a bullet touches the sub at ``(px, py)`` before or after its move."""
-    n, cells = planes.shape[0], GRID * GRID
+    """Add the subs' new bullets to ``rows`` (``[2, 10, N]`` int16: bit ``x`` of row ``y``, for
+    left- then right-moving bullets) and move every bullet one cell along its heading (a shift
+    of its row). Returns the new rows and, per env, whether a bullet touches the sub at
+    ``(px, py)`` before or after its move."""
     x, y, heading = enemies[X], enemies[Y], enemies[DIR]
     placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
-    flat = torch.cat([planes.reshape(n, 2 * cells), planes.new_zeros(n, 1)], 1)
-    flat.scatter_(1, torch.where(placed, heading * cells + y * GRID + x, 2 * cells).t().long(), True)
-    cell = py.long() * GRID + px
-    # on the sub's cell (either heading), or one cell ahead of it, about to move onto it
-    seen = flat.gather(1, torch.stack([cell, cell + cells, cell + 1, cell + cells - 1], 1))
-    touched = seen[:, 0] | seen[:, 1] | (seen[:, 2] & (px < GRID - 1)) | (seen[:, 3] & (px > 0))
-    both = flat[:, : 2 * cells].view(n, 2, GRID, GRID)
-    moved = torch.zeros_like(planes)
-    moved[:, 0, :, :-1] = both[:, 0, :, 1:]
-    moved[:, 1, :, 1:] = both[:, 1, :, :-1]
-    return moved, touched
+    bit = torch.where(placed, 1 << x.clamp(0, GRID - 1), 0)
+    row = heading * GRID + y
+    rows = rows.reshape(2 * GRID, -1)
+    lane = torch.arange(2 * GRID, dtype=rows.dtype, device=rows.device).unsqueeze(1)
+    for k in range(x.shape[0]):
+        rows = rows | torch.where(lane == row[k], bit[k], 0)
+    left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)
+    right = rows.gather(0, py.long().unsqueeze(0) + GRID).squeeze(0)
+    # on the sub's cell, or one cell behind it along the bullet's heading (moving onto it)
+    touched = ((left | right | (left >> 1) | (right << 1)) >> px) & 1 == 1
+    moved = torch.cat([rows[:GRID] >> 1, (rows[GRID:] << 1) & ((1 << GRID) - 1)])
+    return moved.view(2, GRID, -1), touched
