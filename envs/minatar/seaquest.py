@@ -103,6 +103,7 @@ class Seaquest(BatchedGame):
         """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
         self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
         """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
+        self._env_offset = torch.arange(n, device=dev).unsqueeze(1) * self.num_channels * GRID * GRID
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -233,27 +234,30 @@ class Seaquest(BatchedGame):
 
     # ----------------------------------------------------------- observation
     def observation(self) -> torch.Tensor:
-        """One scatter paints every object; cells that no object paints go to a cell of
-        channel 4 (enemy bullets), which is written whole afterwards."""
+        """One ``index_fill_`` paints every object; an object that paints nothing paints a cell
+        of channel 4 (enemy bullets) instead, which is written whole afterwards."""
         n, cells = self.num_envs, GRID * GRID
         dump = 4 * cells
-        en = self._enemies[:, : self._enemy_slots(spare=0)]
         back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1) % GRID
         sub_cell = self.sub_y * GRID
-        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back])]
-        for channel, objects in ((2, self._f_bullets), (9, self._divers)):
-            index.append(torch.where(objects[ALIVE] == 1,
-                                     channel * cells + objects[Y] * GRID + objects[X], dump))
-        index.append(torch.where(en[ALIVE] == 1, (5 + en[IS_SUB]) * cells + en[Y] * GRID + en[X],
-                                 dump))
-        for objects in (en, self._divers):
-            tail = objects[X] + 1 - 2 * objects[DIR]
-            on = (objects[ALIVE] == 1) & (tail >= 0) & (tail < GRID)
-            index.append(torch.where(on, 3 * cells + objects[Y] * GRID + tail, dump))
-        obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
-        obs.scatter_(1, torch.cat(index).t().long(), True)
+        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
+        bullets = self._f_bullets
+        index.append(torch.where(bullets[ALIVE] == 1,
+                                 2 * cells + bullets[Y] * GRID + bullets[X], dump))
+        en = self._enemies[:, : self._enemy_slots(spare=0)]
+        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
+            alive, cell = objects[ALIVE] == 1, objects[Y] * GRID + objects[X]
+            index.append(torch.where(alive, channel + cell, dump))
+            tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
+            on = alive & (tail >= 0) & (tail < GRID)
+            index.append(torch.where(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
+        flat = torch.cat(index).t().contiguous().long() + self._env_offset
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        obs.index_fill_(0, flat.view(-1), True)
         out = obs.view(n, self.num_channels, GRID, GRID)
-        out[:, 4] = self._bit_row[(self._e_bullets[0] | self._e_bullets[1]).t().long()]
-        out[:, 7, GRID - 1] = self._oxygen_gauge[self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN]
-        out[:, 8, GRID - 1] = self._diver_gauge[self.diver_count.clamp(0, GRID)]
+        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
+        out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
+        oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
+        out[:, 7, GRID - 1] = self._oxygen_gauge.index_select(0, oxygen)
+        out[:, 8, GRID - 1] = self._diver_gauge.index_select(0, self.diver_count.clamp(0, GRID))
         return out
