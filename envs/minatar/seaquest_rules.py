@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import torch
 
+from envs.minatar.slots import lanes
+
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
 """Object fields (first dimension of the slot tensors); every list starts with X, Y, DIR,
@@ -48,9 +50,8 @@ def _after(mask: torch.Tensor) -> torch.Tensor:
 
 def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
     """``[B, N]``: for each slot, the slots on the same cell that come later (or earlier)."""
-    b = cell.shape[0]
-    order = torch.ones(b, b, dtype=torch.bool, device=cell.device)
-    order = (order.triu(1) if later else order.tril(-1)).unsqueeze(2)
+    slot = lanes(cell.shape[0], cell.shape[1], cell.dtype, cell.device)
+    order = slot.unsqueeze(0) > slot.unsqueeze(1) if later else slot.unsqueeze(0) < slot.unsqueeze(1)
     return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1)
 
 
@@ -143,7 +144,7 @@ def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.T
     bit = torch.where(placed, 1 << x.clamp(0, GRID - 1), 0)
     row = heading * GRID + y
     rows = rows.reshape(2 * GRID, -1)
-    lane = torch.arange(2 * GRID, dtype=rows.dtype, device=rows.device).unsqueeze(1)
+    lane = lanes(2 * GRID, rows.shape[1], rows.dtype, rows.device)
     for k in range(x.shape[0]):
         rows = rows | torch.where(lane == row[k], bit[k], 0)
     left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)

@@ -17,6 +17,8 @@ first slots as the largest count (plus one for an append).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 DTYPE = torch.int16
@@ -37,8 +39,7 @@ def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
     capacity = objects.shape[1]
     if isinstance(count, int):
         count = objects[count].sum(0)
-    slot = torch.arange(capacity, device=objects.device).unsqueeze(1)
-    at = (slot == count) & envs
+    at = (lanes(capacity, objects.shape[2], count.dtype, objects.device) == count) & envs
     return torch.where(at, values.to(objects.dtype).unsqueeze(1), objects)
 
 
@@ -52,7 +53,7 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     live = objects[alive] == 1
     before = live.cumsum(0, dtype=objects.dtype)
     if k <= SMALL:
-        rank = torch.arange(1, k + 1, dtype=objects.dtype, device=objects.device).view(k, 1, 1)
+        rank = lanes(k, n, objects.dtype, objects.device, start=1).unsqueeze(1)
         match = ((before == rank) & live).to(objects.dtype)  # [j, k, N]
         out = (objects.unsqueeze(1) * match).sum(2, dtype=objects.dtype)
     else:
@@ -63,3 +64,16 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
 
 
 SMALL = 8
+
+
+def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int = 0) -> torch.Tensor:
+    """``[k, n]``: row ``i`` holds ``start + i`` in every env. Materialised (and cached) in eager
+    mode: an operand broadcast along the contiguous env dimension takes a slow path."""
+    if torch.compiler.is_compiling():
+        return torch.arange(start, start + k, dtype=dtype, device=device).unsqueeze(1).expand(k, n)
+    return _lanes(k, n, dtype, torch.device(device), start)
+
+
+@functools.lru_cache(maxsize=64)
+def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
+    return torch.arange(start, start + k, dtype=dtype, device=device).unsqueeze(1).expand(k, n).contiguous()
