@@ -242,15 +242,15 @@ class Seaquest(BatchedGame):
         sub_cell = self.sub_y * GRID
         index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
         bullets = self._f_bullets
-        index.append(torch.where(bullets[ALIVE] == 1,
+        index.append(slots.pick(bullets[ALIVE] == 1,
                                  2 * cells + bullets[Y] * GRID + bullets[X], dump))
         en = self._enemies[:, : self._enemy_slots(spare=0)]
         for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
             alive, cell = objects[ALIVE] == 1, objects[Y] * GRID + objects[X]
-            index.append(torch.where(alive, channel + cell, dump))
+            index.append(slots.pick(alive, channel + cell, dump))
             tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
             on = alive & (tail >= 0) & (tail < GRID)
-            index.append(torch.where(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
+            index.append(slots.pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
         flat = torch.cat(index).t().contiguous().long() + self._env_offset
         obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
         obs.index_fill_(0, flat.view(-1), True)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.slots import lanes
+from envs.minatar.slots import lanes, pick
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
@@ -61,15 +61,15 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     Returns the new bullets, the enemies still alive (``[K, N]`` bool) and the hits per env."""
     bx, by, heading, b_alive = bullets.unbind(0)
     active = b_alive == 1
-    x = bx + torch.where(active, 2 * heading - 1, 0)
+    x = bx + active * (2 * heading - 1)
     inside = active & (x >= 0) & (x < GRID)
-    cell = torch.where(inside, by * GRID + x, -1)
+    cell = pick(inside, by * GRID + x, -1)
     alive = enemies[ALIVE] == 1
     sub = enemies[IS_SUB] == 1
-    on = torch.where(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
+    on = pick(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
     sharks = (on & ~sub).cumsum(1, dtype=torch.int16)
     subs = (on & sub).cumsum(1, dtype=torch.int16)
-    place = torch.where(sub, sharks[:, -1:] + subs, sharks) - 1
+    place = pick(sub, sharks[:, -1:] + subs, sharks) - 1
     taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
     hit = taker.any(1)
     bullets = torch.stack([x, by, heading, (inside & ~hit).to(x.dtype)])
@@ -90,8 +90,8 @@ def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
     picked = candidate & (diver_count + _after(candidate) < MAX_DIVERS)
     rest = alive & ~picked
     moves = rest & (timer == 0)
-    timer = torch.where(moves, DIVER_MOVE_INTERVAL, timer - rest.to(timer.dtype))
-    x = torch.where(moves, nx, x)
+    timer = pick(moves, DIVER_MOVE_INTERVAL, timer - rest.to(timer.dtype))
+    x = x + moves * (2 * heading - 1)
     alive = rest & ~(moves & out)
     return torch.stack([x, y, heading, alive.to(x.dtype), timer]), diver_count + picked.sum(0)
 
@@ -108,8 +108,8 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     row = y == py
     touched = (alive & row & (x == px)).any(0)
     moves = alive & (timer == 0)
-    timer = torch.where(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
-    x = torch.where(moves, x + 2 * heading - 1, x)
+    timer = pick(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
+    x = x + moves * (2 * heading - 1)
     gone = moves & ((x < 0) | (x >= GRID))
     onto = moves & ~gone & row & (x == px)
     touched = touched | onto.any(0)
@@ -117,17 +117,17 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
 
     bx, by, b_heading, b_alive = bullets.unbind(0)
     live_b = b_alive == 1
-    b_cell = torch.where(live_b, by * GRID + bx, -1)
-    there = torch.where(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
+    b_cell = pick(live_b, by * GRID + bx, -1)
+    there = pick(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
     subs_there = there & sub
-    place = torch.where(sub, _after(subs_there),
+    place = pick(sub, _after(subs_there),
                         subs_there.sum(1, keepdim=True) + _after(there & ~sub))
     taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
     hit = taker.any(0)
     bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(1)).to(bx.dtype)])
 
     shots = alive & sub & (shot == 0)
-    shot = torch.where(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))
+    shot = pick(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))
     alive = alive & ~gone & ~hit
     enemies = torch.stack([x, y, heading, alive.to(x.dtype), timer, shot, is_sub])
     return enemies, bullets, hit.sum(0), touched, shots
@@ -141,12 +141,12 @@ def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.T
     ``(px, py)`` before or after its move."""
     x, y, heading = enemies[X], enemies[Y], enemies[DIR]
     placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
-    bit = torch.where(placed, 1 << x.clamp(0, GRID - 1), 0)
+    bit = placed * (1 << x.clamp(0, GRID - 1))
     row = heading * GRID + y
     rows = rows.reshape(2 * GRID, -1)
     lane = lanes(2 * GRID, rows.shape[1], rows.dtype, rows.device)
     for k in range(x.shape[0]):
-        rows = rows | torch.where(lane == row[k], bit[k], 0)
+        rows = rows | (lane == row[k]) * bit[k]
     left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)
     right = rows.gather(0, py.long().unsqueeze(0) + GRID).squeeze(0)
     # on the sub's cell, or one cell behind it along the bullet's heading (moving onto it)

@@ -40,7 +40,7 @@ def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
     if isinstance(count, int):
         count = objects[count].sum(0)
     at = (lanes(capacity, objects.shape[2], count.dtype, objects.device) == count) & envs
-    return torch.where(at, values.to(objects.dtype).unsqueeze(1), objects)
+    return pick(at, values.to(objects.dtype).unsqueeze(1), objects)
 
 
 def compact(objects: torch.Tensor, alive: int, count: bool = False):
@@ -77,3 +77,9 @@ def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int =
 @functools.lru_cache(maxsize=64)
 def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
     return torch.arange(start, start + k, dtype=dtype, device=device).unsqueeze(1).expand(k, n).contiguous()
+
+
+def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
+    """``torch.where(mask, a, b)`` for integers, as ``b + mask * (a - b)``: three element-wise
+    ops that run several times faster on the CPU than ``where`` over a slot tensor."""
+    return b + mask * (a - b)
