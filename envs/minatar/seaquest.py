@@ -180,7 +180,8 @@ class Seaquest(BatchedGame):
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
         clash = ((enemies[ALIVE] == 1) & (enemies[Y] == row)
-                 & (enemies[DIR] != rightward.long())).any(0)
+                 & (enemies[DIR] != rightward.long()))
+        clash = slots.anyof(clash, 0)
         zero = torch.zeros_like(row)
         enemy = torch.stack([
             torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,

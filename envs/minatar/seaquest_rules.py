@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.slots import lanes, pick
+from envs.minatar.slots import anyof, lanes, pick
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
@@ -71,9 +71,9 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     subs = (on & sub).cumsum(1, dtype=torch.int16)
     place = pick(sub, sharks[:, -1:] + subs, sharks) - 1
     taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
-    hit = taker.any(1)
+    hit = anyof(taker, 1)
     bullets = torch.stack([x, by, heading, (inside & ~hit).to(x.dtype)])
-    return bullets, alive & ~taker.any(0), hit.sum(0)
+    return bullets, alive & ~anyof(taker, 0), hit.sum(0)
 
 
 def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
@@ -106,13 +106,13 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     x, y, heading, _, timer, shot, is_sub = enemies.unbind(0)
     sub = is_sub == 1
     row = y == py
-    touched = (alive & row & (x == px)).any(0)
+    touched = anyof(alive & row & (x == px), 0)
     moves = alive & (timer == 0)
     timer = pick(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
     x = x + moves * (2 * heading - 1)
     gone = moves & ((x < 0) | (x >= GRID))
     onto = moves & ~gone & row & (x == px)
-    touched = touched | onto.any(0)
+    touched = touched | anyof(onto, 0)
     meets = moves & ~gone & ~onto
 
     bx, by, b_heading, b_alive = bullets.unbind(0)
@@ -123,8 +123,8 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     place = pick(sub, _after(subs_there),
                         subs_there.sum(1, keepdim=True) + _after(there & ~sub))
     taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
-    hit = taker.any(0)
-    bullets = torch.stack([bx, by, b_heading, (live_b & ~taker.any(1)).to(bx.dtype)])
+    hit = anyof(taker, 0)
+    bullets = torch.stack([bx, by, b_heading, (live_b & ~anyof(taker, 1)).to(bx.dtype)])
 
     shots = alive & sub & (shot == 0)
     shot = pick(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))

@@ -83,3 +83,8 @@ def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> to
     """``torch.where(mask, a, b)`` for integers, as ``b + mask * (a - b)``: three element-wise
     ops that run several times faster on the CPU than ``where`` over a slot tensor."""
     return b + mask * (a - b)
+
+
+def anyof(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """``mask.any(dim)`` as the max of its bytes, which runs many times faster on the CPU."""
+    return mask.view(torch.uint8).amax(dim).view(torch.bool)
