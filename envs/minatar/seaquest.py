@@ -27,12 +27,17 @@ State: scalars per env, and the reference's object lists as ordered slot tensors
 ``[N, 4, 5]``, all int16; enemy bullets, which only ever meet the player, as bit rows
 ``[N, 2, 10]`` int16 (bit ``x`` of row ``y``, left-moving then right-moving), a move being a
 shift. The slot lists and bullet rows are stored env-last (``[F, K, N]``, ``[2, 10, N]``) so
-that per-slot work runs along contiguous memory; the attributes above are views of them. Capacities follow from the rules: a player bullet lives at
-most 10 steps and one is fired at most every 5; a diver lives 60 steps and one spawns every
-30; an enemy lives at most ``10 * (move_speed + 1) <= 30`` steps once spawns come every step
-(``move_speed`` is 2 by then, and at most 60 steps with one spawn per 20 before), so at most
-32 enemies are alive at once. An eager step works on the first ``u + 1`` enemy slots, ``u``
-the most enemies any env has (all 32 when compiled, whose shapes are fixed).
+that per-slot work runs along contiguous memory; the attributes above are views of them.
+Capacities follow from the rules: a player bullet lives at most 10 steps and one is fired at
+most every 5; a diver lives 60 steps and one spawns every 30; an enemy lives at most
+``10 * (move_speed + 1) <= 30`` steps once spawns come every step (``move_speed`` is 2 by then,
+and at most 60 steps with one spawn per 20 before), so at most 32 enemies are alive at once.
+An eager step works on the first ``u + 1`` enemy slots, ``u`` the most enemies any env has
+(``enemy_count.max()``); a compiled one on all 32, its shapes being fixed.
+
+A step avoids walking slots in Python, ``torch.where`` over slot tensors (an integer select is
+``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes) and operands broadcast
+along the env dimension (:func:`envs.minatar.slots.lanes`), all slow paths of the CPU kernels.
 """
 
 from __future__ import annotations
@@ -103,7 +108,8 @@ class Seaquest(BatchedGame):
         """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
         self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
         """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
-        self._env_offset = torch.arange(n, device=dev).unsqueeze(1) * self.num_channels * GRID * GRID
+        cells = self.num_channels * GRID * GRID
+        self._env_offset = torch.arange(n, device=dev).unsqueeze(1) * cells
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -179,7 +185,7 @@ class Seaquest(BatchedGame):
         rightward = self.random.uniform(spawn) < 1 / 2
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
-        clash = ((enemies[ALIVE] == 1) & (enemies[Y] == row)
+        clash = (enemies[ALIVE].bool() & (enemies[Y] == row)
                  & (enemies[DIR] != rightward.long()))
         clash = slots.anyof(clash, 0)
         zero = torch.zeros_like(row)
@@ -209,7 +215,8 @@ class Seaquest(BatchedGame):
         left, right = actions == LEFT, actions == RIGHT
         self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
         self.sub_or = torch.where(left, False, torch.where(right, True, self.sub_or))
-        self.sub_y = (self.sub_y - (actions == UP).long() + (actions == DOWN).long()).clamp(0, GRID - 2)
+        up, down = (actions == UP).long(), (actions == DOWN).long()
+        self.sub_y = (self.sub_y - up + down).clamp(0, GRID - 2)
 
     def _oxygen_and_surface(self, terminal: torch.Tensor) -> torch.Tensor:
         """Oxygen use below the surface; surfacing (refill, divers off, bonus, ramp).
@@ -243,11 +250,11 @@ class Seaquest(BatchedGame):
         sub_cell = self.sub_y * GRID
         index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
         bullets = self._f_bullets
-        index.append(slots.pick(bullets[ALIVE] == 1,
+        index.append(slots.pick(bullets[ALIVE].bool(),
                                  2 * cells + bullets[Y] * GRID + bullets[X], dump))
         en = self._enemies[:, : self._enemy_slots(spare=0)]
         for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
-            alive, cell = objects[ALIVE] == 1, objects[Y] * GRID + objects[X]
+            alive, cell = objects[ALIVE].bool(), objects[Y] * GRID + objects[X]
             index.append(slots.pick(alive, channel + cell, dump))
             tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
             on = alive & (tail >= 0) & (tail < GRID)

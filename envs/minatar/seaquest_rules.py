@@ -35,8 +35,8 @@ from envs.minatar.slots import anyof, lanes, pick
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
 """Object fields (first dimension of the slot tensors); every list starts with X, Y, DIR,
-ALIVE. ``DIR`` is 1 when heading right (+x); ``TIMER`` counts down to the next move, ``SHOT``
-to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
+ALIVE (0 or 1, as are DIR and IS_SUB). ``DIR`` is 1 when heading right (+x); ``TIMER`` counts
+down to the next move, ``SHOT`` to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
 DIVER_MOVE_INTERVAL = 5
 ENEMY_SHOT_INTERVAL = 10
 MAX_DIVERS = 6
@@ -51,7 +51,8 @@ def _after(mask: torch.Tensor) -> torch.Tensor:
 def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
     """``[B, N]``: for each slot, the slots on the same cell that come later (or earlier)."""
     slot = lanes(cell.shape[0], cell.shape[1], cell.dtype, cell.device)
-    order = slot.unsqueeze(0) > slot.unsqueeze(1) if later else slot.unsqueeze(0) < slot.unsqueeze(1)
+    other, this = slot.unsqueeze(0), slot.unsqueeze(1)
+    order = other > this if later else other < this
     return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1)
 
 
@@ -60,12 +61,12 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     """Move the player's bullets ``[4, B, N]`` and let them hit the enemies ``[7, K, N]``.
     Returns the new bullets, the enemies still alive (``[K, N]`` bool) and the hits per env."""
     bx, by, heading, b_alive = bullets.unbind(0)
-    active = b_alive == 1
+    active = b_alive.bool()
     x = bx + active * (2 * heading - 1)
     inside = active & (x >= 0) & (x < GRID)
     cell = pick(inside, by * GRID + x, -1)
-    alive = enemies[ALIVE] == 1
-    sub = enemies[IS_SUB] == 1
+    alive = enemies[ALIVE].bool()
+    sub = enemies[IS_SUB].bool()
     on = pick(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
     sharks = (on & ~sub).cumsum(1, dtype=torch.int16)
     subs = (on & sub).cumsum(1, dtype=torch.int16)
@@ -81,7 +82,7 @@ def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
     """Move the divers ``[5, D, N]`` and pick up those the sub at ``(px, py)`` touches;
     returns the new divers and the new diver count."""
     x, y, heading, alive, timer = divers.unbind(0)
-    alive = alive == 1
+    alive = alive.bool()
     row = y == py
     nx = x + 2 * heading - 1
     out = (nx < 0) | (nx >= GRID)
@@ -104,7 +105,7 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [K, N] bool: the subs
     that fire now, from the cell they are on (even one that just left or was hit)."""
     x, y, heading, _, timer, shot, is_sub = enemies.unbind(0)
-    sub = is_sub == 1
+    sub = is_sub.bool()
     row = y == py
     touched = anyof(alive & row & (x == px), 0)
     moves = alive & (timer == 0)
@@ -116,7 +117,7 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     meets = moves & ~gone & ~onto
 
     bx, by, b_heading, b_alive = bullets.unbind(0)
-    live_b = b_alive == 1
+    live_b = b_alive.bool()
     b_cell = pick(live_b, by * GRID + bx, -1)
     there = pick(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
     subs_there = there & sub
@@ -150,6 +151,6 @@ def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.T
     left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)
     right = rows.gather(0, py.long().unsqueeze(0) + GRID).squeeze(0)
     # on the sub's cell, or one cell behind it along the bullet's heading (moving onto it)
-    touched = ((left | right | (left >> 1) | (right << 1)) >> px) & 1 == 1
+    touched = (((left | right | (left >> 1) | (right << 1)) >> px) & 1).bool()
     moved = torch.cat([rows[:GRID] >> 1, (rows[GRID:] << 1) & ((1 << GRID) - 1)])
     return moved.view(2, GRID, -1), touched

@@ -50,7 +50,7 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     slot dimension, which is slow), else by one scatter. With ``count``, also returns the live
     objects per env (``[N]``)."""
     f, k, n = objects.shape
-    live = objects[alive] == 1
+    live = objects[alive].bool()
     before = live.cumsum(0, dtype=objects.dtype)
     if k <= SMALL:
         rank = lanes(k, n, objects.dtype, objects.device, start=1).unsqueeze(1)
@@ -76,7 +76,8 @@ def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int =
 
 @functools.lru_cache(maxsize=64)
 def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
-    return torch.arange(start, start + k, dtype=dtype, device=device).unsqueeze(1).expand(k, n).contiguous()
+    lane = torch.arange(start, start + k, dtype=dtype, device=device)
+    return lane.unsqueeze(1).expand(k, n).contiguous()
 
 
 def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
