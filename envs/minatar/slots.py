@@ -87,5 +87,8 @@ def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> to
 
 
 def anyof(mask: torch.Tensor, dim: int) -> torch.Tensor:
-    """``mask.any(dim)`` as the max of its bytes, which runs many times faster on the CPU."""
+    """``mask.any(dim)`` as the max of its bytes, which runs many times faster on the CPU in
+    eager mode (compiled, ``any`` itself: Inductor fuses it)."""
+    if torch.compiler.is_compiling():
+        return mask.any(dim)
     return mask.view(torch.uint8).amax(dim).view(torch.bool)
