@@ -144,7 +144,7 @@ class Seaquest(BatchedGame):
         before = {name: getattr(self, name) for name in self._stored}
         window = self._enemy_slots(spare=1)
         enemies = self._spawn(self._enemies[:, :window], live)
-        self._move_player(actions, live)
+        self._move_player(actions)
         px, py = self.sub_x.to(slots.DTYPE), self.sub_y.to(slots.DTYPE)
         bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
         self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
@@ -206,7 +206,9 @@ class Seaquest(BatchedGame):
         self.d_spawn_timer = torch.where(spawn, DIVER_SPAWN_SPEED, self.d_spawn_timer)
         return enemies
 
-    def _move_player(self, actions: torch.Tensor, live: torch.Tensor) -> None:
+    def _move_player(self, actions: torch.Tensor) -> None:
+        """Fire (when the cool-down is over) or move the sub, for every env (the terminal ones
+        are put back at the end of the step)."""
         fire = (actions == FIRE) & (self.shot_timer == 0)
         zero = torch.zeros_like(self.sub_x)
         bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1])
@@ -214,7 +216,7 @@ class Seaquest(BatchedGame):
         self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
         left, right = actions == LEFT, actions == RIGHT
         self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
-        self.sub_or = torch.where(left, False, torch.where(right, True, self.sub_or))
+        self.sub_or = (self.sub_or & ~left) | right
         up, down = (actions == UP).long(), (actions == DOWN).long()
         self.sub_y = (self.sub_y - up + down).clamp(0, GRID - 2)
 
