@@ -215,3 +215,21 @@ def test_seaquest_state_dict_round_trip_continues_identically():
         r2, done2 = other.step(a)
         other.reset(done2)
         assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
+
+
+@pytest.mark.parametrize("capacity", [3, 12])  # the one-hot sum (<= 8 slots) and the scatter
+def test_slot_compaction_keeps_live_objects_in_order(capacity):
+    from envs.minatar import slots
+
+    gen = torch.Generator().manual_seed(capacity)
+    objects = torch.randint(1, 100, (4, capacity, 50), generator=gen).to(slots.DTYPE)
+    objects[ALIVE] = torch.randint(0, 2, (capacity, 50), generator=gen).to(slots.DTYPE)
+    packed, count = slots.compact(objects, ALIVE, count=True)
+    for env in range(50):
+        live = [objects[:, k, env].tolist() for k in range(capacity) if objects[ALIVE, k, env]]
+        assert count[env] == len(live)
+        assert [packed[:, k, env].tolist() for k in range(len(live))] == live
+        assert not packed[:, len(live):, env].any()
+    mask = objects[ALIVE].bool()
+    assert torch.equal(slots.anyof(mask, 0), mask.any(0))
+    assert torch.equal(slots.pick(mask, objects[X], -1), torch.where(mask, objects[X], -1))
