@@ -3,9 +3,9 @@
 Each function takes lists stored field-major with the env dimension last, ``[F, K, N]`` (slot
 order = the reference's list order, see :mod:`envs.minatar.slots`), so that every per-slot
 expression runs along the contiguous env dimension, and returns new ones; none changes its
-inputs. Each reproduces one
-loop of the reference's ``Env.act``, including which object wins when several share a cell,
-without walking the slots: the walk's outcome is written with counts over the slots.
+inputs. Each reproduces one loop of the reference's ``Env.act``, including which object wins
+when several share a cell, without walking the slots: the walk's outcome is written with
+counts over the slots.
 
 - :func:`resolve_player_bullets`: the reference walks its bullets last-fired first; each moves
   one cell, leaves if off-screen, else removes the first shark (in list order) on its cell, or

@@ -5,8 +5,8 @@ new ones at the end, walk them in order (or in reverse) and remove from anywhere
 object a bullet hits when two share a cell depends on that order, so a batched game keeps
 it: a list is an ``[F, capacity, N]`` int16 tensor (``F`` fields per object, one of them
 ``alive`` in {0, 1}; the env dimension last, so that work per slot runs along contiguous
-memory). After :func:`compact`, env ``i``'s objects sit in slots
-``0 .. count_i - 1`` in list order (the other slots are all zeros); removing an object only
+memory). After :func:`compact`, env ``i``'s objects sit in slots ``0 .. count_i - 1`` in list
+order (the other slots are all zeros); removing an object only
 clears its ``alive``, so the slot order stays the list order until the next compaction.
 
 A game sizes ``capacity`` from the bound its rules put on the number of live objects;
@@ -22,8 +22,8 @@ import functools
 import torch
 
 DTYPE = torch.int16
-"""The lists' integer type (every field of the games' objects fits it; half the memory traffic
-of int64 twice over)."""
+"""The lists' integer type: every field of the games' objects fits it, at a quarter of
+int64's memory traffic."""
 
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
