@@ -177,11 +177,11 @@ def load_reference(game: Seaquest, i: int, ref) -> None:
     put(game.f_bullets, ref.f_bullets, (X, Y, DIR))
     enemies = [f + [0, 0] for f in ref.e_fish] + [s + [1] for s in ref.e_subs]
     put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
-    game.enemy_head[i] = len(enemies)
+    game.enemy_count[i] = len(enemies)
     put(game.divers, ref.divers, (X, Y, DIR, TIMER))
-    game.e_bullets[i] = False
+    game.e_bullets[i] = 0
     for x, y, heading in ref.e_bullets:
-        game.e_bullets[i, int(heading), y, x] = True
+        game.e_bullets[i, int(heading), y] |= 1 << x
 
 
 def test_seaquest_equals_reference_from_crowded_random_states():
@@ -215,3 +215,21 @@ def test_seaquest_state_dict_round_trip_continues_identically():
         r2, done2 = other.step(a)
         other.reset(done2)
         assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
+
+
+@pytest.mark.parametrize("capacity", [3, 12])  # the one-hot sum (<= 8 slots) and the scatter
+def test_slot_compaction_keeps_live_objects_in_order(capacity):
+    from envs.minatar import slots
+
+    gen = torch.Generator().manual_seed(capacity)
+    objects = torch.randint(1, 100, (4, capacity, 50), generator=gen).to(slots.DTYPE)
+    objects[ALIVE] = torch.randint(0, 2, (capacity, 50), generator=gen).to(slots.DTYPE)
+    packed, count = slots.compact(objects, ALIVE, count=True)
+    for env in range(50):
+        live = [objects[:, k, env].tolist() for k in range(capacity) if objects[ALIVE, k, env]]
+        assert count[env] == len(live)
+        assert [packed[:, k, env].tolist() for k in range(len(live))] == live
+        assert not packed[:, len(live):, env].any()
+    mask = objects[ALIVE].bool()
+    assert torch.equal(slots.anyof(mask, 0), mask.any(0))
+    assert torch.equal(slots.pick(mask, objects[X], -1), torch.where(mask, objects[X], -1))

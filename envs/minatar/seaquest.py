@@ -22,15 +22,22 @@ Observation channels (``[N, 10, 10, 10]``): 0 sub front, 1 sub back, 2 player bu
 7 oxygen gauge (row 9), 8 diver gauge (row 9), 9 diver.
 
 State: scalars per env, and the reference's object lists as ordered slot tensors
-(:mod:`envs.minatar.slots`): player bullets ``[N, 3, 4]`` and divers ``[N, 4, 5]``
-(compacted after each step), enemies (sharks and subs in one list, which keeps each kind's
-own order) ``[N, 32, 7]`` as a ring whose list order starts at ``enemy_head``; enemy bullets
-as two ``[10, 10]`` planes per env (left-, right-moving), since they only ever meet the
-player. Capacities follow from the rules: a player bullet lives at most 10 steps and one is
-fired at most every 5; a diver lives 60 steps and one spawns every 30; an enemy lives at
-most ``10 * (move_speed + 1) <= 30`` steps once spawns come every step (``move_speed`` is 2
-by then, and at most 60 steps with one spawn per 20 before), so no enemy outlives 32 spawns
-and the ring never overwrites a live one.
+(:mod:`envs.minatar.slots`), compacted after each step: player bullets ``[N, 3, 4]``, enemies
+(sharks and subs in one list, which keeps each kind's own order) ``[N, 32, 7]`` and divers
+``[N, 4, 5]``, all int16; enemy bullets, which only ever meet the player, as bit rows
+``[N, 2, 10]`` int16 (bit ``x`` of row ``y``, left-moving then right-moving), a move being a
+shift. The slot lists and bullet rows are stored env-last (``[F, K, N]``, ``[2, 10, N]``) so
+that per-slot work runs along contiguous memory; the attributes above are views of them.
+Capacities follow from the rules: a player bullet lives at most 10 steps and one is fired at
+most every 5; a diver lives 60 steps and one spawns every 30; an enemy lives at most
+``10 * (move_speed + 1) <= 30`` steps once spawns come every step (``move_speed`` is 2 by then,
+and at most 60 steps with one spawn per 20 before), so at most 32 enemies are alive at once.
+An eager step works on the first ``u + 1`` enemy slots, ``u`` the most enemies any env has
+(``enemy_count.max()``); a compiled one on all 32, its shapes being fixed.
+
+A step avoids walking slots in Python, ``torch.where`` over slot tensors (an integer select is
+``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes) and operands broadcast
+along the env dimension (:func:`envs.minatar.slots.lanes`), all slow paths of the CPU kernels.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from envs.minatar import slots
 from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame
 from envs.minatar.seaquest_rules import (
     ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
-    move_enemies, resolve_divers, resolve_player_bullets,
+    move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
 )
 
 MAX_OXYGEN = 200
@@ -50,6 +57,20 @@ DIVER_SPAWN_SPEED = 30
 INIT_MOVE_INTERVAL = 5
 SHOT_COOL_DOWN = 5
 BULLET_SLOTS, ENEMY_SLOTS, DIVER_SLOTS = 3, 32, 4
+
+
+def _env_first(name: str, dims: tuple[int, int, int] = (2, 1, 0)) -> property:
+    """A tensor stored env-last (e.g. a slot list ``[F, K, N]``) as its env-first view
+    (``[N, K, F]``): ``stored.permute(dims)``."""
+    back = tuple(dims.index(d) for d in range(3))
+
+    def get(self) -> torch.Tensor:
+        return getattr(self, name).permute(dims)
+
+    def put(self, value: torch.Tensor) -> None:
+        setattr(self, name, value.permute(back).contiguous())
+
+    return property(get, put)
 
 
 class Seaquest(BatchedGame):
@@ -61,8 +82,15 @@ class Seaquest(BatchedGame):
     state_names = (
         "sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed", "e_spawn_timer",
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",
-        "f_bullets", "enemies", "enemy_head", "divers", "e_bullets",
+        "f_bullets", "enemies", "enemy_count", "divers", "e_bullets",
     )
+    f_bullets = _env_first("_f_bullets")
+    enemies = _env_first("_enemies")
+    divers = _env_first("_divers")
+    e_bullets = _env_first("_e_bullets", (2, 0, 1))
+    _stored = tuple(f"_{name}" if name in ("f_bullets", "enemies", "divers", "e_bullets")
+                    else name for name in state_names)
+    """The attributes holding the state (slot lists and bullet rows env-last, the rest [N])."""
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
@@ -70,89 +98,102 @@ class Seaquest(BatchedGame):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self.sub_or = torch.zeros(n, dtype=torch.bool, device=dev)
         self.surface = torch.zeros(n, dtype=torch.bool, device=dev)
-        self.f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
-        self.enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
-        self.enemy_head = torch.zeros(n, dtype=torch.long, device=dev)
-        self.divers = slots.empty(n, DIVER_SLOTS, 5, dev)
-        self.e_bullets = torch.zeros(n, 2, GRID, GRID, dtype=torch.bool, device=dev)
-        self._cell = torch.arange(GRID * GRID, device=dev)
-        self._col = torch.arange(GRID, device=dev)
+        self._f_bullets = slots.empty(n, BULLET_SLOTS, 4, dev)
+        self._enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
+        self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
+        self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
+        self._e_bullets = torch.zeros(2, GRID, n, dtype=slots.DTYPE, device=dev)
+        col, lit = torch.arange(GRID, device=dev), torch.arange(GRID + 1, device=dev).unsqueeze(1)
+        self._oxygen_gauge = col < lit
+        """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
+        self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
+        """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
+        cells = self.num_channels * GRID * GRID
+        self._env_offset = torch.arange(n, device=dev).unsqueeze(1) * cells
+        self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
+        """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
     def difficulty(self) -> torch.Tensor:
         return self.ramp_index
 
     def _reset(self, mask: torch.Tensor) -> None:
-        def put(name: str, value: int | bool) -> None:
-            setattr(self, name, torch.where(mask, value, getattr(self, name)))
-
+        envs = mask.nonzero().squeeze(1)
+        if envs.numel() == 0:
+            return
         for name, value in (
             ("oxygen", MAX_OXYGEN), ("diver_count", 0), ("sub_x", 5), ("sub_y", 0),
             ("sub_or", False), ("e_spawn_speed", INIT_SPAWN_SPEED),
             ("e_spawn_timer", INIT_SPAWN_SPEED), ("d_spawn_timer", DIVER_SPAWN_SPEED),
             ("move_speed", INIT_MOVE_INTERVAL), ("ramp_index", 0), ("shot_timer", 0),
-            ("surface", True), ("terminal", False),
+            ("surface", True), ("terminal", False), ("enemy_count", 0), ("e_bullets", 0),
         ):
-            put(name, value)
-        keep = (~mask).long()
-        self.f_bullets = self.f_bullets * keep[:, None, None]
-        self.enemies[:, :, ALIVE] *= keep.unsqueeze(1)
-        self.enemy_head = self.enemy_head * keep
-        self.divers = self.divers * keep[:, None, None]
-        self.e_bullets = self.e_bullets & ~mask[:, None, None, None]
+            getattr(self, name).index_fill_(0, envs, value)
+        for objects in (self._f_bullets, self._enemies, self._divers):
+            objects.index_fill_(2, envs, 0)
+
+    def _enemy_slots(self, spare: int) -> int:
+        """How many enemy slots a step works on: all when compiling (static shapes), else the
+        slots in use plus ``spare`` (a compacted list's live enemies fill a prefix)."""
+        if torch.compiler.is_compiling():
+            return ENEMY_SLOTS
+        return min(ENEMY_SLOTS, int(self.enemy_count.max()) + spare)
 
     # ------------------------------------------------------------------ step
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
-        self._spawn(live)
-        self._move_player(actions, live)
-        reward = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
-        terminal = self.terminal.clone()
-
-        # The rule functions update these copies of the object lists in place.
-        bullets, enemies, divers = self.f_bullets.clone(), self.enemies, self.divers.clone()
-        age = slots.ring_age(self.enemy_head, ENEMY_SLOTS)
-        player = (self.sub_x, self.sub_y)
-        reward += resolve_player_bullets(bullets, enemies, age, live)
-        self.diver_count = resolve_divers(divers, player, self.diver_count, live)
-        subs = live.unsqueeze(1) & (enemies[:, :, ALIVE] == 1) & (enemies[:, :, IS_SUB] == 1)
-        hits, touched, shots = move_enemies(enemies, subs, age, bullets, player,
-                                            self.move_speed, shoot=True)
-        reward += hits
-        terminal |= touched
-        terminal |= self._move_enemy_bullets(enemies, shots, live)
-        fish = live.unsqueeze(1) & (enemies[:, :, ALIVE] == 1) & (enemies[:, :, IS_SUB] == 0)
-        hits, touched, _ = move_enemies(enemies, fish, age, bullets, player, self.move_speed,
-                                        shoot=False)
-        reward += hits
-        terminal |= touched
-
-        self.e_spawn_timer = self.e_spawn_timer - (live & (self.e_spawn_timer > 0)).long()
-        self.d_spawn_timer = self.d_spawn_timer - (live & (self.d_spawn_timer > 0)).long()
-        self.shot_timer = self.shot_timer - (live & (self.shot_timer > 0)).long()
-        terminal |= live & (self.oxygen <= 0)
-        reward += self._oxygen_and_surface(live, terminal)
-
-        self.f_bullets = slots.compact(bullets, ALIVE)
-        self.divers = slots.compact(divers, ALIVE)
+        before = {name: getattr(self, name) for name in self._stored}
+        window = self._enemy_slots(spare=1)
+        enemies = self._spawn(self._enemies[:, :window], live)
+        self._move_player(actions)
+        px, py = self.sub_x.to(slots.DTYPE), self.sub_y.to(slots.DTYPE)
+        bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
+        self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
+        enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
+                                                               self.move_speed)
+        reward = reward + hits
+        self._e_bullets, touched = move_enemy_bullets(self._e_bullets, enemies, shots, px, py)
+        terminal = terminal | touched | (self.oxygen <= 0)
+        self.e_spawn_timer = self.e_spawn_timer - (self.e_spawn_timer > 0).long()
+        self.d_spawn_timer = self.d_spawn_timer - (self.d_spawn_timer > 0).long()
+        self.shot_timer = self.shot_timer - (self.shot_timer > 0).long()
+        reward = reward + self._oxygen_and_surface(terminal)
+        self._f_bullets = slots.compact(bullets, ALIVE)
+        self._divers = slots.compact(self._divers, ALIVE)
+        self._enemies, count = slots.compact(enemies, ALIVE, count=True)
+        self.enemy_count = count.long()
+        every_slot = before["_enemies"]
+        if torch.compiler.is_compiling() or not bool(live.all()):
+            # terminal envs change nothing: put their state back
+            before["_enemies"] = every_slot[:, :window]
+            for name, old in before.items():
+                new = getattr(self, name)
+                keep = live if name.startswith("_") else live.view(-1, *[1] * (new.dim() - 1))
+                setattr(self, name, torch.where(keep, new, old))
+            reward = torch.where(live, reward, 0)
+            terminal = terminal | ~live
+        if window < ENEMY_SLOTS:  # the slots past the window hold no enemy, in any env
+            every_slot[:, :window] = self._enemies
+            self._enemies = every_slot
         self.terminal = terminal
         return reward.float(), terminal.clone()
 
-    def _spawn(self, live: torch.Tensor) -> None:
+    def _spawn(self, enemies: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
         """Spawn an enemy and/or a diver where their timers are up (the reference's draws,
-        in its order: enemy heading, enemy kind, enemy row; diver heading, diver row)."""
+        in its order: enemy heading, enemy kind, enemy row; diver heading, diver row).
+        Returns the enemies with the new one appended."""
         spawn = live & (self.e_spawn_timer == 0)
         rightward = self.random.uniform(spawn) < 1 / 2
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
-        en = self.enemies
-        clash = ((en[:, :, ALIVE] == 1) & (en[:, :, Y] == row.unsqueeze(1))
-                 & (en[:, :, DIR] != rightward.long().unsqueeze(1))).any(1)
+        clash = (enemies[ALIVE].bool() & (enemies[Y] == row)
+                 & (enemies[DIR] != rightward.long()))
+        clash = slots.anyof(clash, 0)
         zero = torch.zeros_like(row)
         enemy = torch.stack([
             torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
             self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
-        ], 1)
-        self.enemy_head = slots.ring_append(en, self.enemy_head, spawn & ~clash, enemy)
+        ])
+        enemies = slots.append(enemies, self.enemy_count, spawn & ~clash, enemy)
         self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
         spawn = live & (self.d_spawn_timer == 0)
@@ -160,53 +201,31 @@ class Seaquest(BatchedGame):
         row = self.random.integers(1, 9, spawn)
         zero = torch.zeros_like(row)
         diver = torch.stack([torch.where(rightward, 0, GRID - 1), row, rightward.long(),
-                             zero + 1, zero + DIVER_MOVE_INTERVAL], 1)
-        self.divers = slots.append(self.divers, ALIVE, spawn, diver)
+                             zero + 1, zero + DIVER_MOVE_INTERVAL])
+        self._divers = slots.append(self._divers, ALIVE, spawn, diver)
         self.d_spawn_timer = torch.where(spawn, DIVER_SPAWN_SPEED, self.d_spawn_timer)
+        return enemies
 
-    def _move_player(self, actions: torch.Tensor, live: torch.Tensor) -> None:
-        fire = live & (actions == FIRE) & (self.shot_timer == 0)
+    def _move_player(self, actions: torch.Tensor) -> None:
+        """Fire (when the cool-down is over) or move the sub, for every env (the terminal ones
+        are put back at the end of the step)."""
+        fire = (actions == FIRE) & (self.shot_timer == 0)
         zero = torch.zeros_like(self.sub_x)
-        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1], 1)
-        self.f_bullets = slots.append(self.f_bullets, ALIVE, fire, bullet)
+        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1])
+        self._f_bullets = slots.append(self._f_bullets, ALIVE, fire, bullet)
         self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
-        left, right = live & (actions == LEFT), live & (actions == RIGHT)
-        self.sub_x = torch.where(left, (self.sub_x - 1).clamp(min=0), self.sub_x)
-        self.sub_x = torch.where(right, (self.sub_x + 1).clamp(max=GRID - 1), self.sub_x)
-        self.sub_or = torch.where(left, False, torch.where(right, True, self.sub_or))
-        self.sub_y = torch.where(live & (actions == UP), (self.sub_y - 1).clamp(min=0), self.sub_y)
-        self.sub_y = torch.where(live & (actions == DOWN), (self.sub_y + 1).clamp(max=GRID - 2),
-                                 self.sub_y)
+        left, right = actions == LEFT, actions == RIGHT
+        self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
+        self.sub_or = (self.sub_or & ~left) | right
+        up, down = (actions == UP).long(), (actions == DOWN).long()
+        self.sub_y = (self.sub_y - up + down).clamp(0, GRID - 2)
 
-    def _move_enemy_bullets(self, enemies: torch.Tensor, shots: torch.Tensor,
-                            live: torch.Tensor) -> torch.Tensor:
-        """Add the subs' new bullets, move every enemy bullet one cell along its heading;
-        True where one touches the submarine before or after its move."""
-        n = self.num_envs
-        x, y, heading = enemies[:, :, X], enemies[:, :, Y], enemies[:, :, DIR]
-        placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
-        dump = 2 * GRID * GRID
-        index = torch.where(placed, heading * GRID * GRID + y * GRID + x, dump)
-        new = torch.zeros(n, dump + 1, dtype=torch.uint8, device=self.device)
-        new.scatter_(1, index, 1)
-        planes = self.e_bullets | new[:, :dump].view(n, 2, GRID, GRID).bool()
-        player_cell = self.sub_y * GRID + self.sub_x
-        def at_player(p: torch.Tensor) -> torch.Tensor:
-            return p.view(n, 2, GRID * GRID).any(1).gather(1, player_cell.unsqueeze(1)).squeeze(1)
-        touched = at_player(planes)
-        moved = torch.zeros_like(planes)
-        moved[:, 0, :, : GRID - 1] = planes[:, 0, :, 1:]
-        moved[:, 1, :, 1:] = planes[:, 1, :, : GRID - 1]
-        touched |= at_player(moved)
-        self.e_bullets = torch.where(live[:, None, None, None], moved, self.e_bullets)
-        return live & touched
-
-    def _oxygen_and_surface(self, live: torch.Tensor, terminal: torch.Tensor) -> torch.Tensor:
+    def _oxygen_and_surface(self, terminal: torch.Tensor) -> torch.Tensor:
         """Oxygen use below the surface; surfacing (refill, divers off, bonus, ramp).
         Updates ``terminal`` in place; returns the surfacing reward."""
-        below = live & (self.sub_y > 0)
+        below = self.sub_y > 0
         self.oxygen = self.oxygen - below.long()
-        arrived = live & ~below & ~self.surface
+        arrived = ~below & ~self.surface
         self.surface = self.surface & ~below
         terminal |= arrived & (self.diver_count == 0)
         up = arrived & (self.diver_count != 0)
@@ -225,30 +244,30 @@ class Seaquest(BatchedGame):
 
     # ----------------------------------------------------------- observation
     def observation(self) -> torch.Tensor:
+        """One ``index_fill_`` paints every object; an object that paints nothing paints a cell
+        of channel 4 (enemy bullets) instead, which is written whole afterwards."""
         n, cells = self.num_envs, GRID * GRID
-        obs = torch.zeros(n, self.num_channels, cells + 1, dtype=torch.uint8, device=self.device)
-
-        def paint(channel: int, x: torch.Tensor, y: torch.Tensor, on: torch.Tensor) -> None:
-            index = torch.where(on, y * GRID + x, cells).reshape(n, -1)
-            obs[:, channel].scatter_(1, index, 1)
-
-        paint(0, self.sub_x, self.sub_y, self.all_envs)
-        back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1)
-        paint(1, back % GRID, self.sub_y, self.all_envs)
-        for channel, objects in ((2, self.f_bullets), (9, self.divers)):
-            paint(channel, objects[:, :, X], objects[:, :, Y], objects[:, :, ALIVE] == 1)
-        en = self.enemies
-        alive = en[:, :, ALIVE] == 1
-        paint(5, en[:, :, X], en[:, :, Y], alive & (en[:, :, IS_SUB] == 0))
-        paint(6, en[:, :, X], en[:, :, Y], alive & (en[:, :, IS_SUB] == 1))
-        for objects in (en, self.divers):
-            tail = objects[:, :, X] + 1 - 2 * objects[:, :, DIR]
-            on = (objects[:, :, ALIVE] == 1) & (tail >= 0) & (tail < GRID)
-            paint(3, tail, objects[:, :, Y], on)
-        out = obs[:, :, :cells].bool().reshape(n, self.num_channels, GRID, GRID)
-        out[:, 4] = self.e_bullets.any(1)
-        oxygen_cells = self.oxygen.clamp(min=0) * 10 // MAX_OXYGEN
-        out[:, 7, GRID - 1] = self._col < oxygen_cells.unsqueeze(1)
-        divers_from = (GRID - 1 - self.diver_count).unsqueeze(1)
-        out[:, 8, GRID - 1] = (self._col >= divers_from) & (self._col < GRID - 1)
+        dump = 4 * cells
+        back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1) % GRID
+        sub_cell = self.sub_y * GRID
+        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
+        bullets = self._f_bullets
+        index.append(slots.pick(bullets[ALIVE].bool(),
+                                 2 * cells + bullets[Y] * GRID + bullets[X], dump))
+        en = self._enemies[:, : self._enemy_slots(spare=0)]
+        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
+            alive, cell = objects[ALIVE].bool(), objects[Y] * GRID + objects[X]
+            index.append(slots.pick(alive, channel + cell, dump))
+            tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
+            on = alive & (tail >= 0) & (tail < GRID)
+            index.append(slots.pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
+        flat = torch.cat(index).t().contiguous().long() + self._env_offset
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        obs.index_fill_(0, flat.view(-1), True)
+        out = obs.view(n, self.num_channels, GRID, GRID)
+        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
+        out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
+        oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
+        out[:, 7, GRID - 1] = self._oxygen_gauge.index_select(0, oxygen)
+        out[:, 8, GRID - 1] = self._diver_gauge.index_select(0, self.diver_count.clamp(0, GRID))
         return out

@@ -1,142 +1,156 @@
-"""Seaquest's object rules over the slot lists: player bullets, divers, enemies.
+"""Seaquest's object rules over the slot lists: player bullets, divers, enemies, enemy bullets.
 
-Each function updates the ``[N, K, F]`` lists it is given in place (the game passes copies)
-and reproduces one loop of the reference's ``Env.act``, including which object wins when
-several share a cell:
+Each function takes lists stored field-major with the env dimension last, ``[F, K, N]`` (slot
+order = the reference's list order, see :mod:`envs.minatar.slots`), so that every per-slot
+expression runs along the contiguous env dimension, and returns new ones; none changes its
+inputs. Each reproduces one loop of the reference's ``Env.act``, including which object wins
+when several share a cell, without walking the slots: the walk's outcome is written with
+counts over the slots.
 
-- :func:`resolve_player_bullets`: the reference walks its bullets last-fired first; each
-  moves one cell, leaves if off-screen, else removes the first shark (in spawn order) on its
-  cell, or failing that the first sub, and itself. Few bullets exist (at most 3), so this
-  walks the bullet slots; each step is one tensor expression over all envs.
-- :func:`resolve_divers`: walked the same way (at most 4 slots), since the 6-diver cap makes
-  the order of pick-ups matter.
-- :func:`move_enemies`: the reference walks the subs (then, separately, the sharks) last
-  spawned first; one that moves onto a cell holding player bullets takes the first of them
-  still there. Written without a walk: among the enemies that move onto one cell, the one
-  with ``r`` such enemies spawned after it takes the bullet with ``r`` bullets before it on
-  that cell, if there is one.
+- :func:`resolve_player_bullets`: the reference walks its bullets last-fired first; each moves
+  one cell, leaves if off-screen, else removes the first shark (in list order) on its cell, or
+  failing that the first sub, and itself. Bullets on one cell take that cell's enemies in the
+  order sharks (oldest first), then subs (oldest first): the bullet with ``r`` bullets on its
+  cell walked before it (in later slots) takes the enemy with ``r`` enemies before it in that
+  order, if the cell has one.
+- :func:`resolve_divers`: walked last-spawned first; a diver on the sub's cell, or moving onto
+  it, is picked up while the count is below 6: the candidate with ``a`` candidates in later
+  slots is picked when ``diver_count + a < 6``.
+- :func:`move_enemies`: the reference walks the subs, then the sharks, each last spawned first;
+  one that moves onto a cell holding player bullets takes the first of them still there.
+  On one cell the meeting enemies are walked subs (youngest first), then sharks (youngest
+  first); the one with ``p`` enemies walked before it takes the bullet with ``p`` live
+  bullets before it (in earlier slots) on that cell, if there is one.
+- :func:`move_enemy_bullets`: the subs' new bullets join the bullet rows (a bit per cell, left-
+  and right-moving apart), which then shift one cell; touching the sub before or after the
+  shift ends the game.
 """
 
 from __future__ import annotations
 
 import torch
 
-from envs.minatar.slots import first
+from envs.minatar.slots import anyof, lanes, pick
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
-"""Object fields (last dimension of the slot tensors); every list starts with X, Y, DIR,
-ALIVE. ``DIR`` is 1 when heading right (+x); ``TIMER`` counts down to the next move, ``SHOT``
-to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
+"""Object fields (first dimension of the slot tensors); every list starts with X, Y, DIR,
+ALIVE (0 or 1, as are DIR and IS_SUB). ``DIR`` is 1 when heading right (+x); ``TIMER`` counts
+down to the next move, ``SHOT`` to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
 DIVER_MOVE_INTERVAL = 5
 ENEMY_SHOT_INTERVAL = 10
 MAX_DIVERS = 6
 
-Player = tuple[torch.Tensor, torch.Tensor]
+
+def _after(mask: torch.Tensor) -> torch.Tensor:
+    """How many entries of ``mask`` (``[..., K, N]`` bool) are set in later slots than each one."""
+    count = mask.cumsum(-2, dtype=torch.int16)
+    return count[..., -1:, :] - count
 
 
-def _step(heading: torch.Tensor) -> torch.Tensor:
-    return 2 * heading - 1
+def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
+    """``[B, N]``: for each slot, the slots on the same cell that come later (or earlier)."""
+    slot = lanes(cell.shape[0], cell.shape[1], cell.dtype, cell.device)
+    other, this = slot.unsqueeze(0), slot.unsqueeze(1)
+    order = other > this if later else other < this
+    return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1)
 
 
-def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor, age: torch.Tensor,
-                           live: torch.Tensor) -> torch.Tensor:
-    """Move the player's bullets and let them hit enemies (``age``: the enemies' list
-    order, 0 = oldest); returns the hits per env."""
-    hits = torch.zeros_like(live, dtype=torch.long)
-    slot = torch.arange(enemies.shape[1], device=enemies.device)
-    for k in reversed(range(bullets.shape[1])):
-        b = bullets[:, k]
-        active = live & (b[:, ALIVE] == 1)
-        x = torch.where(active, b[:, X] + _step(b[:, DIR]), b[:, X])
-        b[:, X] = x
-        inside = active & (x >= 0) & (x < GRID)
-        on_cell = ((enemies[:, :, ALIVE] == 1) & (enemies[:, :, X] == x.unsqueeze(1))
-                   & (enemies[:, :, Y] == b[:, Y].unsqueeze(1)))
-        shark_hit, shark = first(on_cell & (enemies[:, :, IS_SUB] == 0), age)
-        sub_hit, sub = first(on_cell & (enemies[:, :, IS_SUB] == 1), age)
-        shark_hit &= inside
-        sub_hit &= inside & ~shark_hit
-        victim = torch.where(shark_hit, shark, sub)
-        killed = (slot == victim.unsqueeze(1)) & (shark_hit | sub_hit).unsqueeze(1)
-        enemies[:, :, ALIVE] *= (~killed).long()
-        b[:, ALIVE] *= (~(active & ~inside) & ~shark_hit & ~sub_hit).long()
-        hits += (shark_hit | sub_hit).long()
-    return hits
+def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Move the player's bullets ``[4, B, N]`` and let them hit the enemies ``[7, K, N]``.
+    Returns the new bullets, the enemies still alive (``[K, N]`` bool) and the hits per env."""
+    bx, by, heading, b_alive = bullets.unbind(0)
+    active = b_alive.bool()
+    x = bx + active * (2 * heading - 1)
+    inside = active & (x >= 0) & (x < GRID)
+    cell = pick(inside, by * GRID + x, -1)
+    alive = enemies[ALIVE].bool()
+    sub = enemies[IS_SUB].bool()
+    on = pick(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
+    sharks = (on & ~sub).cumsum(1, dtype=torch.int16)
+    subs = (on & sub).cumsum(1, dtype=torch.int16)
+    place = pick(sub, sharks[:, -1:] + subs, sharks) - 1
+    taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
+    hit = anyof(taker, 1)
+    bullets = torch.stack([x, by, heading, (inside & ~hit).to(x.dtype)])
+    return bullets, alive & ~anyof(taker, 0), hit.sum(0)
 
 
-def resolve_divers(divers: torch.Tensor, player: Player, diver_count: torch.Tensor,
-                   live: torch.Tensor) -> torch.Tensor:
-    """Move the divers and pick up those the sub touches; returns the new diver count."""
-    px, py = player
-    for k in reversed(range(divers.shape[1])):
-        d = divers[:, k]
-        active = live & (d[:, ALIVE] == 1)
-        picked = active & (d[:, X] == px) & (d[:, Y] == py) & (diver_count < MAX_DIVERS)
-        diver_count = diver_count + picked.long()
-        rest = active & ~picked
-        moves = rest & (d[:, TIMER] == 0)
-        d[:, TIMER] = torch.where(moves, DIVER_MOVE_INTERVAL,
-                                  torch.where(rest, d[:, TIMER] - 1, d[:, TIMER]))
-        x = torch.where(moves, d[:, X] + _step(d[:, DIR]), d[:, X])
-        d[:, X] = x
-        gone = moves & ((x < 0) | (x >= GRID))
-        picked_after = (moves & ~gone & (x == px) & (d[:, Y] == py)
-                        & (diver_count < MAX_DIVERS))
-        diver_count = diver_count + picked_after.long()
-        d[:, ALIVE] *= (~(picked | gone | picked_after)).long()
-    return diver_count
+def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
+                   diver_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the divers ``[5, D, N]`` and pick up those the sub at ``(px, py)`` touches;
+    returns the new divers and the new diver count."""
+    x, y, heading, alive, timer = divers.unbind(0)
+    alive = alive.bool()
+    row = y == py
+    nx = x + 2 * heading - 1
+    out = (nx < 0) | (nx >= GRID)
+    due = alive & (timer == 0)
+    candidate = (alive & row & (x == px)) | (due & ~out & row & (nx == px))
+    picked = candidate & (diver_count + _after(candidate) < MAX_DIVERS)
+    rest = alive & ~picked
+    moves = rest & (timer == 0)
+    timer = pick(moves, DIVER_MOVE_INTERVAL, timer - rest.to(timer.dtype))
+    x = x + moves * (2 * heading - 1)
+    alive = rest & ~(moves & out)
+    return torch.stack([x, y, heading, alive.to(x.dtype), timer]), diver_count + picked.sum(0)
 
 
-def move_enemies(enemies: torch.Tensor, movers: torch.Tensor, age: torch.Tensor,
-                 bullets: torch.Tensor, player: Player, move_speed: torch.Tensor, *, shoot: bool
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Step the enemies where ``movers`` ([N, K] bool) is set: touch test, move, leave the
-    screen, touch test, meet player bullets; with ``shoot`` (subs), count down to the next
-    shot. Returns ``(hits [N], touched [N] bool, shots [N, K] bool)``: ``shots`` marks the
-    subs that fire now, from the cell they are on (even one that just left or was hit)."""
-    px, py = player
-    x, y = enemies[:, :, X], enemies[:, :, Y]
-    at_player = (y == py.unsqueeze(1))
-    touched = (movers & at_player & (x == px.unsqueeze(1))).any(1)
-    moves = movers & (enemies[:, :, TIMER] == 0)
-    enemies[:, :, TIMER] = torch.where(moves, move_speed.unsqueeze(1),
-                                       enemies[:, :, TIMER] - movers.long())
-    x = torch.where(moves, x + _step(enemies[:, :, DIR]), x)
-    enemies[:, :, X] = x
+def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tensor,
+                 px: torch.Tensor, py: torch.Tensor, move_speed: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step the enemies where ``alive`` ([K, N] bool): touch test, move, leave the screen,
+    touch test, meet player bullets; subs count down to their next shot. Returns the new
+    enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [K, N] bool: the subs
+    that fire now, from the cell they are on (even one that just left or was hit)."""
+    x, y, heading, _, timer, shot, is_sub = enemies.unbind(0)
+    sub = is_sub.bool()
+    row = y == py
+    touched = anyof(alive & row & (x == px), 0)
+    moves = alive & (timer == 0)
+    timer = pick(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
+    x = x + moves * (2 * heading - 1)
     gone = moves & ((x < 0) | (x >= GRID))
-    onto_player = moves & ~gone & at_player & (x == px.unsqueeze(1))
-    touched |= onto_player.any(1)
-    meets = moves & ~gone & ~onto_player
-    hit, used = _match_bullets(meets, x, y, age, bullets)
-    enemies[:, :, ALIVE] *= (~(gone | hit)).long()
-    bullets[:, :, ALIVE] *= (~used).long()
-    shots = movers & (enemies[:, :, SHOT] == 0)
-    if shoot:
-        enemies[:, :, SHOT] = torch.where(shots, ENEMY_SHOT_INTERVAL,
-                                          enemies[:, :, SHOT] - movers.long())
-    return hit.sum(1), touched, shots & shoot
+    onto = moves & ~gone & row & (x == px)
+    touched = touched | anyof(onto, 0)
+    meets = moves & ~gone & ~onto
+
+    bx, by, b_heading, b_alive = bullets.unbind(0)
+    live_b = b_alive.bool()
+    b_cell = pick(live_b, by * GRID + bx, -1)
+    there = pick(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
+    subs_there = there & sub
+    place = pick(sub, _after(subs_there),
+                        subs_there.sum(1, keepdim=True) + _after(there & ~sub))
+    taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
+    hit = anyof(taker, 0)
+    bullets = torch.stack([bx, by, b_heading, (live_b & ~anyof(taker, 1)).to(bx.dtype)])
+
+    shots = alive & sub & (shot == 0)
+    shot = pick(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))
+    alive = alive & ~gone & ~hit
+    enemies = torch.stack([x, y, heading, alive.to(x.dtype), timer, shot, is_sub])
+    return enemies, bullets, hit.sum(0), touched, shots
 
 
-def _match_bullets(meets: torch.Tensor, x: torch.Tensor, y: torch.Tensor, age: torch.Tensor,
-                   bullets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which of the enemies in ``meets`` ([N, K]) are hit, and which bullets ([N, B]) hit them,
-    when the enemies claim, last-spawned first, the first bullet left on their cell.
-
-    Bullet ``b`` with ``q`` live bullets before it on its cell goes to the enemy with ``q``
-    enemies meeting on that cell after it (if there is one)."""
-    cell = y * GRID + x
-    alive = bullets[:, :, ALIVE] == 1
-    b_cell = bullets[:, :, Y] * GRID + bullets[:, :, X]
-    hit = torch.zeros_like(meets)
-    used = torch.zeros_like(alive)
-    by_age = age.argsort(1)  # slots oldest first
-    for b in range(bullets.shape[1]):
-        queue = (alive[:, :b] & (b_cell[:, :b] == b_cell[:, b : b + 1])).sum(1, keepdim=True)
-        there = meets & (cell == b_cell[:, b : b + 1]) & alive[:, b : b + 1]
-        there = there.gather(1, by_age)  # in list order
-        from_end = there.flip(1).cumsum(1).flip(1)  # meeting enemies this old or younger
-        taker = (there & (from_end == queue + 1)).gather(1, age)  # back to slots
-        hit |= taker
-        used[:, b] = taker.any(1)
-    return hit, used
+def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
+                       px: torch.Tensor, py: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add the subs' new bullets to ``rows`` (``[2, 10, N]`` int16: bit ``x`` of row ``y``, for
+    left- then right-moving bullets) and move every bullet one cell along its heading (a shift
+    of its row). Returns the new rows and, per env, whether a bullet touches the sub at
+    ``(px, py)`` before or after its move."""
+    x, y, heading = enemies[X], enemies[Y], enemies[DIR]
+    placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
+    bit = placed * (1 << x.clamp(0, GRID - 1))
+    row = heading * GRID + y
+    rows = rows.reshape(2 * GRID, -1)
+    lane = lanes(2 * GRID, rows.shape[1], rows.dtype, rows.device)
+    for k in range(x.shape[0]):
+        rows = rows | (lane == row[k]) * bit[k]
+    left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)
+    right = rows.gather(0, py.long().unsqueeze(0) + GRID).squeeze(0)
+    # on the sub's cell, or one cell behind it along the bullet's heading (moving onto it)
+    touched = (((left | right | (left >> 1) | (right << 1)) >> px) & 1).bool()
+    moved = torch.cat([rows[:GRID] >> 1, (rows[GRID:] << 1) & ((1 << GRID) - 1)])
+    return moved.view(2, GRID, -1), touched
