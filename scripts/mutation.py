@@ -67,7 +67,7 @@ TESTS: dict[str, list[str]] = {
     "plasticity/adalin.py": ["tests/test_adalin.py"],
     "plasticity/weight_clipping.py": ["tests/test_weight_clipping.py"],
     "plasticity/crelu.py": ["tests/test_crelu.py"],
-    "plasticity/layers.py": ["tests/test_layers.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
+    "plasticity/layers.py": ["tests/test_layers.py", "tests/test_layers_refusals.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
     "plasticity/structure.py": ["tests/test_structure.py", "tests/test_structure_reading.py", "tests/test_structure_walks.py"],
     "plasticity/metrics.py": ["tests/test_metrics.py"],
     "plasticity/monitor.py": ["tests/test_monitor.py", "tests/test_monitor_options.py"],

@@ -32,6 +32,12 @@ def test_parameters_are_parsed_with_dashes_and_spaces():
     assert type(spec.params["every"]) is int
 
 
+def test_a_value_is_everything_after_the_first_equals_sign():
+    assert parse("reset:every==3").params == {"every": "=3"}  # kept as text; the constructor refuses it
+    assert parse("swr:head=fc=out").params == {"head": "fc=out"}
+    assert parse("redo:on=critic=1").on == ("critic=1",)
+
+
 def test_on_names_networks_joined_by_plus_and_is_not_a_parameter():
     spec = parse("swr:on=actor++critic,lam=0.5")
     assert spec.on == ("actor", "critic") and spec.params == {"lam": 0.5}
@@ -86,7 +92,8 @@ def test_build_passes_the_parameters_optimizer_and_targets():
 
 def test_help_text_lists_every_intervention_with_defaults_aliases_and_options():
     lines = help_text().splitlines()
-    assert lines[0].startswith("Interventions (--plasticity NAME[:key=value,...] ...;")
+    assert lines[:2] == ["Interventions (--plasticity NAME[:key=value,...] ...; applied in the order given;",
+                         "  on=NET[+NET] attaches to some of the agent's networks: q for DQN, actor/critic for SAC):"]
     swr = lines.index("  swr             Rescale every layer towards its initial norm after each update "
                       "(see module doc).")
     assert lines[swr + 1] == ("                    lam=0.001, head_lam=None, head=None, every=1, chain=False")
