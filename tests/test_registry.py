@@ -109,3 +109,27 @@ def test_help_text_lists_every_intervention_with_defaults_aliases_and_options():
                                "  layernorm       norm=layer"]
     assert sum(line.startswith("  ") and not line.startswith("   ") for line in lines[2:net]) == len(
         registry.INTERVENTIONS)
+
+
+def test_help_and_refusals_for_a_missing_intervention_and_an_undocumented_one_without_parameters(monkeypatch):
+    real = registry.intervention_class
+
+    class Bare:
+        def __init__(self, module, optimizer=None, targets=()):
+            pass
+
+    def fake(name):
+        if name == "l2init":
+            raise ImportError("no module named fake")
+        return Bare if name == "l2" else real(name)
+
+    monkeypatch.setattr(registry, "intervention_class", fake)
+    lines = help_text().splitlines()
+    l2 = lines.index("  l2              ")  # no docstring: the name alone, then no parameters
+    assert lines[l2 + 1:l2 + 3] == ["                    ", "  l2init          unavailable (no module named fake)"]
+    assert lines[l2 + 3].startswith("  weight_clipping ")  # the interventions after it are still listed
+    assert sum(line.startswith("  ") and not line.startswith("   ") for line in lines[2:]) == len(
+        registry.INTERVENTIONS) + len(registry.ARCHITECTURE)
+    with pytest.raises(ValueError) as err:
+        parse("l2:coef=1")
+    assert str(err.value) == "unknown parameter 'coef' for l2 in --plasticity 'l2:coef=1'; valid: none, on"
