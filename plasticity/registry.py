@@ -143,10 +143,10 @@ def help_text() -> str:
     for name in INTERVENTIONS:
         try:
             cls = intervention_class(name)
-        except (ImportError, AttributeError) as err:  # pragma: no cover - a broken install
+        except (ImportError, AttributeError) as err:  # a broken install
             lines.append(f"  {name:15s} unavailable ({err})")
             continue
-        doc = (inspect.getdoc(cls) or "").splitlines()[0] if inspect.getdoc(cls) else ""
+        doc = (inspect.getdoc(cls) or "").partition("\n")[0]
         params = ", ".join(f"{k}={p.default!r}" for k, p in _parameters(name).items())
         aliases = [a for a, n in ALIASES.items() if n == name]
         lines.append(f"  {name:15s} {doc}" + (f" (alias: {', '.join(aliases)})" if aliases else ""))

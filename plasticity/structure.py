@@ -100,7 +100,6 @@ class Structure:
             raise ValueError(f"{who}: cannot read the structure of {name} from its forward pass "
                              f"with torch.fx ({_first_line(err)}){how}") from None
         self.nodes = list(self.graph.nodes)
-        self._order = {n: i for i, n in enumerate(self.nodes)}
         self._modules = dict(module.named_modules())
         calls: dict[str, int] = {}
         for n in self.nodes:
@@ -178,17 +177,15 @@ class Structure:
 
     def first_source(self, node: fx.Node) -> fx.Node | None:
         """Walking back from `node`'s first tensor operand (the first one of a sum or a
-        concatenation), the nearest weight layer or norm node, or None (a network input)."""
-        seen = set()
+        concatenation), the nearest weight layer or norm node, or None (a network input).
+        Operands read from the module (``get_attr``: a parameter or buffer) are passed over.
+        Each step goes to an earlier node of the graph, so the walk ends."""
         cur = node
         while True:
             ins = [n for n in self._inputs(cur) if n.op != "get_attr"]
             if not ins:
                 return None
             cur = ins[0]
-            if cur in seen:
-                return None
-            seen.add(cur)
             if self.kind(cur) in ("layer", "norm"):
                 return cur
 
@@ -226,7 +223,7 @@ class Structure:
 
     def depth(self) -> dict[fx.Node, int]:
         """Weight layers counted from the output: 1 for output layers, 1 + the smallest depth
-        of the layers a layer feeds otherwise."""
+        of the layers a layer feeds otherwise (1 for a layer whose output nothing reads)."""
         depth: dict[fx.Node, int] = {}
         for n in reversed(self.layer_nodes):
             nexts, out = self.downstream(n)
@@ -241,7 +238,7 @@ class Structure:
         stack, seen = list(node.users), set()
         while stack:
             n = stack.pop()
-            if n in seen or n.op == "output" or self.kind(n) == "layer":
+            if n in seen or self.kind(n) == "layer":  # (the output node has no module and no users)
                 continue
             seen.add(n)
             m = self.module_of(n)

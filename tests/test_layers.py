@@ -349,38 +349,6 @@ def test_find_activations_of_an_activation_root_and_activity_checks():
     assert L.make_group("c", nn.Conv2d(1, 4, 3), [nn.Conv2d(4, 4, 3, groups=2)], None, None) is None
 
 
-def test_explicit_pairs_and_the_hook_path_of_measure_activity():
-    m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2), nn.Linear(4, 2))
-    fc1, bn, act = m[0], m[1], m[2]
-    (g,) = L.neuron_groups(m, pairs=[(fc1, [m[3], m[4]], act, bn)])
-    assert (g.name, g.next_layers, g.activation, g.norm, g.probe) == ("0", (m[3], m[4]), act, bn, act)
-    (g3,) = L.neuron_groups(m, pairs=[(fc1, m[3], act)])
-    assert g3.next_layers == (m[3],) and g3.norm is None and g3.probe is act
-    for pairs, msg in [([(nn.Linear(3, 4), m[3])], "plasticity: every pair must start with a Linear/Conv layer of the module"),
-                       ([(bn, m[3])], "plasticity: every pair must start with a Linear/Conv layer of the module"),
-                       ([(fc1, nn.Linear(5, 2))], "plasticity: shapes of 0 and its next layer(s) do not fit")]:
-        with pytest.raises(ValueError) as e:
-            L.neuron_groups(m, pairs=pairs)
-        assert str(e.value) == msg
-    forward = lambda x: m[3](act(bn(fc1(x))))  # noqa: E731 - m itself would also run m[4] on the wrong width
-    m.forward = forward
-    x = torch.randn(8, 3)
-    m.train()
-    before = {k: v.clone() for k, v in bn.state_dict().items()}
-    absolute, signed = L.measure_activity(m, [g], x, signed=True)
-    assert all(torch.equal(v, before[k]) for k, v in bn.state_dict().items())  # running stats restored
-    with torch.no_grad():
-        h = act(bn(fc1(x)))  # (this forward moves the running stats itself)
-    torch.testing.assert_close(absolute[0], h.abs().mean(0).view(1, 4))
-    torch.testing.assert_close(signed[0], h.mean(0).view(1, 4))
-    assert not act._forward_hooks and L.measure_activity(m, [], x) == []
-    torch.testing.assert_close(L.measure_activity(m, [g], x)[0], absolute[0])
-    (unused,) = L.neuron_groups(m, pairs=[(m[4], [nn.Linear(2, 1)])])
-    with pytest.raises(RuntimeError) as e:
-        L.measure_activity(m, [unused], x)
-    assert str(e.value) == "measure_activity: no activation seen for 4 (module not called in forward?); pass explicit pairs"
-
-
 def test_traced_signed_activity_and_optimizer_state_edge_cases():
     m = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
     x = torch.randn(6, 3)

@@ -32,6 +32,12 @@ def test_parameters_are_parsed_with_dashes_and_spaces():
     assert type(spec.params["every"]) is int
 
 
+def test_a_value_is_everything_after_the_first_equals_sign():
+    assert parse("reset:every==3").params == {"every": "=3"}  # kept as text; the constructor refuses it
+    assert parse("swr:head=fc=out").params == {"head": "fc=out"}
+    assert parse("redo:on=critic=1").on == ("critic=1",)
+
+
 def test_on_names_networks_joined_by_plus_and_is_not_a_parameter():
     spec = parse("swr:on=actor++critic,lam=0.5")
     assert spec.on == ("actor", "critic") and spec.params == {"lam": 0.5}
@@ -86,7 +92,8 @@ def test_build_passes_the_parameters_optimizer_and_targets():
 
 def test_help_text_lists_every_intervention_with_defaults_aliases_and_options():
     lines = help_text().splitlines()
-    assert lines[0].startswith("Interventions (--plasticity NAME[:key=value,...] ...;")
+    assert lines[:2] == ["Interventions (--plasticity NAME[:key=value,...] ...; applied in the order given;",
+                         "  on=NET[+NET] attaches to some of the agent's networks: q for DQN, actor/critic for SAC):"]
     swr = lines.index("  swr             Rescale every layer towards its initial norm after each update "
                       "(see module doc).")
     assert lines[swr + 1] == ("                    lam=0.001, head_lam=None, head=None, every=1, chain=False")
@@ -102,3 +109,27 @@ def test_help_text_lists_every_intervention_with_defaults_aliases_and_options():
                                "  layernorm       norm=layer"]
     assert sum(line.startswith("  ") and not line.startswith("   ") for line in lines[2:net]) == len(
         registry.INTERVENTIONS)
+
+
+def test_help_and_refusals_for_a_missing_intervention_and_an_undocumented_one_without_parameters(monkeypatch):
+    real = registry.intervention_class
+
+    class Bare:
+        def __init__(self, module, optimizer=None, targets=()):
+            pass
+
+    def fake(name):
+        if name == "l2init":
+            raise ImportError("no module named fake")
+        return Bare if name == "l2" else real(name)
+
+    monkeypatch.setattr(registry, "intervention_class", fake)
+    lines = help_text().splitlines()
+    l2 = lines.index("  l2              ")  # no docstring: the name alone, then no parameters
+    assert lines[l2 + 1:l2 + 3] == ["                    ", "  l2init          unavailable (no module named fake)"]
+    assert lines[l2 + 3].startswith("  weight_clipping ")  # the interventions after it are still listed
+    assert sum(line.startswith("  ") and not line.startswith("   ") for line in lines[2:]) == len(
+        registry.INTERVENTIONS) + len(registry.ARCHITECTURE)
+    with pytest.raises(ValueError) as err:
+        parse("l2:coef=1")
+    assert str(err.value) == "unknown parameter 'coef' for l2 in --plasticity 'l2:coef=1'; valid: none, on"
