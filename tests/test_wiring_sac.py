@@ -135,3 +135,46 @@ def test_network_options_reach_the_actor_and_both_critics():
         assert any(isinstance(m, nn.LayerNorm) for m in net.modules())
     assert not torch.equal(twin.q1[0][1].weight, twin.q2[0][1].weight)  # independent initialisations
     assert widths(GaussianPolicy(3, 2)) == [(3, 256), (256, 256), (256, 2), (256, 2)]
+
+
+def test_default_networks_are_relu_mlps_of_256_units():
+    from torch import nn
+
+    from agents.sac import GaussianPolicy, QNetworkSA, TwinQ
+
+    for net in (GaussianPolicy(3, 2), QNetworkSA(3, 2), TwinQ(3, 2)):
+        relus = sum(isinstance(m, nn.ReLU) for m in net.modules())
+        linears = [m.out_features for m in net.modules() if isinstance(m, nn.Linear)]
+        assert relus == (4 if isinstance(net, TwinQ) else 2), type(net).__name__
+        assert linears.count(256) == relus and not any(isinstance(m, nn.LayerNorm) for m in net.modules())
+
+
+def test_build_gives_a_seeded_sac_for_continuous_tasks_and_refuses_discrete_ones():
+    from agents.sac import build
+
+    schedule = SimpleNamespace(discrete=False, obs_shape=(OBS,), action_dim=ACT)
+    cfg = SACConfig(hidden=(8,))
+    a, b = (build(cfg, schedule, torch.device("cpu"), seed=9) for _ in range(2))
+    c = build(cfg, schedule, torch.device("cpu"), seed=10)
+    assert a.action_dim == ACT and a.actor.mean.out_features == ACT
+    assert torch.equal(a.actor.mean.weight, b.actor.mean.weight)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    assert not torch.equal(a.generator.get_state(), c.generator.get_state())
+    discrete = SimpleNamespace(discrete=True, tasks=[SimpleNamespace(id="CartPole-v1"), SimpleNamespace(id="x")])
+    with pytest.raises(ValueError) as err:
+        build(cfg, discrete, torch.device("cpu"), seed=0)
+    assert str(err.value) == "--agent sac needs continuous actions; CartPole-v1 is discrete: use --agent dqn"
+
+
+def test_compiled_gradients_are_wired_to_their_networks_and_objectives():
+    """With --sac.compile each loss' CompiledGrad differentiates its own network, reads the others
+    the loss calls as inputs (so their updates are seen), and traces the agent's objective;
+    without it there is none."""
+    agent = SAC(SACConfig(hidden=(8,), compile=True), (OBS,), ACT, seed=1)
+    critic, actor = agent._critic_grad, agent._actor_grad
+    assert critic.watch == [agent.critic, agent.actor, agent.critic_target]
+    assert actor.watch == [agent.actor, agent.critic]
+    assert critic._objective.fn == agent._critic_objective and actor._objective.fn == agent._actor_objective
+    assert critic.compile and actor.compile
+    plain = SAC(SACConfig(hidden=(8,)), (OBS,), ACT, seed=1)
+    assert plain._critic_grad is None and plain._actor_grad is None
