@@ -128,7 +128,6 @@ class DQN(Agent):
         self.exploration_horizon = int(exploration_horizon)
         self._explore_origin = 0  # step at which the ε schedule (re)started
         self.device = torch.device(device)
-        self.num_actions = num_actions
         self.action_masks = action_masks.to(self.device)  # (num_tasks, num_actions) bool
         self.image = len(obs_shape) == 3
         kind = cfg.encoder if cfg.encoder != "auto" else default_encoder(obs_shape)

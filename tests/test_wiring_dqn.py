@@ -184,3 +184,25 @@ def test_dqn_defaults_seed_0_and_a_one_step_horizon():
     assert agent.exploration_horizon == 1 and agent.epsilon(1) == pytest.approx(0.1)
     seeded = DQN(cfg, obs_shape=(2,), num_actions=2, action_masks=torch.ones(1, 2, dtype=torch.bool), seed=0)
     assert torch.equal(agent.generator.get_state(), seeded.generator.get_state())
+
+
+def test_config_options_reach_the_network_and_the_optimizer():
+    from agents.networks import ImpalaCNN, MinAtarCNN, MLPEncoder
+
+    masks = torch.ones(1, 3, dtype=torch.bool)
+    impala = DQN(DQNConfig(encoder="impala_cnn", adam_eps=1e-4, lr=3e-3), (3, 16, 16), 3, masks)
+    assert isinstance(impala.q.encoder, ImpalaCNN) and impala.image
+    assert impala.optimizer.param_groups[0]["eps"] == 1e-4 and impala.optimizer.param_groups[0]["lr"] == 3e-3
+    auto = DQN(DQNConfig(), (4, 10, 10), 3, masks)
+    assert isinstance(auto.q.encoder, MinAtarCNN) and auto.image
+    flat = DQN(DQNConfig(encoder="mlp", hidden=(5,)), (2, 10, 10), 3, masks)
+    assert isinstance(flat.q.encoder, MLPEncoder) and flat.q.head.out_features == 3
+    vector = DQN(DQNConfig(hidden=(5,)), (4,), 3, masks)
+    assert not vector.image and isinstance(vector.q.encoder, MLPEncoder)
+
+
+def test_compiled_gradient_is_wired_to_the_online_network_and_reads_the_target():
+    agent = DQN(DQNConfig(hidden=(8,), compile=True), (4,), 2, torch.ones(1, 2, dtype=torch.bool))
+    assert agent._q_grad.watch == [agent.q, agent.q_target]
+    assert agent._q_grad._objective.fn == agent._objective and agent._q_grad.compile
+    assert DQN(DQNConfig(hidden=(8,)), (4,), 2, torch.ones(1, 2, dtype=torch.bool))._q_grad is None
