@@ -113,3 +113,9 @@ def test_evaluation_draws_only_from_its_own_generator():
     assert default.epsilon == 0.0
     default.run_episodes(0, 2, lambda obs: torch.zeros(2, 1))
     assert default._env(0, 2).seeds == [[_EVAL_SEED_OFFSET, _EVAL_SEED_OFFSET + 1]]
+
+
+def test_epsilon_leaves_continuous_actions_to_the_policy():
+    ev = Evaluator(lambda t, n: None, 1, None, 2, "cpu", episodes=1, random_episodes=0, max_steps=1, epsilon=0.5)
+    mean = type("A", (), {"greedy": lambda self, obs, task: torch.full((obs.shape[0], 2), 0.25)})()
+    assert torch.equal(ev.greedy_policy(mean, 0)(torch.zeros(50, 3)), torch.full((50, 2), 0.25))
