@@ -46,6 +46,7 @@ TESTS: dict[str, list[str]] = {
     **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
                           "tests/test_sum_tree.py", "tests/test_replay_parts.py"]
        for m in ("storage", "buffer", "uniform", "sampler", "sum_tree", "n_step", "host_add")},
+    "runner/monitoring.py": ["tests/test_monitoring.py", "tests/test_wiring_loop.py"],
     "agents/registry.py": ["tests/test_agent_registry.py", "tests/test_wiring_config.py"],
     "agents/networks.py": ["tests/test_networks.py", "tests/test_wiring_build.py"],
     "agents/compile/optimizer_step.py": ["tests/test_optimizer_step.py", "tests/test_compile_fallback.py"],
