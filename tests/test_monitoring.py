@@ -22,6 +22,8 @@ class Writer:
 
     def add_histogram(self, tag, values, step):
         self.histograms.setdefault(tag, []).append(step)
+        self.values = getattr(self, "values", {})
+        self.values[tag] = values
 
 
 class Replay:
@@ -79,6 +81,7 @@ def test_histograms_every_nth_measurement_renamed_like_the_scalars():
         mon.after_update(Replay(), writer, step=step)
     tags = [t for t in writer.histograms if t.startswith("plasticity/critic/")]
     assert tags and all(writer.histograms[t] == [0, 2, 4] for t in tags)
+    assert all(torch.as_tensor(writer.values[t]).numel() == 4 for t in tags)  # a score per hidden unit
     assert not any(t.startswith("plasticity/") and t.split("/")[1] not in ("actor", "critic")
                    for t in writer.histograms)
 
