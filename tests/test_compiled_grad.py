@@ -60,8 +60,8 @@ def test_compiled_gradients_follow_watched_and_structure_changes():
     """The watched module's new weights are seen without recompiling; a new shape compiles again."""
     f, g = nets()
     cg = CompiledGrad(f, loss_fn(f, g), compile=True, watch=[g])
-    x, y = torch.randn(16, 3), torch.randn(16)
     for step in range(3):
+        x, y = torch.randn(16, 3), torch.randn(16)  # new tensors, same shapes: no new compilation
         with torch.no_grad():
             g[0].weight.mul_(1.5)  # an update of the watched module, in place
         if step == 2:
