@@ -114,6 +114,7 @@ class Breakout(BatchedGame):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self._tables = _transitions(self.device)
         self._shifts = torch.arange(0, 30, GRID, device=dev)
+        self._first_cell = torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)
         cells = ((torch.arange(1 << GRID).unsqueeze(1) >> torch.arange(GRID)) & 1).bool()
         self._row_cells = cells.view(torch.uint8).view(torch.int16).to(dev)   # [1024, 5]
 
@@ -138,15 +139,15 @@ class Breakout(BatchedGame):
         t = self._tables
         terminal = self.terminal
         at = terminal.long() * 60 + self.pos * 6 + actions
-        target = t["target"][self.ball]
-        key = self.ball * 40 + ((self.bricks & target) != 0) * 20 + t["paddle_key"][at]
-        self.pos = t["paddle"][at]
-        bricks = self.bricks - t["removed"][key]
-        self.bricks = torch.where(t["bottom"][key] & (bricks == 0), ALL_BRICKS, bricks)
+        target = t["target"].index_select(0, self.ball)
+        key = self.ball * 40 + ((self.bricks & target) != 0) * 20 + t["paddle_key"].index_select(0, at)
+        self.pos = t["paddle"].index_select(0, at)
+        bricks = self.bricks - t["removed"].index_select(0, key)
+        self.bricks = torch.where(t["bottom"].index_select(0, key) & (bricks == 0), ALL_BRICKS, bricks)
         self.trail = torch.where(terminal, self.trail, self.ball % 100)
-        self.ball = t["next"][key]
-        self.terminal = terminal | t["ends"][key]
-        return t["reward"][key], self.terminal.clone()
+        self.ball = t["next"].index_select(0, key)
+        self.terminal = terminal | t["ends"].index_select(0, key)
+        return t["reward"].index_select(0, key), self.terminal.clone()
 
     def brick_map(self) -> torch.Tensor:
         """``[N, 10, 10]`` bool: where the bricks are."""
@@ -163,6 +164,8 @@ class Breakout(BatchedGame):
         first = (3 * cells + BRICK_ROWS[0] * GRID) // 2
         obs.view(torch.int16)[:, first:first + 15] = (
             self._row_cells.index_select(0, rows.view(-1)).view(n, 15))
-        idx = torch.stack((9 * GRID + self.pos, cells + self.ball % 100, 2 * cells + self.trail), 1)
-        obs.scatter_(1, idx, True)
+        base = self._first_cell
+        idx = torch.stack((base + 9 * GRID + self.pos, base + cells + self.ball % 100,
+                           base + 2 * cells + self.trail), 1)
+        obs.view(-1).index_fill_(0, idx.view(-1), True)
         return obs.view(n, self.num_channels, GRID, GRID)

@@ -117,18 +117,18 @@ class SpaceInvaders(BatchedGame):
         zero = f_old[:, :1].new_zeros(())
 
         fire = (actions == FIRE) & (self.shot_timer == 0)
-        cannon = self._bit[self.pos]
+        cannon = self._bit.index_select(0, self.pos)
         # player's bullets up one row (the new one from row 9 to row 8), aliens' down one row
         f_bullets = torch.cat((f_old[:, 1:GRID - 1], (f_old[:, GRID - 1] | (cannon * fire)).unsqueeze(1),
                                zero.expand(self.num_envs, 1)), 1)
         e_bullets = torch.cat((zero.expand(self.num_envs, 1), e_old[:, :GRID - 1]), 1)
         shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
         pos = (self.pos - (actions == LEFT).long() + (actions == RIGHT).long()).clamp(0, GRID - 1)
-        cannon = self._bit[pos]
+        cannon = self._bit.index_select(0, pos)
         end = ((e_bullets[:, GRID - 1] | aliens[:, GRID - 1]) & cannon) != 0
 
         moves = self.alien_move_timer == 0
-        count = self._popcount[aliens.long()].sum(1)
+        count = self._popcount.index_select(0, aliens.view(-1).long()).view(-1, GRID).sum(1)
         move_timer = torch.where(moves, torch.minimum(count, self.enemy_move_interval),
                                  self.alien_move_timer)
         heads_left = self.alien_dir < 0
@@ -147,14 +147,14 @@ class SpaceInvaders(BatchedGame):
         shot_timer_a = torch.where(shoots, ENEMY_SHOT_INTERVAL, self.alien_shot_timer)
         half = aliens[:, :5] | aliens[:, 5:]
         columns = half[:, 0] | half[:, 1] | half[:, 2] | half[:, 3] | half[:, 4]
-        column = self._nearest[pos * (1 << GRID) + columns.long()]
+        column = self._nearest.index_select(0, pos * (1 << GRID) + columns.long())
         in_column = (aliens >> column.to(ROWS).unsqueeze(1)) & 1
         lowest = (in_column * self._row_lane).amax(1, keepdim=True)      # row + 1
         drop = (self._row_lane == lowest) & shoots.unsqueeze(1)
-        e_bullets = e_bullets | (drop.to(ROWS) * self._bit[column].unsqueeze(1))
+        e_bullets = e_bullets | (drop.to(ROWS) * self._bit.index_select(0, column).unsqueeze(1))
 
         kills = aliens & f_bullets
-        reward = self._popcount[kills.long()].sum(1).float()
+        reward = self._popcount.index_select(0, kills.view(-1).long()).view(-1, GRID).sum(1).float()
         aliens = aliens & ~kills
         f_bullets = f_bullets & ~kills
 
@@ -185,7 +185,7 @@ class SpaceInvaders(BatchedGame):
         aliens = self.alien_map
         left = (self.alien_dir < 0).to(ROWS).unsqueeze(1)
         cannon = torch.zeros(n, GRID, dtype=ROWS, device=self.device)
-        cannon[:, GRID - 1] = self._bit[self.pos]
+        cannon[:, GRID - 1] = self._bit.index_select(0, self.pos)
         rows = torch.cat((cannon, aliens, aliens * left, aliens - aliens * left,
                           self.f_bullet_map, self.e_bullet_map), 1)
         cells = self._row_cells.index_select(0, rows.view(-1).long())
