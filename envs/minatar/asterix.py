@@ -42,6 +42,8 @@ class Asterix(BatchedGame):
         for name in ("ent_right", "ent_gold", "ent_alive"):
             setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
         self._columns = torch.arange(GRID, device=dev)
+        self._ent_rows = (torch.arange(1, SLOTS + 1, device=dev) * GRID).expand(n, SLOTS).contiguous()
+        self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
 
     def _reset(self, mask: torch.Tensor) -> None:
         m = mask
@@ -125,16 +127,20 @@ class Asterix(BatchedGame):
         self.ramp_timer = torch.where(level_up, RAMP_INTERVAL, self.ramp_timer)
 
     def observation(self) -> torch.Tensor:
-        n = self.num_envs
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        cols = self._columns
-        at = (self.ent_x[..., None] == cols) & self.ent_alive[..., None]          # [N, 8, 10]
-        back = torch.where(self.ent_right, self.ent_x - 1, self.ent_x + 1)
-        trail = (back[..., None] == cols) & self.ent_alive[..., None]
-        gold = self.ent_gold[..., None]
-        obs[:, 1, 1:9] = at & ~gold
-        obs[:, 2, 1:9] = trail
-        obs[:, 3, 1:9] = at & gold
-        flat = obs.view(n, -1)
-        flat.scatter_(1, self._cells(self.player_y, self.player_x)[:, None], True)
-        return obs
+        # 17 cells per env painted into a zeroed flat observation (one spare cell at the end
+        # takes those of dead entities and of trails off the grid): the player, every live
+        # entity (channel 1 enemy or 3 gold, row i + 1) and its trail (channel 2, the cell
+        # it came from)
+        n, cells = self.num_envs, GRID * GRID
+        spare = n * self.num_channels * cells
+        obs = torch.zeros(spare + 1, dtype=torch.bool, device=self.device)
+        x, alive = self.ent_x, self.ent_alive
+        back = x + 1 - 2 * self.ent_right.long()
+        at = x + self._ent_rows + cells + self.ent_gold.long() * (2 * cells)
+        trail = back + self._ent_rows + 2 * cells
+        on_grid = alive & (back >= 0) & (back < GRID)
+        idx = torch.cat(((self.player_y * GRID + self.player_x).unsqueeze(1) + self._first_cell,
+                         spare + alive * (at + self._first_cell - spare),
+                         spare + on_grid * (trail + self._first_cell - spare)), 1)
+        obs.index_fill_(0, idx.view(-1), True)
+        return obs[:spare].view(n, self.num_channels, GRID, GRID)

@@ -38,7 +38,8 @@ class Freeway(BatchedGame):
         for name in ("car_x", "car_timer", "car_speed"):
             setattr(self, name, torch.zeros(n, CARS, dtype=torch.long, device=dev))
         self._columns = torch.arange(GRID, device=dev)
-        self._speeds = torch.arange(1, 6, device=dev)
+        self._car_rows = (torch.arange(1, CARS + 1, device=dev) * GRID).expand(n, CARS).contiguous()
+        self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
 
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
         """``[N, 8]`` signed speeds, as the reference's ``_randomize_cars``."""
@@ -93,14 +94,13 @@ class Freeway(BatchedGame):
         return crossed.float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
-        n = self.num_envs
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        cols = self._columns
-        obs[:, 1, 1:9] = self.car_x[..., None] == cols
-        back = self.car_x + torch.where(self.car_speed > 0, -1, 1)
-        back = torch.where(back < 0, 9, torch.where(back > 9, 0, back))
-        trail = back[..., None] == cols                                        # [N, 8, 10]
-        speed = self.car_speed.abs()[..., None] == self._speeds                # [N, 8, 5]
-        obs[:, 2:7, 1:9] = speed.permute(0, 2, 1)[..., None] & trail[:, None]
-        obs.view(n, -1).scatter_(1, (self.pos * GRID + 4)[:, None], True)
-        return obs
+        # 17 cells per env painted into a zeroed flat observation: the chicken, every car
+        # (channel 1, row i + 1) and its trail (channel 1 + |speed|, the cell behind it)
+        n, cells = self.num_envs, GRID * GRID
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        back = (self.car_x - self.car_speed.sign()).remainder(GRID)
+        idx = torch.cat(((self.pos * GRID + 4).unsqueeze(1),
+                         self.car_x + self._car_rows + cells,
+                         back + self._car_rows + (1 + self.car_speed.abs()) * cells), 1)
+        obs.index_fill_(0, (idx + self._first_cell).view(-1), True)
+        return obs.view(n, self.num_channels, GRID, GRID)
