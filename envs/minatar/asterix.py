@@ -91,21 +91,23 @@ class Asterix(BatchedGame):
         py = torch.where(live, py, self.player_y)
         self.player_x, self.player_y = px, py
         # The player's row holds slot py - 1: only that entity can touch the player.
-        row = torch.nn.functional.one_hot(py - 1, SLOTS).bool() & live[:, None]
+        slot = (py - 1).unsqueeze(1)
+        gold = self.ent_gold.gather(1, slot).squeeze(1)
 
-        def collide(alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            touch = alive & row & (self.ent_x == px[:, None])
-            got = touch & self.ent_gold
-            return alive & ~got, got.sum(1), (touch & ~self.ent_gold).any(1)
+        def collide(alive: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            here = alive.gather(1, slot).squeeze(1)
+            touch = live & here & (x.gather(1, slot).squeeze(1) == px)
+            got = touch & gold
+            return alive.scatter(1, slot, (here & ~got).unsqueeze(1)), got, touch & ~gold
 
-        alive, reward, dead = collide(self.ent_alive)
+        alive, reward, dead = collide(self.ent_alive, self.ent_x)
         move = live & (self.move_timer == 0)
         self.move_timer = torch.where(move, self.move_speed, self.move_timer)
-        moving = alive & move[:, None]
-        x = torch.where(moving, self.ent_x + torch.where(self.ent_right, 1, -1), self.ent_x)
-        alive = alive & ~(moving & ((x < 0) | (x > 9)))
+        moving = (alive & move.unsqueeze(1)).long()
+        x = self.ent_x + moving * (2 * self.ent_right.long() - 1)
+        alive = alive & (x >= 0) & (x <= 9)
         self.ent_x = x
-        alive, reward2, dead2 = collide(alive)
+        alive, reward2, dead2 = collide(alive, x)
         self.ent_alive = alive
         self.terminal = self.terminal | dead | dead2
 
@@ -113,7 +115,7 @@ class Asterix(BatchedGame):
         self.move_timer = self.move_timer - live.long()
         if self.difficulty_ramping:
             self._ramp(live)
-        return (reward + reward2).float(), self.terminal.clone()
+        return reward.float() + reward2.float(), self.terminal.clone()
 
     def _ramp(self, live: torch.Tensor) -> None:
         ramping = live & ((self.spawn_speed > 1) | (self.move_speed > 1))
