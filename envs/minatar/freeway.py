@@ -68,26 +68,25 @@ class Freeway(BatchedGame):
 
         crossed = live & (pos == 0)
         speed = self._draw_speeds(crossed)
-        self.car_timer = torch.where(crossed[:, None], speed.abs(), self.car_timer)
-        self.car_speed = torch.where(crossed[:, None], speed, self.car_speed)
+        new = crossed.long().unsqueeze(1)
+        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
+        self.car_speed = self.car_speed + new * (speed - self.car_speed)
         pos = torch.where(crossed, 9, pos)
-
         # Only the car on the chicken's row (car pos - 1) can hit it; a hit sends it to row 9,
         # where no car is, so the reference's car-by-car order does not matter.
-        row = (torch.nn.functional.one_hot((pos - 1).clamp(0, CARS - 1), CARS).bool()
-               & ((pos >= 1) & (pos <= CARS))[:, None])
-        hit_before = (row & (self.car_x == 4)).any(1)
-        due = live[:, None] & (self.car_timer == 0)
-        x = self.car_x + torch.where(self.car_speed > 0, 1, -1)
-        x = torch.where(x < 0, 9, torch.where(x > 9, 0, x))
-        x = torch.where(due, x, self.car_x)
-        hit_after = (row & due & (x == 4)).any(1)
+        slot = (pos - 1).clamp(0, CARS - 1).unsqueeze(1)
+        on_road = (pos >= 1) & (pos <= CARS)
+        hit_before = on_road & (self.car_x.gather(1, slot).squeeze(1) == 4)
+        running = live.long().unsqueeze(1)
+        due = (self.car_timer == 0).long() * running
+        x = (self.car_x + due * self.car_speed.sign()).remainder(GRID)
+        hit_after = (on_road & (due.gather(1, slot).squeeze(1) == 1)
+                     & (x.gather(1, slot).squeeze(1) == 4))
         self.car_x = x
-        self.car_timer = torch.where(due, self.car_speed.abs(),
-                                     self.car_timer - live[:, None].long())
+        timer = self.car_timer - running                 # -1 where a car is due
+        self.car_timer = timer + due * (self.car_speed.abs() + 1)
         pos = torch.where(hit_before | hit_after, 9, pos)
         self.pos = torch.where(live, pos, self.pos)
-
         self.move_timer = self.move_timer - (live & (self.move_timer > 0)).long()
         self.terminate_timer = self.terminate_timer - live.long()
         self.terminal = self.terminal | (live & (self.terminate_timer < 0))
