@@ -23,6 +23,8 @@ from envs.minatar.base import DOWN, GRID, UP, BatchedGame
 PLAYER_SPEED = 3
 TIME_LIMIT = 2500
 CARS = 8
+CAR_DTYPE = torch.int32
+"""The cars' fields (``[N, 8]``): int32 arithmetic runs several times faster than int64's on the CPU."""
 
 
 class Freeway(BatchedGame):
@@ -36,7 +38,7 @@ class Freeway(BatchedGame):
         for name in ("pos", "move_timer", "terminate_timer"):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         for name in ("car_x", "car_timer", "car_speed"):
-            setattr(self, name, torch.zeros(n, CARS, dtype=torch.long, device=dev))
+            setattr(self, name, torch.zeros(n, CARS, dtype=CAR_DTYPE, device=dev))
         self._columns = torch.arange(GRID, device=dev)
         self._car_rows = (torch.arange(1, CARS + 1, device=dev) * GRID).expand(n, CARS).contiguous()
         self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
@@ -44,15 +46,16 @@ class Freeway(BatchedGame):
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
         """``[N, 8]`` signed speeds, as the reference's ``_randomize_cars``."""
         speed = self.random.integers(1, 6, mask, size=CARS)
-        direction = torch.where(self.random.uniform(mask, size=CARS) < 0.5, -1, 1)
-        return speed * direction
+        left = (self.random.uniform(mask, size=CARS) < 0.5).to(CAR_DTYPE)
+        speed = speed.to(CAR_DTYPE)
+        return speed - 2 * left * speed
 
     def _reset(self, mask: torch.Tensor) -> None:
         speed = self._draw_speeds(mask)
-        m = mask[:, None]
-        self.car_x = torch.where(m, 0, self.car_x)
-        self.car_timer = torch.where(m, speed.abs(), self.car_timer)
-        self.car_speed = torch.where(m, speed, self.car_speed)
+        new = mask.to(CAR_DTYPE).unsqueeze(1)
+        self.car_x = self.car_x - new * self.car_x
+        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
+        self.car_speed = self.car_speed + new * (speed - self.car_speed)
         self.pos = torch.where(mask, 9, self.pos)
         self.move_timer = torch.where(mask, PLAYER_SPEED, self.move_timer)
         self.terminate_timer = torch.where(mask, TIME_LIMIT, self.terminate_timer)
@@ -68,7 +71,7 @@ class Freeway(BatchedGame):
 
         crossed = live & (pos == 0)
         speed = self._draw_speeds(crossed)
-        new = crossed.long().unsqueeze(1)
+        new = crossed.to(CAR_DTYPE).unsqueeze(1)
         self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
         self.car_speed = self.car_speed + new * (speed - self.car_speed)
         pos = torch.where(crossed, 9, pos)
@@ -77,8 +80,8 @@ class Freeway(BatchedGame):
         slot = (pos - 1).clamp(0, CARS - 1).unsqueeze(1)
         on_road = (pos >= 1) & (pos <= CARS)
         hit_before = on_road & (self.car_x.gather(1, slot).squeeze(1) == 4)
-        running = live.long().unsqueeze(1)
-        due = (self.car_timer == 0).long() * running
+        running = live.to(CAR_DTYPE).unsqueeze(1)
+        due = (self.car_timer == 0).to(CAR_DTYPE) * running
         x = (self.car_x + due * self.car_speed.sign()).remainder(GRID)
         hit_after = (on_road & (due.gather(1, slot).squeeze(1) == 1)
                      & (x.gather(1, slot).squeeze(1) == 4))
