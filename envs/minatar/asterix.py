@@ -24,6 +24,8 @@ RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
 INIT_MOVE_INTERVAL = 5
 SLOTS = 8
+SLOT_DTYPE = torch.int32
+"""The entities' columns (``[N, 8]``): int32 arithmetic runs several times faster than int64's on the CPU."""
 
 
 class Asterix(BatchedGame):
@@ -38,7 +40,7 @@ class Asterix(BatchedGame):
         for name in ("player_x", "player_y", "spawn_speed", "spawn_timer", "move_speed",
                      "move_timer", "ramp_timer", "ramp_index"):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        self.ent_x = torch.zeros(n, SLOTS, dtype=torch.long, device=dev)
+        self.ent_x = torch.zeros(n, SLOTS, dtype=SLOT_DTYPE, device=dev)
         for name in ("ent_right", "ent_gold", "ent_alive"):
             setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
         self._columns = torch.arange(GRID, device=dev)
@@ -73,9 +75,11 @@ class Asterix(BatchedGame):
         num_free = free.sum(1)
         can = spawn & (num_free > 0)
         rank = self.random.integers(0, num_free, can)
-        chosen = free & (free.long().cumsum(1) == (rank + 1)[:, None]) & can[:, None]
+        before = free.to(SLOT_DTYPE).cumsum(1, dtype=SLOT_DTYPE)  # free slots up to each slot
+        chosen = free & (before == (rank + 1).to(SLOT_DTYPE)[:, None]) & can[:, None]
         self.ent_alive = self.ent_alive | chosen
-        self.ent_x = torch.where(chosen, torch.where(right, 0, 9)[:, None], self.ent_x)
+        start = (9 - 9 * right.to(SLOT_DTYPE)).unsqueeze(1)  # column 0 heading right, else 9
+        self.ent_x = self.ent_x + chosen.to(SLOT_DTYPE) * (start - self.ent_x)
         self.ent_right = torch.where(chosen, right[:, None], self.ent_right)
         self.ent_gold = torch.where(chosen, gold[:, None], self.ent_gold)
 
@@ -103,8 +107,8 @@ class Asterix(BatchedGame):
         alive, reward, dead = collide(self.ent_alive, self.ent_x)
         move = live & (self.move_timer == 0)
         self.move_timer = torch.where(move, self.move_speed, self.move_timer)
-        moving = (alive & move.unsqueeze(1)).long()
-        x = self.ent_x + moving * (2 * self.ent_right.long() - 1)
+        moving = (alive & move.unsqueeze(1)).to(SLOT_DTYPE)
+        x = self.ent_x + moving * (2 * self.ent_right.to(SLOT_DTYPE) - 1)
         alive = alive & (x >= 0) & (x <= 9)
         self.ent_x = x
         alive, reward2, dead2 = collide(alive, x)
