@@ -80,8 +80,8 @@ class Asterix(BatchedGame):
         self.ent_alive = self.ent_alive | chosen
         start = (9 - 9 * right.to(SLOT_DTYPE)).unsqueeze(1)  # column 0 heading right, else 9
         self.ent_x = self.ent_x + chosen.to(SLOT_DTYPE) * (start - self.ent_x)
-        self.ent_right = torch.where(chosen, right[:, None], self.ent_right)
-        self.ent_gold = torch.where(chosen, gold[:, None], self.ent_gold)
+        self.ent_right = (self.ent_right & ~chosen) | (chosen & right.unsqueeze(1))
+        self.ent_gold = (self.ent_gold & ~chosen) | (chosen & gold.unsqueeze(1))
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
