@@ -44,8 +44,10 @@ class Asterix(BatchedGame):
         for name in ("ent_right", "ent_gold", "ent_alive"):
             setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
         self._columns = torch.arange(GRID, device=dev)
-        self._ent_rows = (torch.arange(1, SLOTS + 1, device=dev) * GRID).expand(n, SLOTS).contiguous()
-        self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
+        rows = torch.arange(1, SLOTS + 1, device=dev, dtype=SLOT_DTYPE) * GRID
+        self._ent_rows = rows.expand(n, SLOTS).contiguous()
+        first = torch.arange(n, device=dev, dtype=SLOT_DTYPE) * (self.num_channels * GRID * GRID)
+        self._first_cell = first.unsqueeze(1)
 
     def _reset(self, mask: torch.Tensor) -> None:
         m = mask
@@ -140,13 +142,14 @@ class Asterix(BatchedGame):
         n, cells = self.num_envs, GRID * GRID
         spare = n * self.num_channels * cells
         obs = torch.zeros(spare + 1, dtype=torch.bool, device=self.device)
-        x, alive = self.ent_x, self.ent_alive
-        back = x + 1 - 2 * self.ent_right.long()
-        at = x + self._ent_rows + cells + self.ent_gold.long() * (2 * cells)
-        trail = back + self._ent_rows + 2 * cells
+        x, alive, i32 = self.ent_x, self.ent_alive, SLOT_DTYPE
+        back = x + 1 - 2 * self.ent_right.to(i32)
+        row = self._ent_rows + self._first_cell                    # [N, 8] int32
+        at = x + row + cells + self.ent_gold.to(i32) * (2 * cells)
+        trail = back + row + 2 * cells
         on_grid = alive & (back >= 0) & (back < GRID)
-        idx = torch.cat(((self.player_y * GRID + self.player_x).unsqueeze(1) + self._first_cell,
-                         spare + alive * (at + self._first_cell - spare),
-                         spare + on_grid * (trail + self._first_cell - spare)), 1)
-        obs.index_fill_(0, idx.view(-1), True)
+        player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1) + self._first_cell
+        idx = torch.cat((player, spare + alive.to(i32) * (at - spare),
+                         spare + on_grid.to(i32) * (trail - spare)), 1)
+        obs.index_fill_(0, idx.view(-1).long(), True)
         return obs[:spare].view(n, self.num_channels, GRID, GRID)

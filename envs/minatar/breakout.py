@@ -96,7 +96,8 @@ def _transitions(device: torch.device) -> dict[str, torch.Tensor]:
     return {
         "next": as_long(nxt), "removed": as_long(removed), "ends": as_long(ends).bool(),
         "reward": as_long(reward).float(), "bottom": as_long(bottom).bool(),
-        "paddle": paddle.to(device), "paddle_key": (paddle * 2 + torch.arange(2).repeat_interleave(60)).to(device),
+        "paddle": paddle.to(device),
+        "paddle_key": (paddle * 2 + torch.arange(2).repeat_interleave(60)).to(device),
         "target": as_long([1 << b if b >= 0 else 0 for b in target]),
     }
 
