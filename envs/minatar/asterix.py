@@ -135,13 +135,11 @@ class Asterix(BatchedGame):
         self.ramp_timer = torch.where(level_up, RAMP_INTERVAL, self.ramp_timer)
 
     def observation(self) -> torch.Tensor:
-        # 17 cells per env painted into a zeroed flat observation (one spare cell at the end
-        # takes those of dead entities and of trails off the grid): the player, every live
+        # 17 cells per env painted into a zeroed flat observation: the player, every live
         # entity (channel 1 enemy or 3 gold, row i + 1) and its trail (channel 2, the cell
-        # it came from)
+        # it came from); dead entities and trails off the grid paint the player's cell again
         n, cells = self.num_envs, GRID * GRID
-        spare = n * self.num_channels * cells
-        obs = torch.zeros(spare + 1, dtype=torch.bool, device=self.device)
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
         x, alive, i32 = self.ent_x, self.ent_alive, SLOT_DTYPE
         back = x + 1 - 2 * self.ent_right.to(i32)
         row = self._ent_rows + self._first_cell                    # [N, 8] int32
@@ -149,7 +147,7 @@ class Asterix(BatchedGame):
         trail = back + row + 2 * cells
         on_grid = alive & (back >= 0) & (back < GRID)
         player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1) + self._first_cell
-        idx = torch.cat((player, spare + alive.to(i32) * (at - spare),
-                         spare + on_grid.to(i32) * (trail - spare)), 1)
+        idx = torch.cat((player, player + alive.to(i32) * (at - player),
+                         player + on_grid.to(i32) * (trail - player)), 1)
         obs.index_fill_(0, idx.view(-1).long(), True)
-        return obs[:spare].view(n, self.num_channels, GRID, GRID)
+        return obs.view(n, self.num_channels, GRID, GRID)
