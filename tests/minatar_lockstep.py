@@ -45,8 +45,7 @@ def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: 
             refs[i].reset()
             for name, value in (start(rng) if start is not None else {}).items():
                 setattr(refs[i].env, name, value)
-                ours = getattr(batched, name)
-                ours[i] = torch.as_tensor(np.asarray(value) != 0 if ours.dtype == torch.bool else value)
+                batched.set_env(i, name, value)
 
     def check(t: int) -> None:
         ours = batched.observation().numpy()

@@ -38,7 +38,10 @@ def test_breakout_reset_leaves_other_envs_alone():
     for name, value in before.items():
         for env in (0, 2, 3):
             assert torch.equal(after[name][env], value[env]), (name, env)
-    assert after["ball_y"][1] == 3 and after["pos"][1] == 4
+    assert game.ball_y[1] == 3 and after["pos"][1] == 4 and after["bricks"][1] == (1 << 30) - 1
+    # the start side: column 0 heading down-right (2) or column 9 heading down-left (3)
+    assert (game.ball_x[1], game.ball_dir[1]) in ((0, 2), (9, 3)) and not game.strike[1]
+    assert game.last_x[1] == game.ball_x[1] and game.last_y[1] == 3
 
 
 def test_breakout_state_dict_round_trip_continues_identically():

@@ -12,7 +12,7 @@ from envs.minatar.reference import (
     compare_with_reference,
     reference_random_policy_stats,
 )
-from envs.minatar.space_invaders import SpaceInvaders
+from envs.minatar.space_invaders import SpaceInvaders, to_grid, to_rows
 
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
 
@@ -99,10 +99,9 @@ def random_state(game, rng: np.random.Generator) -> None:
 def load_reference(game: SpaceInvaders, i: int, ref) -> None:
     """Copy a reference ``Env``'s state into env ``i`` of the batched game."""
     for name in ("pos", "alien_dir", "enemy_move_interval", "alien_move_timer",
-                 "alien_shot_timer", "shot_timer", "ramp_index"):
-        getattr(game, name)[i] = getattr(ref, name)
-    for name in ("alien_map", "f_bullet_map", "e_bullet_map"):
-        getattr(game, name)[i] = torch.from_numpy(getattr(ref, name) == 1)
+                 "alien_shot_timer", "shot_timer", "ramp_index", "alien_map", "f_bullet_map",
+                 "e_bullet_map"):
+        game.set_env(i, name, getattr(ref, name))
 
 
 def test_space_invaders_equals_reference_from_random_states():
@@ -117,13 +116,13 @@ def test_space_invaders_reset_leaves_other_envs_alone():
         game.step(torch.tensor([FIRE, LEFT, FIRE]))
         game.reset(game.terminal)
     before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
-    assert before["e_bullet_map"].any() and not before["alien_map"].all()
+    assert before["e_bullet_map"].any() and to_grid(before["alien_map"]).sum() < 24 * 3
     game.reset(torch.tensor([False, True, False]))
     after = game.state_dict()
     for name, value in before.items():
         for env in (0, 2):
             assert torch.equal(after[name][env], value[env]), (name, env)
-    assert after["alien_map"][1].sum() == 24 and not after["e_bullet_map"][1].any()
+    assert to_grid(after["alien_map"][1]).sum() == 24 and not after["e_bullet_map"][1].any()
     assert after["pos"][1] == 5 and after["alien_move_timer"][1] == 12
 
 
@@ -153,3 +152,13 @@ def test_space_invaders_state_dict_round_trip_continues_identically():
         r2, done2 = other.step(a)
         other.reset(done2)
         assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
+
+
+def test_space_invaders_rows_hold_one_bit_per_column():
+    grid = torch.zeros(2, 10, 10, dtype=torch.bool)
+    grid[0, 3, 0] = grid[0, 3, 9] = grid[1, 9, 4] = True
+    rows = to_rows(grid)
+    assert rows.dtype == torch.int16
+    assert rows[0, 3] == 1 + 512 and rows[1, 9] == 16 and rows.count_nonzero() == 2
+    random = torch.rand(5, 10, 10, generator=torch.Generator().manual_seed(0)) < 0.4
+    assert torch.equal(to_grid(to_rows(random)), random)

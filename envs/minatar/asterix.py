@@ -24,6 +24,8 @@ RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
 INIT_MOVE_INTERVAL = 5
 SLOTS = 8
+SLOT_DTYPE = torch.int32
+"""The entities' columns (``[N, 8]``) are int32."""
 
 
 class Asterix(BatchedGame):
@@ -38,10 +40,14 @@ class Asterix(BatchedGame):
         for name in ("player_x", "player_y", "spawn_speed", "spawn_timer", "move_speed",
                      "move_timer", "ramp_timer", "ramp_index"):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        self.ent_x = torch.zeros(n, SLOTS, dtype=torch.long, device=dev)
+        self.ent_x = torch.zeros(n, SLOTS, dtype=SLOT_DTYPE, device=dev)
         for name in ("ent_right", "ent_gold", "ent_alive"):
             setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
         self._columns = torch.arange(GRID, device=dev)
+        rows = torch.arange(1, SLOTS + 1, device=dev, dtype=SLOT_DTYPE) * GRID
+        self._ent_rows = rows.expand(n, SLOTS).contiguous()
+        first = torch.arange(n, device=dev, dtype=SLOT_DTYPE) * (self.num_channels * GRID * GRID)
+        self._first_cell = first.unsqueeze(1)
 
     def _reset(self, mask: torch.Tensor) -> None:
         m = mask
@@ -71,11 +77,13 @@ class Asterix(BatchedGame):
         num_free = free.sum(1)
         can = spawn & (num_free > 0)
         rank = self.random.integers(0, num_free, can)
-        chosen = free & (free.long().cumsum(1) == (rank + 1)[:, None]) & can[:, None]
+        before = free.to(SLOT_DTYPE).cumsum(1, dtype=SLOT_DTYPE)  # free slots up to each slot
+        chosen = free & (before == (rank + 1).to(SLOT_DTYPE)[:, None]) & can[:, None]
         self.ent_alive = self.ent_alive | chosen
-        self.ent_x = torch.where(chosen, torch.where(right, 0, 9)[:, None], self.ent_x)
-        self.ent_right = torch.where(chosen, right[:, None], self.ent_right)
-        self.ent_gold = torch.where(chosen, gold[:, None], self.ent_gold)
+        start = (9 - 9 * right.to(SLOT_DTYPE)).unsqueeze(1)  # column 0 heading right, else 9
+        self.ent_x = self.ent_x + chosen.to(SLOT_DTYPE) * (start - self.ent_x)
+        self.ent_right = (self.ent_right & ~chosen) | (chosen & right.unsqueeze(1))
+        self.ent_gold = (self.ent_gold & ~chosen) | (chosen & gold.unsqueeze(1))
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
@@ -89,21 +97,23 @@ class Asterix(BatchedGame):
         py = torch.where(live, py, self.player_y)
         self.player_x, self.player_y = px, py
         # The player's row holds slot py - 1: only that entity can touch the player.
-        row = torch.nn.functional.one_hot(py - 1, SLOTS).bool() & live[:, None]
+        slot = (py - 1).unsqueeze(1)
+        gold = self.ent_gold.gather(1, slot).squeeze(1)
 
-        def collide(alive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            touch = alive & row & (self.ent_x == px[:, None])
-            got = touch & self.ent_gold
-            return alive & ~got, got.sum(1), (touch & ~self.ent_gold).any(1)
+        def collide(alive: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            here = alive.gather(1, slot).squeeze(1)
+            touch = live & here & (x.gather(1, slot).squeeze(1) == px)
+            got = touch & gold
+            return alive.scatter(1, slot, (here & ~got).unsqueeze(1)), got, touch & ~gold
 
-        alive, reward, dead = collide(self.ent_alive)
+        alive, reward, dead = collide(self.ent_alive, self.ent_x)
         move = live & (self.move_timer == 0)
         self.move_timer = torch.where(move, self.move_speed, self.move_timer)
-        moving = alive & move[:, None]
-        x = torch.where(moving, self.ent_x + torch.where(self.ent_right, 1, -1), self.ent_x)
-        alive = alive & ~(moving & ((x < 0) | (x > 9)))
+        moving = (alive & move.unsqueeze(1)).to(SLOT_DTYPE)
+        x = self.ent_x + moving * (2 * self.ent_right.to(SLOT_DTYPE) - 1)
+        alive = alive & (x >= 0) & (x <= 9)
         self.ent_x = x
-        alive, reward2, dead2 = collide(alive)
+        alive, reward2, dead2 = collide(alive, x)
         self.ent_alive = alive
         self.terminal = self.terminal | dead | dead2
 
@@ -111,7 +121,7 @@ class Asterix(BatchedGame):
         self.move_timer = self.move_timer - live.long()
         if self.difficulty_ramping:
             self._ramp(live)
-        return (reward + reward2).float(), self.terminal.clone()
+        return reward.float() + reward2.float(), self.terminal.clone()
 
     def _ramp(self, live: torch.Tensor) -> None:
         ramping = live & ((self.spawn_speed > 1) | (self.move_speed > 1))
@@ -125,16 +135,19 @@ class Asterix(BatchedGame):
         self.ramp_timer = torch.where(level_up, RAMP_INTERVAL, self.ramp_timer)
 
     def observation(self) -> torch.Tensor:
-        n = self.num_envs
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        cols = self._columns
-        at = (self.ent_x[..., None] == cols) & self.ent_alive[..., None]          # [N, 8, 10]
-        back = torch.where(self.ent_right, self.ent_x - 1, self.ent_x + 1)
-        trail = (back[..., None] == cols) & self.ent_alive[..., None]
-        gold = self.ent_gold[..., None]
-        obs[:, 1, 1:9] = at & ~gold
-        obs[:, 2, 1:9] = trail
-        obs[:, 3, 1:9] = at & gold
-        flat = obs.view(n, -1)
-        flat.scatter_(1, self._cells(self.player_y, self.player_x)[:, None], True)
-        return obs
+        # 17 cells per env painted into a zeroed flat observation: the player, every live
+        # entity (channel 1 enemy or 3 gold, row i + 1) and its trail (channel 2, the cell
+        # it came from); dead entities and trails off the grid paint the player's cell again
+        n, cells = self.num_envs, GRID * GRID
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        x, alive, i32 = self.ent_x, self.ent_alive, SLOT_DTYPE
+        back = x + 1 - 2 * self.ent_right.to(i32)
+        row = self._ent_rows + self._first_cell                    # [N, 8] int32
+        at = x + row + cells + self.ent_gold.to(i32) * (2 * cells)
+        trail = back + row + 2 * cells
+        on_grid = alive & (back >= 0) & (back < GRID)
+        player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1) + self._first_cell
+        idx = torch.cat((player, player + alive.to(i32) * (at - player),
+                         player + on_grid.to(i32) * (trail - player)), 1)
+        obs.index_fill_(0, idx.view(-1).long(), True)
+        return obs.view(n, self.num_channels, GRID, GRID)

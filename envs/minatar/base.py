@@ -195,6 +195,13 @@ class BatchedGame(ABC):
             setattr(self, name, value.to(device=self.device, dtype=old.dtype).clone())
         self.random.load_state_dict(state["random"])
 
+    def set_env(self, i: int, name: str, value: Any) -> None:
+        """Set state field ``name`` of env ``i`` to a reference game's value (an int, or an
+        array for a map); a game whose fields store a value in another layout converts it."""
+        ours = getattr(self, name)
+        value = torch.as_tensor(value)
+        ours[i] = value != 0 if ours.dtype == torch.bool else value
+
     # ----------------------------------------------------------------- helpers
     def _cells(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Flat cell index ``row * 10 + col`` (same shapes)."""

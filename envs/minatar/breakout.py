@@ -10,109 +10,163 @@ bounces off the paddle when the ball was above it (vertical reflection) or lands
 (horizontal reflection too), else the episode ends. A reset draws the start side:
 ``integers(0, 2)`` (0: column 0 heading down-right, 1: column 9 heading down-left), row 3.
 No difficulty ramp.
+
+**Layout.** Per env: ``ball = strike * 400 + direction * 100 + row * 10 + column`` (the
+ball's cell, heading and whether it struck a brick last step), ``trail`` the previous cell
+``row * 10 + column``, ``pos`` the paddle's column and ``bricks`` a 30-bit mask (bit
+``(row - 1) * 10 + column`` for rows 1-3, where bricks only ever are). Everything the ball
+does in a step depends only on ``ball``, whether a brick sits on the cell it heads for, the
+paddle's new column and whether the env is terminal, so a step is a few lookups in tables
+over ``key = ball * 40 + brick * 20 + paddle * 2 + terminal`` (built once from the rules
+above by :func:`_transitions`): the next ``ball``, the reward, the brick bit removed, the
+episode's end, and whether the ball reached row 9 (where an empty wall is refilled).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 
 from envs.minatar.base import GRID, LEFT, RIGHT, BatchedGame
 
-
 BRICK_ROWS = (1, 4)
 """Bricks only ever occupy rows 1-3 (placed there at reset and at a refill)."""
 ALL_BRICKS = (1 << 30) - 1
+BALLS = 800
+"""Values of ``ball``: strike (2) x direction (4) x cell (100)."""
+
+
+def _ball_step(ball: int, brick: bool, pos: int) -> tuple[int, int, int, bool, bool]:
+    """One live step of the ball under the rules of the module docstring (``pos`` the paddle's
+    new column, ``brick`` whether a brick sits on the cell the ball heads for):
+    ``(next ball, brick bit hit or -1, reward, episode ends, reached row 9)``."""
+    strike, d, y, x = ball // 400, ball // 100 % 4, ball // 10 % 10, ball % 10
+    nx, ny = x + (1 if d in (1, 2) else -1), y + (-1 if d < 2 else 1)
+    if nx < 0 or nx > 9:
+        nx, d = min(max(nx, 0), 9), d ^ 1
+    ny = min(ny, 9)  # (a live ball never goes below row 9)
+    hit, ends, bottom, toggle = -1, False, False, False
+    if ny < 0:
+        ny, d = 0, 3 - d
+    elif brick:
+        toggle = True
+        if not strike:
+            hit, strike = (ny - BRICK_ROWS[0]) * GRID + nx, 1
+            ny, d = y, 3 - d
+    elif ny == 9:
+        bottom = True
+        if x == pos:
+            ny, d = y, 3 - d
+        elif nx == pos:
+            ny, d = y, d ^ 2
+        else:
+            ends = True
+    strike = strike if toggle else 0
+    return strike * 400 + d * 100 + ny * 10 + nx, hit, int(hit >= 0), ends, bottom
+
+
+def _target_bit(ball: int) -> int:
+    """Brick bit of the cell the ball heads for (after a side wall), -1 outside rows 1-3."""
+    d, y, x = ball // 100 % 4, ball // 10 % 10, ball % 10
+    nx, ny = min(max(x + (1 if d in (1, 2) else -1), 0), 9), y + (-1 if d < 2 else 1)
+    return (ny - BRICK_ROWS[0]) * GRID + nx if BRICK_ROWS[0] <= ny < BRICK_ROWS[1] else -1
+
+
+@functools.lru_cache(maxsize=8)
+def _transitions(device: torch.device) -> dict[str, torch.Tensor]:
+    """The step's tables (see the module docstring), on ``device``."""
+    nxt, removed, reward, ends, bottom = [], [], [], [], []
+    for ball in range(BALLS):
+        for brick in (0, 1):
+            for pos in range(GRID):
+                step = _ball_step(ball, bool(brick) and _target_bit(ball) >= 0, pos)
+                for terminal in (0, 1):
+                    live = not terminal
+                    nxt.append(step[0] if live else ball)
+                    removed.append(1 << step[1] if live and step[1] >= 0 else 0)
+                    reward.append(step[2] if live else 0)
+                    ends.append(step[3] and live)
+                    bottom.append(step[4] and live)
+    paddle = [[[(min(max(p - (a == LEFT) + (a == RIGHT), 0), 9) if not t else p) for a in range(6)]
+               for p in range(GRID)] for t in (0, 1)]
+    paddle = torch.tensor(paddle).view(-1)
+    target = [_target_bit(ball) for ball in range(BALLS)]
+    as_long = functools.partial(torch.tensor, dtype=torch.long, device=device)
+    return {
+        "next": as_long(nxt), "removed": as_long(removed), "ends": as_long(ends).bool(),
+        "reward": as_long(reward).float(), "bottom": as_long(bottom).bool(),
+        "paddle": paddle.to(device),
+        "paddle_key": (paddle * 2 + torch.arange(2).repeat_interleave(60)).to(device),
+        "target": as_long([1 << b if b >= 0 else 0 for b in target]),
+    }
 
 
 class Breakout(BatchedGame):
-    """Bricks are kept as a 30-bit mask per env (bit ``(row - 1) * 10 + column`` for rows 1-3),
-    so every step is a fixed sequence of ``[N]``-sized integer operations."""
+    """N Breakout games: ``ball``, ``trail``, ``pos`` and ``bricks`` per env (module docstring)."""
 
     name = "Breakout"
     num_channels = 4
-    state_names = ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y", "strike", "bricks")
+    state_names = ("ball", "trail", "pos", "bricks")
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
-        for name in ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y", "bricks"):
+        for name in self.state_names:
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        self.strike = torch.zeros(n, dtype=torch.bool, device=dev)
-        self._bits = torch.arange(30, device=dev)
+        self._tables = _transitions(self.device)
+        self._shifts = torch.arange(0, 30, GRID, device=dev)
+        self._first_cell = torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)
+        cells = ((torch.arange(1 << GRID).unsqueeze(1) >> torch.arange(GRID)) & 1).bool()
+        self._row_cells = cells.view(torch.uint8).view(torch.int16).to(dev)   # [1024, 5]
+
+    # the reference's fields, decoded
+    ball_x = property(lambda self: self.ball % GRID)
+    ball_y = property(lambda self: self.ball // GRID % GRID)
+    ball_dir = property(lambda self: self.ball // 100 % 4)
+    strike = property(lambda self: self.ball >= 400)
+    last_x = property(lambda self: self.trail % GRID)
+    last_y = property(lambda self: self.trail // GRID)
 
     def _reset(self, mask: torch.Tensor) -> None:
         side = self.random.integers(0, 2, mask)
-        x = side * 9                        # side 0: column 0 heading down-right (2)
-        d = side + 2                        # side 1: column 9 heading down-left (3)
-        m = mask
-        self.ball_x = torch.where(m, x, self.ball_x)
-        self.ball_y = torch.where(m, 3, self.ball_y)
-        self.ball_dir = torch.where(m, d, self.ball_dir)
-        self.pos = torch.where(m, 4, self.pos)
-        self.last_x = torch.where(m, x, self.last_x)
-        self.last_y = torch.where(m, 3, self.last_y)
-        self.strike = self.strike & ~m
-        self.bricks = torch.where(m, ALL_BRICKS, self.bricks)
-        self.terminal = self.terminal & ~m
+        # side 0: column 0 heading down-right (2); side 1: column 9 heading down-left (3); row 3
+        self.ball = torch.where(mask, 230 + 109 * side, self.ball)
+        self.trail = torch.where(mask, 30 + 9 * side, self.trail)
+        self.pos = torch.where(mask, 4, self.pos)
+        self.bricks = torch.where(mask, ALL_BRICKS, self.bricks)
+        self.terminal = self.terminal & ~mask
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        live = ~self.terminal
-        pos = (self.pos - (actions == LEFT).long() + (actions == RIGHT).long()).clamp(0, 9)
-
-        # directions 0: up-left, 1: up-right, 2: down-right, 3: down-left;
-        # d ^ 1 reflects horizontally, 3 - d vertically, d ^ 2 both
-        d = self.ball_dir
-        new_x = self.ball_x + torch.where((d == 1) | (d == 2), 1, -1)
-        new_y = self.ball_y + torch.where(d < 2, -1, 1)
-        side = (new_x < 0) | (new_x > 9)
-        new_x = new_x.clamp(0, 9)
-        d = torch.where(side, d ^ 1, d)
-        top = new_y < 0
-        new_y = new_y.clamp(0, 9)  # (a live ball never goes below row 9; a terminal one may try)
-        d = torch.where(top, 3 - d, d)
-
-        in_rows = (new_y >= BRICK_ROWS[0]) & (new_y < BRICK_ROWS[1])
-        bit = ((new_y - BRICK_ROWS[0]) * GRID + new_x).clamp(0, 29)
-        on_brick = ~top & in_rows & ((self.bricks >> bit) & 1).bool()
-        hit = on_brick & ~self.strike & live
-        bricks = self.bricks & ~(hit.long() << bit)
-        new_y = torch.where(hit, self.ball_y, new_y)
-        d = torch.where(hit, 3 - d, d)
-
-        bottom = ~top & ~on_brick & (new_y == 9)
-        bricks = torch.where(bottom & (bricks == 0), ALL_BRICKS, bricks)
-        above = bottom & (self.ball_x == pos)
-        lands = bottom & ~above & (new_x == pos)
-        d = torch.where(above, 3 - d, torch.where(lands, d ^ 2, d))
-        new_y = torch.where(above | lands, self.ball_y, new_y)
-        ends = bottom & ~above & ~lands
-
-        self.pos = torch.where(live, pos, self.pos)
-        self.last_x = torch.where(live, self.ball_x, self.last_x)
-        self.last_y = torch.where(live, self.ball_y, self.last_y)
-        self.ball_x = torch.where(live, new_x, self.ball_x)
-        self.ball_y = torch.where(live, new_y, self.ball_y)
-        self.ball_dir = torch.where(live, d, self.ball_dir)
-        self.strike = torch.where(live, on_brick, self.strike)
-        self.bricks = torch.where(live, bricks, self.bricks)
-        self.terminal = self.terminal | (live & ends)
-        return hit.float(), self.terminal.clone()
+        t = self._tables
+        terminal = self.terminal
+        at = terminal.long() * 60 + self.pos * 6 + actions
+        target = t["target"].index_select(0, self.ball)
+        key = self.ball * 40 + ((self.bricks & target) != 0) * 20 + t["paddle_key"].index_select(0, at)
+        self.pos = t["paddle"].index_select(0, at)
+        bricks = self.bricks - t["removed"].index_select(0, key)
+        self.bricks = torch.where(t["bottom"].index_select(0, key) & (bricks == 0), ALL_BRICKS, bricks)
+        self.trail = torch.where(terminal, self.trail, self.ball % 100)
+        self.ball = t["next"].index_select(0, key)
+        self.terminal = terminal | t["ends"].index_select(0, key)
+        return t["reward"].index_select(0, key), self.terminal.clone()
 
     def brick_map(self) -> torch.Tensor:
         """``[N, 10, 10]`` bool: where the bricks are."""
         grid = torch.zeros(self.num_envs, GRID, GRID, dtype=torch.bool, device=self.device)
-        rows = ((self.bricks[:, None] >> self._bits) & 1).bool()
-        grid[:, BRICK_ROWS[0]:BRICK_ROWS[1]] = rows.view(self.num_envs, 3, GRID)
+        rows = (self.bricks.unsqueeze(1) >> self._shifts) & ((1 << GRID) - 1)
+        grid[:, BRICK_ROWS[0]:BRICK_ROWS[1]] = self._row_cells[rows].view(torch.bool).view(-1, 3, GRID)
         return grid
 
     def observation(self) -> torch.Tensor:
         n, cells = self.num_envs, GRID * GRID
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        rows = ((self.bricks[:, None] >> self._bits) & 1).bool()
-        obs[:, 3, BRICK_ROWS[0]:BRICK_ROWS[1]] = rows.view(n, 3, GRID)
-        idx = torch.stack((
-            9 * GRID + self.pos,                                         # 0 paddle
-            cells + self.ball_y * GRID + self.ball_x,                    # 1 ball
-            2 * cells + self.last_y * GRID + self.last_x,                # 2 trail
-        ), dim=1)
-        obs.view(n, -1).scatter_(1, idx, True)
-        return obs
+        obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)
+        rows = (self.bricks.unsqueeze(1) >> self._shifts) & ((1 << GRID) - 1)
+        # channel 3, rows 1-3 are the int16 words 155-169 of an env's 400 cells
+        first = (3 * cells + BRICK_ROWS[0] * GRID) // 2
+        obs.view(torch.int16)[:, first:first + 15] = (
+            self._row_cells.index_select(0, rows.view(-1)).view(n, 15))
+        base = self._first_cell
+        idx = torch.stack((base + 9 * GRID + self.pos, base + cells + self.ball % 100,
+                           base + 2 * cells + self.trail), 1)
+        obs.view(-1).index_fill_(0, idx.view(-1), True)
+        return obs.view(n, self.num_channels, GRID, GRID)

@@ -23,6 +23,8 @@ from envs.minatar.base import DOWN, GRID, UP, BatchedGame
 PLAYER_SPEED = 3
 TIME_LIMIT = 2500
 CARS = 8
+CAR_DTYPE = torch.int32
+"""The cars' fields (``[N, 8]``: column, timer, signed speed) are int32."""
 
 
 class Freeway(BatchedGame):
@@ -36,22 +38,24 @@ class Freeway(BatchedGame):
         for name in ("pos", "move_timer", "terminate_timer"):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         for name in ("car_x", "car_timer", "car_speed"):
-            setattr(self, name, torch.zeros(n, CARS, dtype=torch.long, device=dev))
+            setattr(self, name, torch.zeros(n, CARS, dtype=CAR_DTYPE, device=dev))
         self._columns = torch.arange(GRID, device=dev)
-        self._speeds = torch.arange(1, 6, device=dev)
+        self._car_rows = (torch.arange(1, CARS + 1, device=dev) * GRID).expand(n, CARS).contiguous()
+        self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
 
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
         """``[N, 8]`` signed speeds, as the reference's ``_randomize_cars``."""
         speed = self.random.integers(1, 6, mask, size=CARS)
-        direction = torch.where(self.random.uniform(mask, size=CARS) < 0.5, -1, 1)
-        return speed * direction
+        left = (self.random.uniform(mask, size=CARS) < 0.5).to(CAR_DTYPE)
+        speed = speed.to(CAR_DTYPE)
+        return speed - 2 * left * speed
 
     def _reset(self, mask: torch.Tensor) -> None:
         speed = self._draw_speeds(mask)
-        m = mask[:, None]
-        self.car_x = torch.where(m, 0, self.car_x)
-        self.car_timer = torch.where(m, speed.abs(), self.car_timer)
-        self.car_speed = torch.where(m, speed, self.car_speed)
+        new = mask.to(CAR_DTYPE).unsqueeze(1)
+        self.car_x = self.car_x - new * self.car_x
+        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
+        self.car_speed = self.car_speed + new * (speed - self.car_speed)
         self.pos = torch.where(mask, 9, self.pos)
         self.move_timer = torch.where(mask, PLAYER_SPEED, self.move_timer)
         self.terminate_timer = torch.where(mask, TIME_LIMIT, self.terminate_timer)
@@ -67,40 +71,38 @@ class Freeway(BatchedGame):
 
         crossed = live & (pos == 0)
         speed = self._draw_speeds(crossed)
-        self.car_timer = torch.where(crossed[:, None], speed.abs(), self.car_timer)
-        self.car_speed = torch.where(crossed[:, None], speed, self.car_speed)
+        new = crossed.to(CAR_DTYPE).unsqueeze(1)
+        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
+        self.car_speed = self.car_speed + new * (speed - self.car_speed)
         pos = torch.where(crossed, 9, pos)
-
         # Only the car on the chicken's row (car pos - 1) can hit it; a hit sends it to row 9,
         # where no car is, so the reference's car-by-car order does not matter.
-        row = (torch.nn.functional.one_hot((pos - 1).clamp(0, CARS - 1), CARS).bool()
-               & ((pos >= 1) & (pos <= CARS))[:, None])
-        hit_before = (row & (self.car_x == 4)).any(1)
-        due = live[:, None] & (self.car_timer == 0)
-        x = self.car_x + torch.where(self.car_speed > 0, 1, -1)
-        x = torch.where(x < 0, 9, torch.where(x > 9, 0, x))
-        x = torch.where(due, x, self.car_x)
-        hit_after = (row & due & (x == 4)).any(1)
+        slot = (pos - 1).clamp(0, CARS - 1).unsqueeze(1)
+        on_road = (pos >= 1) & (pos <= CARS)
+        hit_before = on_road & (self.car_x.gather(1, slot).squeeze(1) == 4)
+        running = live.to(CAR_DTYPE).unsqueeze(1)
+        due = (self.car_timer == 0).to(CAR_DTYPE) * running
+        x = (self.car_x + due * self.car_speed.sign()).remainder(GRID)
+        hit_after = (on_road & (due.gather(1, slot).squeeze(1) == 1)
+                     & (x.gather(1, slot).squeeze(1) == 4))
         self.car_x = x
-        self.car_timer = torch.where(due, self.car_speed.abs(),
-                                     self.car_timer - live[:, None].long())
+        timer = self.car_timer - running                 # -1 where a car is due
+        self.car_timer = timer + due * (self.car_speed.abs() + 1)
         pos = torch.where(hit_before | hit_after, 9, pos)
         self.pos = torch.where(live, pos, self.pos)
-
         self.move_timer = self.move_timer - (live & (self.move_timer > 0)).long()
         self.terminate_timer = self.terminate_timer - live.long()
         self.terminal = self.terminal | (live & (self.terminate_timer < 0))
         return crossed.float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
-        n = self.num_envs
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        cols = self._columns
-        obs[:, 1, 1:9] = self.car_x[..., None] == cols
-        back = self.car_x + torch.where(self.car_speed > 0, -1, 1)
-        back = torch.where(back < 0, 9, torch.where(back > 9, 0, back))
-        trail = back[..., None] == cols                                        # [N, 8, 10]
-        speed = self.car_speed.abs()[..., None] == self._speeds                # [N, 8, 5]
-        obs[:, 2:7, 1:9] = speed.permute(0, 2, 1)[..., None] & trail[:, None]
-        obs.view(n, -1).scatter_(1, (self.pos * GRID + 4)[:, None], True)
-        return obs
+        # 17 cells per env painted into a zeroed flat observation: the chicken, every car
+        # (channel 1, row i + 1) and its trail (channel 1 + |speed|, the cell behind it)
+        n, cells = self.num_envs, GRID * GRID
+        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        back = (self.car_x - self.car_speed.sign()).remainder(GRID)
+        idx = torch.cat(((self.pos * GRID + 4).unsqueeze(1),
+                         self.car_x + self._car_rows + cells,
+                         back + self._car_rows + (1 + self.car_speed.abs()) * cells), 1)
+        obs.index_fill_(0, (idx + self._first_cell).view(-1), True)
+        return obs.view(n, self.num_channels, GRID, GRID)

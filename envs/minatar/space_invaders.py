@@ -14,6 +14,15 @@ the reference).
 
 SpaceInvaders draws no random numbers of its own; only sticky actions are random.
 
+**Layout.** The three maps (aliens, player bullets, alien bullets) are ``[N, 10]`` int16:
+entry ``[i, y]`` is row ``y`` of env ``i`` as a 10-bit mask, bit ``x`` = column ``x``
+(:func:`to_rows` / :func:`to_grid` convert from and to ``[..., 10, 10]`` bool). A column
+move is a shift of every row, a row move a shift along the row dimension, the occupied
+columns the OR of the rows. The alien nearest the cannon is found by a table over
+(cannon column, occupied columns) and the observation is one lookup of every row's 10 cells
+in a ``[1024, 10]`` bool table. A step computes every env's next state and keeps the old one
+where the env was terminal.
+
 Observation channels (``[N, 6, 10, 10]``): 0 cannon, 1 alien, 2 alien while the block heads
 left, 3 alien while it heads right, 4 player bullet, 5 alien bullet.
 """
@@ -29,10 +38,25 @@ ENEMY_MOVE_INTERVAL = 12
 ENEMY_SHOT_INTERVAL = 10
 FASTEST_MOVE_INTERVAL = 6
 """Ramping stops once ``enemy_move_interval`` is down to this."""
+WAVE_ROW = 0b0011111100
+"""Rows 0-3 of a new wave: columns 2-7."""
+ROWS = torch.int16
+MAPS = ("alien_map", "f_bullet_map", "e_bullet_map")
+
+
+def to_rows(grid: torch.Tensor) -> torch.Tensor:
+    """``[..., 10, 10]`` bool (row, column) -> ``[..., 10]`` int16 row masks (bit = column)."""
+    bits = 1 << torch.arange(GRID, device=grid.device)
+    return (grid.long() * bits).sum(-1).to(ROWS)
+
+
+def to_grid(rows: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`to_rows`."""
+    return ((rows.long().unsqueeze(-1) >> torch.arange(GRID, device=rows.device)) & 1).bool()
 
 
 class SpaceInvaders(BatchedGame):
-    """N SpaceInvaders games; state is the reference's, one tensor per field (maps ``[N, 10, 10]``)."""
+    """N SpaceInvaders games; state is the reference's, one tensor per field (maps as rows)."""
 
     name = "SpaceInvaders"
     num_channels = 6
@@ -45,13 +69,32 @@ class SpaceInvaders(BatchedGame):
         n, dev = self.num_envs, self.device
         for name in self.state_names:
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        for name in ("f_bullet_map", "e_bullet_map", "alien_map"):
-            setattr(self, name, torch.zeros(n, GRID, GRID, dtype=torch.bool, device=dev))
-        self._wave = torch.zeros(GRID, GRID, dtype=torch.bool, device=dev)
-        self._wave[0:4, 2:8] = True
+        for name in MAPS:
+            setattr(self, name, torch.zeros(n, GRID, dtype=ROWS, device=dev))
+        self._wave = torch.tensor([WAVE_ROW] * 4 + [0] * 6, dtype=ROWS, device=dev)
         col = torch.arange(GRID, device=dev)
-        self._col = col
-        self._row = col.view(1, GRID, 1)
+        self._bit = (1 << col).to(ROWS)
+        self._cells = to_grid(torch.arange(1 << GRID, device=dev))             # [1024, 10]
+        self._popcount = self._cells.sum(1).to(ROWS)                           # [1024]
+        # a row's 10 cells as 5 int16 words (one index_select of whole words paints a row)
+        self._row_cells = self._cells.view(torch.uint8).view(torch.int16)      # [1024, 5]
+        # nearest occupied column to the cannon: fewest columns away, the leftmost on a tie
+        masks = torch.arange(1 << GRID, device=dev)
+        key = (col.view(GRID, 1) - col).abs() * GRID + col                      # [pos, column]
+        key = torch.where(self._cells.unsqueeze(0), key.unsqueeze(1), GRID ** 3)  # [pos, mask, column]
+        self._nearest = key.argmin(2).view(-1)                                   # [pos * 1024 + mask]
+        self._row_lane = (col + 1).to(ROWS)
+        del masks
+
+    def set_env(self, i: int, name: str, value) -> None:
+        """Set field ``name`` of env ``i`` from a reference value (maps as 10 x 10 arrays)."""
+        if name in MAPS:
+            value = to_rows(torch.as_tensor(value).ne(0))
+        getattr(self, name)[i] = torch.as_tensor(value)
+
+    def grid(self, name: str) -> torch.Tensor:
+        """Map ``name`` as ``[N, 10, 10]`` bool."""
+        return to_grid(getattr(self, name))
 
     def difficulty(self) -> torch.Tensor:
         return self.ramp_index
@@ -63,97 +106,87 @@ class SpaceInvaders(BatchedGame):
             ("ramp_index", 0), ("shot_timer", 0), ("terminal", False),
         ):
             setattr(self, name, torch.where(mask, value, getattr(self, name)))
-        grid_mask = mask.view(-1, 1, 1)
-        self.f_bullet_map = self.f_bullet_map & ~grid_mask
-        self.e_bullet_map = self.e_bullet_map & ~grid_mask
-        self.alien_map = torch.where(grid_mask, self._wave, self.alien_map)
-
-    def _at_cannon(self, grid_row: torch.Tensor) -> torch.Tensor:
-        """``grid_row`` ([N, 10]) at the cannon's column."""
-        return grid_row.gather(1, self.pos.unsqueeze(1)).squeeze(1)
+        keep = (~mask).to(ROWS).unsqueeze(1)
+        self.f_bullet_map = self.f_bullet_map * keep
+        self.e_bullet_map = self.e_bullet_map * keep
+        self.alien_map = self._wave + keep * (self.alien_map - self._wave)
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
-        cells = live.view(-1, 1, 1)
-        terminal = self.terminal.clone()
+        aliens, f_old, e_old = self.alien_map, self.f_bullet_map, self.e_bullet_map
+        zero = f_old[:, :1].new_zeros(())
 
-        fire = live & (actions == FIRE) & (self.shot_timer == 0)
-        cannon = self._col == self.pos.unsqueeze(1)
-        f_bullets = self.f_bullet_map.clone()
-        f_bullets[:, GRID - 1] |= cannon & fire.unsqueeze(1)
-        self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
-        self.pos = torch.where(live & (actions == LEFT), (self.pos - 1).clamp(min=0), self.pos)
-        self.pos = torch.where(live & (actions == RIGHT), (self.pos + 1).clamp(max=GRID - 1),
-                               self.pos)
+        fire = (actions == FIRE) & (self.shot_timer == 0)
+        cannon = self._bit.index_select(0, self.pos)
+        # player's bullets up one row (the new one from row 9 to row 8), aliens' down one row
+        f_bullets = torch.cat((f_old[:, 1:GRID - 1], (f_old[:, GRID - 1] | (cannon * fire)).unsqueeze(1),
+                               zero.expand(self.num_envs, 1)), 1)
+        e_bullets = torch.cat((zero.expand(self.num_envs, 1), e_old[:, :GRID - 1]), 1)
+        shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
+        pos = (self.pos - (actions == LEFT).long() + (actions == RIGHT).long()).clamp(0, GRID - 1)
+        cannon = self._bit.index_select(0, pos)
+        end = ((e_bullets[:, GRID - 1] | aliens[:, GRID - 1]) & cannon) != 0
 
-        # bullets: player's up one row, aliens' down one row (leaving at the edge)
-        moved = torch.zeros_like(f_bullets)
-        moved[:, : GRID - 1] = f_bullets[:, 1:]
-        f_bullets = torch.where(cells, moved, f_bullets)
-        moved = torch.zeros_like(self.e_bullet_map)
-        moved[:, 1:] = self.e_bullet_map[:, : GRID - 1]
-        e_bullets = torch.where(cells, moved, self.e_bullet_map)
-        terminal |= live & self._at_cannon(e_bullets[:, GRID - 1])
+        moves = self.alien_move_timer == 0
+        count = self._popcount.index_select(0, aliens.view(-1).long()).view(-1, GRID).sum(1)
+        move_timer = torch.where(moves, torch.minimum(count, self.enemy_move_interval),
+                                 self.alien_move_timer)
+        heads_left = self.alien_dir < 0
+        edge = torch.where(heads_left, 1, 1 << (GRID - 1)).to(ROWS)
+        down = moves & ((aliens & edge.unsqueeze(1)).amax(1) != 0)
+        sideways = (moves & ~down).to(ROWS).unsqueeze(1)
+        alien_dir = torch.where(down, -self.alien_dir, self.alien_dir)
+        end |= down & (aliens[:, GRID - 1] != 0)
+        left = heads_left.to(ROWS).unsqueeze(1)
+        shifted = (aliens << 1) + left * ((aliens >> 1) - (aliens << 1))
+        moved = aliens + sideways * (shifted - aliens)
+        aliens = torch.where(down.unsqueeze(1), aliens.roll(1, 1), moved)
+        end |= moves & ((aliens[:, GRID - 1] & cannon) != 0)
 
-        aliens = self.alien_map
-        terminal |= live & self._at_cannon(aliens[:, GRID - 1])
-        moves = live & (self.alien_move_timer == 0)
-        count = aliens.sum((1, 2))
-        self.alien_move_timer = torch.where(
-            moves, torch.minimum(count, self.enemy_move_interval), self.alien_move_timer)
-        at_edge = ((aliens[:, :, 0].any(1) & (self.alien_dir < 0))
-                   | (aliens[:, :, GRID - 1].any(1) & (self.alien_dir > 0)))
-        down = moves & at_edge
-        sideways = moves & ~at_edge
-        self.alien_dir = torch.where(down, -self.alien_dir, self.alien_dir)
-        terminal |= down & aliens[:, GRID - 1].any(1)
-        shifted = torch.where((self.alien_dir < 0).view(-1, 1, 1), aliens.roll(-1, 2),
-                              aliens.roll(1, 2))
-        aliens = torch.where(down.view(-1, 1, 1), aliens.roll(1, 1),
-                             torch.where(sideways.view(-1, 1, 1), shifted, aliens))
-        terminal |= moves & self._at_cannon(aliens[:, GRID - 1])
+        shoots = self.alien_shot_timer == 0
+        shot_timer_a = torch.where(shoots, ENEMY_SHOT_INTERVAL, self.alien_shot_timer)
+        half = aliens[:, :5] | aliens[:, 5:]
+        columns = half[:, 0] | half[:, 1] | half[:, 2] | half[:, 3] | half[:, 4]
+        column = self._nearest.index_select(0, pos * (1 << GRID) + columns.long())
+        in_column = (aliens >> column.to(ROWS).unsqueeze(1)) & 1
+        lowest = (in_column * self._row_lane).amax(1, keepdim=True)      # row + 1
+        drop = (self._row_lane == lowest) & shoots.unsqueeze(1)
+        e_bullets = e_bullets | (drop.to(ROWS) * self._bit.index_select(0, column).unsqueeze(1))
 
-        shoots = live & (self.alien_shot_timer == 0)
-        self.alien_shot_timer = torch.where(shoots, ENEMY_SHOT_INTERVAL, self.alien_shot_timer)
-        e_bullets = e_bullets | (self._nearest_alien(aliens) & shoots.view(-1, 1, 1))
-
-        kills = aliens & f_bullets & cells
-        reward = kills.sum((1, 2)).float()
+        kills = aliens & f_bullets
+        reward = self._popcount.index_select(0, kills.view(-1).long()).view(-1, GRID).sum(1).float()
         aliens = aliens & ~kills
-        self.f_bullet_map = f_bullets & ~kills
-        self.e_bullet_map = e_bullets
+        f_bullets = f_bullets & ~kills
 
-        self.shot_timer = self.shot_timer - (live & (self.shot_timer > 0)).long()
-        self.alien_move_timer = self.alien_move_timer - live.long()
-        self.alien_shot_timer = self.alien_shot_timer - live.long()
-        cleared = live & ~aliens.any(2).any(1)
-        ramp = cleared & self.difficulty_ramping & (self.enemy_move_interval > FASTEST_MOVE_INTERVAL)
-        self.enemy_move_interval = self.enemy_move_interval - ramp.long()
-        self.ramp_index = self.ramp_index + ramp.long()
-        self.alien_map = aliens | (self._wave & cleared.view(-1, 1, 1))
-        self.terminal = terminal
-        return reward, terminal.clone()
+        cleared = aliens.amax(1) == 0
+        ramp = (cleared & self.difficulty_ramping & (self.enemy_move_interval > FASTEST_MOVE_INTERVAL)).long()
+        aliens = aliens | (cleared.to(ROWS).unsqueeze(1) * self._wave)
 
-    def _nearest_alien(self, aliens: torch.Tensor) -> torch.Tensor:
-        """``[N, 10, 10]`` one-hot: the lowest alien of the column nearest the cannon
-        (fewest columns away, the leftmost on a tie)."""
-        occupied = aliens.any(1)  # [N, 10] columns
-        distance = (self._col - self.pos.unsqueeze(1)).abs() * GRID + self._col
-        key = torch.where(occupied, distance, GRID * GRID * GRID)
-        column = key.argmin(1, keepdim=True)
-        in_column = aliens.gather(2, column.view(-1, 1, 1).expand(-1, GRID, 1)).squeeze(2)
-        lowest = torch.where(in_column, self._row.squeeze(2), -1).argmax(1, keepdim=True)
-        return ((self._row == lowest.view(-1, 1, 1))
-                & (self._col.view(1, 1, GRID) == column.view(-1, 1, 1)))
+        # terminal envs keep their state
+        row_live = live.to(ROWS).unsqueeze(1)
+        one = live.long()
+        self.alien_map = self.alien_map + row_live * (aliens - self.alien_map)
+        self.f_bullet_map = f_old + row_live * (f_bullets - f_old)
+        self.e_bullet_map = e_old + row_live * (e_bullets - e_old)
+        self.pos = self.pos + one * (pos - self.pos)
+        self.alien_dir = self.alien_dir + one * (alien_dir - self.alien_dir)
+        shot_timer = shot_timer - (shot_timer > 0).long()
+        self.shot_timer = self.shot_timer + one * (shot_timer - self.shot_timer)
+        self.alien_move_timer = self.alien_move_timer + one * (move_timer - 1 - self.alien_move_timer)
+        self.alien_shot_timer = self.alien_shot_timer + one * (shot_timer_a - 1 - self.alien_shot_timer)
+        ramp = ramp * one
+        self.enemy_move_interval = self.enemy_move_interval - ramp
+        self.ramp_index = self.ramp_index + ramp
+        self.terminal = self.terminal | (live & end)
+        return reward * live, self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
         n = self.num_envs
-        obs = torch.zeros(n, self.num_channels, GRID, GRID, dtype=torch.bool, device=self.device)
-        obs[:, 0, GRID - 1] = self._col == self.pos.unsqueeze(1)
-        obs[:, 1] = self.alien_map
-        left = (self.alien_dir < 0).view(-1, 1, 1)
-        obs[:, 2] = self.alien_map & left
-        obs[:, 3] = self.alien_map & ~left
-        obs[:, 4] = self.f_bullet_map
-        obs[:, 5] = self.e_bullet_map
-        return obs
+        aliens = self.alien_map
+        left = (self.alien_dir < 0).to(ROWS).unsqueeze(1)
+        cannon = torch.zeros(n, GRID, dtype=ROWS, device=self.device)
+        cannon[:, GRID - 1] = self._bit.index_select(0, self.pos)
+        rows = torch.cat((cannon, aliens, aliens * left, aliens - aliens * left,
+                          self.f_bullet_map, self.e_bullet_map), 1)
+        cells = self._row_cells.index_select(0, rows.view(-1).long())
+        return cells.view(torch.bool).view(n, self.num_channels, GRID, GRID)
