@@ -43,11 +43,8 @@ class Asterix(BatchedGame):
         self.ent_x = torch.zeros(n, SLOTS, dtype=SLOT_DTYPE, device=dev)
         for name in ("ent_right", "ent_gold", "ent_alive"):
             setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
-        self._columns = torch.arange(GRID, device=dev)
         rows = torch.arange(1, SLOTS + 1, device=dev, dtype=SLOT_DTYPE) * GRID
         self._ent_rows = rows.expand(n, SLOTS).contiguous()
-        first = torch.arange(n, device=dev, dtype=SLOT_DTYPE) * (self.num_channels * GRID * GRID)
-        self._first_cell = first.unsqueeze(1)
 
     def _reset(self, mask: torch.Tensor) -> None:
         m = mask
@@ -135,19 +132,16 @@ class Asterix(BatchedGame):
         self.ramp_timer = torch.where(level_up, RAMP_INTERVAL, self.ramp_timer)
 
     def observation(self) -> torch.Tensor:
-        # 17 cells per env painted into a zeroed flat observation: the player, every live
-        # entity (channel 1 enemy or 3 gold, row i + 1) and its trail (channel 2, the cell
-        # it came from); dead entities and trails off the grid paint the player's cell again
-        n, cells = self.num_envs, GRID * GRID
-        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        # 17 cells per env: the player, every live entity (channel 1 enemy or 3 gold, row
+        # i + 1) and its trail (channel 2, the cell it came from); dead entities and trails off
+        # the grid paint the player's cell again
+        cells = GRID * GRID
         x, alive, i32 = self.ent_x, self.ent_alive, SLOT_DTYPE
         back = x + 1 - 2 * self.ent_right.to(i32)
-        row = self._ent_rows + self._first_cell                    # [N, 8] int32
+        row = self._ent_rows                                       # [N, 8] int32
         at = x + row + cells + self.ent_gold.to(i32) * (2 * cells)
         trail = back + row + 2 * cells
         on_grid = alive & (back >= 0) & (back < GRID)
-        player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1) + self._first_cell
-        idx = torch.cat((player, player + alive.to(i32) * (at - player),
-                         player + on_grid.to(i32) * (trail - player)), 1)
-        obs.index_fill_(0, idx.view(-1).long(), True)
-        return obs.view(n, self.num_channels, GRID, GRID)
+        player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1)
+        return self._paint(torch.cat((player, player + alive.to(i32) * (at - player),
+                                      player + on_grid.to(i32) * (trail - player)), 1))

@@ -101,6 +101,8 @@ class BatchedGame(ABC):
         self.env_index = torch.arange(self.num_envs, device=self.device)
         self.last_action = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self.terminal = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        # where each env's [C, 10, 10] observation starts in the flat batch (see `_paint`)
+        self._env_cells = (self.env_index * (self.num_channels * GRID * GRID)).unsqueeze(1)
         self._init_state()
         self._block_draws = isinstance(self.random, TorchRandomness) and self.draws_per_step > 0
         advance = type(self)._act_with_block if self._block_draws else type(self)._act
@@ -203,10 +205,13 @@ class BatchedGame(ABC):
         ours[i] = value != 0 if ours.dtype == torch.bool else value
 
     # ----------------------------------------------------------------- helpers
-    def _cells(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Flat cell index ``row * 10 + col`` (same shapes)."""
-        return rows * GRID + cols
-
-    def _empty_observation(self) -> torch.Tensor:
-        return torch.zeros(self.num_envs, self.num_channels * GRID * GRID, dtype=torch.bool,
-                           device=self.device)
+    def _paint(self, cells: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
+        """The ``[N, C, 10, 10]`` observation with ``cells`` set: ``[N, K]`` indices
+        ``channel * 100 + row * 10 + col`` into each env's own grids, set by one ``index_fill_``
+        into ``obs`` (``[N, C * 100]`` bool, holding what the game wrote before) or into zeros.
+        A game points an object that shows nowhere at a cell that is set anyway."""
+        n, size = self.num_envs, self.num_channels * GRID * GRID
+        if obs is None:
+            obs = torch.zeros(n, size, dtype=torch.bool, device=self.device)
+        obs.view(-1).index_fill_(0, (cells + self._env_cells).reshape(-1), True)
+        return obs.view(n, self.num_channels, GRID, GRID)

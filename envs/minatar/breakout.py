@@ -115,7 +115,6 @@ class Breakout(BatchedGame):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self._tables = _transitions(self.device)
         self._shifts = torch.arange(0, 30, GRID, device=dev)
-        self._first_cell = torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)
         cells = ((torch.arange(1 << GRID).unsqueeze(1) >> torch.arange(GRID)) & 1).bool()
         self._row_cells = cells.view(torch.uint8).view(torch.int16).to(dev)   # [1024, 5]
 
@@ -165,8 +164,5 @@ class Breakout(BatchedGame):
         first = (3 * cells + BRICK_ROWS[0] * GRID) // 2
         obs.view(torch.int16)[:, first:first + 15] = (
             self._row_cells.index_select(0, rows.view(-1)).view(n, 15))
-        base = self._first_cell
-        idx = torch.stack((base + 9 * GRID + self.pos, base + cells + self.ball % 100,
-                           base + 2 * cells + self.trail), 1)
-        obs.view(-1).index_fill_(0, idx.view(-1), True)
-        return obs.view(n, self.num_channels, GRID, GRID)
+        return self._paint(torch.stack((9 * GRID + self.pos, cells + self.ball % 100, 2 * cells + self.trail), 1),
+                           obs)

@@ -39,9 +39,7 @@ class Freeway(BatchedGame):
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         for name in ("car_x", "car_timer", "car_speed"):
             setattr(self, name, torch.zeros(n, CARS, dtype=CAR_DTYPE, device=dev))
-        self._columns = torch.arange(GRID, device=dev)
         self._car_rows = (torch.arange(1, CARS + 1, device=dev) * GRID).expand(n, CARS).contiguous()
-        self._first_cell = (torch.arange(n, device=dev) * (self.num_channels * GRID * GRID)).unsqueeze(1)
 
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
         """``[N, 8]`` signed speeds, as the reference's ``_randomize_cars``."""
@@ -96,13 +94,10 @@ class Freeway(BatchedGame):
         return crossed.float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
-        # 17 cells per env painted into a zeroed flat observation: the chicken, every car
-        # (channel 1, row i + 1) and its trail (channel 1 + |speed|, the cell behind it)
-        n, cells = self.num_envs, GRID * GRID
-        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
+        # 17 cells per env: the chicken, every car (channel 1, row i + 1) and its trail
+        # (channel 1 + |speed|, the cell behind it)
+        cells = GRID * GRID
         back = (self.car_x - self.car_speed.sign()).remainder(GRID)
-        idx = torch.cat(((self.pos * GRID + 4).unsqueeze(1),
-                         self.car_x + self._car_rows + cells,
-                         back + self._car_rows + (1 + self.car_speed.abs()) * cells), 1)
-        obs.index_fill_(0, (idx + self._first_cell).view(-1), True)
-        return obs.view(n, self.num_channels, GRID, GRID)
+        return self._paint(torch.cat(((self.pos * GRID + 4).unsqueeze(1),
+                                      self.car_x + self._car_rows + cells,
+                                      back + self._car_rows + (1 + self.car_speed.abs()) * cells), 1))

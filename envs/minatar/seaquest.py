@@ -108,8 +108,6 @@ class Seaquest(BatchedGame):
         """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
         self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
         """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
-        cells = self.num_channels * GRID * GRID
-        self._env_offset = torch.arange(n, device=dev).unsqueeze(1) * cells
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -261,10 +259,7 @@ class Seaquest(BatchedGame):
             tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
             on = alive & (tail >= 0) & (tail < GRID)
             index.append(slots.pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
-        flat = torch.cat(index).t().contiguous().long() + self._env_offset
-        obs = torch.zeros(n * self.num_channels * cells, dtype=torch.bool, device=self.device)
-        obs.index_fill_(0, flat.view(-1), True)
-        out = obs.view(n, self.num_channels, GRID, GRID)
+        out = self._paint(torch.cat(index).t().long())
         rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
         out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
         oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
