@@ -149,13 +149,6 @@ class Breakout(BatchedGame):
         self.terminal = terminal | t["ends"].index_select(0, key)
         return t["reward"].index_select(0, key), self.terminal.clone()
 
-    def brick_map(self) -> torch.Tensor:
-        """``[N, 10, 10]`` bool: where the bricks are."""
-        grid = torch.zeros(self.num_envs, GRID, GRID, dtype=torch.bool, device=self.device)
-        rows = (self.bricks.unsqueeze(1) >> self._shifts) & ((1 << GRID) - 1)
-        grid[:, BRICK_ROWS[0]:BRICK_ROWS[1]] = self._row_cells[rows].view(torch.bool).view(-1, 3, GRID)
-        return grid
-
     def observation(self) -> torch.Tensor:
         n, cells = self.num_envs, GRID * GRID
         obs = torch.zeros(n, self.num_channels * cells, dtype=torch.bool, device=self.device)

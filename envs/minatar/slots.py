@@ -24,6 +24,8 @@ import torch
 DTYPE = torch.int16
 """The lists' integer type: every field of the games' objects fits it, at a quarter of
 int64's memory traffic."""
+SMALL = 8
+"""Lists of up to this many slots are compacted by a sum, longer ones by a scatter."""
 
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
@@ -62,8 +64,6 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
         out = out[:, :k]
     return (out, before[-1]) if count else out
 
-
-SMALL = 8
 
 
 def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int = 0) -> torch.Tensor:
