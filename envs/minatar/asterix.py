@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.base import DOWN, GRID, LEFT, RIGHT, UP, BatchedGame
+from envs.minatar.base import DOWN, GRID, LEFT, RIGHT, UP, BatchedGame, pick
 
 RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
@@ -78,7 +78,7 @@ class Asterix(BatchedGame):
         chosen = free & (before == (rank + 1).to(SLOT_DTYPE)[:, None]) & can[:, None]
         self.ent_alive = self.ent_alive | chosen
         start = (9 - 9 * right.to(SLOT_DTYPE)).unsqueeze(1)  # column 0 heading right, else 9
-        self.ent_x = self.ent_x + chosen.to(SLOT_DTYPE) * (start - self.ent_x)
+        self.ent_x = pick(chosen.to(SLOT_DTYPE), start, self.ent_x)
         self.ent_right = (self.ent_right & ~chosen) | (chosen & right.unsqueeze(1))
         self.ent_gold = (self.ent_gold & ~chosen) | (chosen & gold.unsqueeze(1))
 

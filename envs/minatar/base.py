@@ -63,6 +63,13 @@ GRID = 10
 """Observations are ``GRID x GRID`` cells."""
 
 
+def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
+    """``torch.where(mask, a, b)`` for integers, as ``b + mask * (a - b)`` (``mask`` bool or 0/1):
+    three element-wise ops that run several times faster on the CPU than ``where`` on the
+    games' integer slot and row tensors."""
+    return b + mask * (a - b)
+
+
 class BatchedGame(ABC):
     """N copies of one MinAtar game in one tensor state (see the module docstring)."""
 

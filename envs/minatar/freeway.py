@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.base import DOWN, GRID, UP, BatchedGame
+from envs.minatar.base import DOWN, GRID, UP, BatchedGame, pick
 
 PLAYER_SPEED = 3
 TIME_LIMIT = 2500
@@ -52,8 +52,8 @@ class Freeway(BatchedGame):
         speed = self._draw_speeds(mask)
         new = mask.to(CAR_DTYPE).unsqueeze(1)
         self.car_x = self.car_x - new * self.car_x
-        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
-        self.car_speed = self.car_speed + new * (speed - self.car_speed)
+        self.car_timer = pick(new, speed.abs(), self.car_timer)
+        self.car_speed = pick(new, speed, self.car_speed)
         self.pos = torch.where(mask, 9, self.pos)
         self.move_timer = torch.where(mask, PLAYER_SPEED, self.move_timer)
         self.terminate_timer = torch.where(mask, TIME_LIMIT, self.terminate_timer)
@@ -70,8 +70,8 @@ class Freeway(BatchedGame):
         crossed = live & (pos == 0)
         speed = self._draw_speeds(crossed)
         new = crossed.to(CAR_DTYPE).unsqueeze(1)
-        self.car_timer = self.car_timer + new * (speed.abs() - self.car_timer)
-        self.car_speed = self.car_speed + new * (speed - self.car_speed)
+        self.car_timer = pick(new, speed.abs(), self.car_timer)
+        self.car_speed = pick(new, speed, self.car_speed)
         pos = torch.where(crossed, 9, pos)
         # Only the car on the chicken's row (car pos - 1) can hit it; a hit sends it to row 9,
         # where no car is, so the reference's car-by-car order does not matter.

@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 
 from envs.minatar import slots
-from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame
+from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame, pick
 from envs.minatar.seaquest_rules import (
     ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
@@ -250,15 +250,15 @@ class Seaquest(BatchedGame):
         sub_cell = self.sub_y * GRID
         index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
         bullets = self._f_bullets
-        index.append(slots.pick(bullets[ALIVE].bool(),
+        index.append(pick(bullets[ALIVE].bool(),
                                  2 * cells + bullets[Y] * GRID + bullets[X], dump))
         en = self._enemies[:, : self._enemy_slots(spare=0)]
         for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
             alive, cell = objects[ALIVE].bool(), objects[Y] * GRID + objects[X]
-            index.append(slots.pick(alive, channel + cell, dump))
+            index.append(pick(alive, channel + cell, dump))
             tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
             on = alive & (tail >= 0) & (tail < GRID)
-            index.append(slots.pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
+            index.append(pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
         out = self._paint(torch.cat(index).t().long())
         rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
         out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.slots import anyof, lanes, pick
+from envs.minatar.base import pick
+from envs.minatar.slots import anyof, lanes
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)

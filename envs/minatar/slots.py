@@ -21,6 +21,8 @@ import functools
 
 import torch
 
+from envs.minatar.base import pick
+
 DTYPE = torch.int16
 """The lists' integer type: every field of the games' objects fits it, at a quarter of
 int64's memory traffic."""
@@ -78,12 +80,6 @@ def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int =
 def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
     lane = torch.arange(start, start + k, dtype=dtype, device=device)
     return lane.unsqueeze(1).expand(k, n).contiguous()
-
-
-def pick(mask: torch.Tensor, a: torch.Tensor | int, b: torch.Tensor | int) -> torch.Tensor:
-    """``torch.where(mask, a, b)`` for integers, as ``b + mask * (a - b)``: three element-wise
-    ops that run several times faster on the CPU than ``where`` over a slot tensor."""
-    return b + mask * (a - b)
 
 
 def anyof(mask: torch.Tensor, dim: int) -> torch.Tensor:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import torch
 
-from envs.minatar.base import FIRE, GRID, LEFT, RIGHT, BatchedGame
+from envs.minatar.base import FIRE, GRID, LEFT, RIGHT, BatchedGame, pick
 
 SHOT_COOL_DOWN = 5
 ENEMY_MOVE_INTERVAL = 12
@@ -79,12 +79,10 @@ class SpaceInvaders(BatchedGame):
         # a row's 10 cells as 5 int16 words (one index_select of whole words paints a row)
         self._row_cells = self._cells.view(torch.uint8).view(torch.int16)      # [1024, 5]
         # nearest occupied column to the cannon: fewest columns away, the leftmost on a tie
-        masks = torch.arange(1 << GRID, device=dev)
         key = (col.view(GRID, 1) - col).abs() * GRID + col                      # [pos, column]
         key = torch.where(self._cells.unsqueeze(0), key.unsqueeze(1), GRID ** 3)  # [pos, mask, column]
         self._nearest = key.argmin(2).view(-1)                                   # [pos * 1024 + mask]
         self._row_lane = (col + 1).to(ROWS)
-        del masks
 
     def set_env(self, i: int, name: str, value) -> None:
         """Set field ``name`` of env ``i`` from a reference value (maps as 10 x 10 arrays)."""
@@ -109,7 +107,7 @@ class SpaceInvaders(BatchedGame):
         keep = (~mask).to(ROWS).unsqueeze(1)
         self.f_bullet_map = self.f_bullet_map * keep
         self.e_bullet_map = self.e_bullet_map * keep
-        self.alien_map = self._wave + keep * (self.alien_map - self._wave)
+        self.alien_map = pick(keep, self.alien_map, self._wave)
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         live = ~self.terminal
@@ -139,7 +137,7 @@ class SpaceInvaders(BatchedGame):
         end |= down & (aliens[:, GRID - 1] != 0)
         left = heads_left.to(ROWS).unsqueeze(1)
         shifted = (aliens << 1) + left * ((aliens >> 1) - (aliens << 1))
-        moved = aliens + sideways * (shifted - aliens)
+        moved = pick(sideways, shifted, aliens)
         aliens = torch.where(down.unsqueeze(1), aliens.roll(1, 1), moved)
         end |= moves & ((aliens[:, GRID - 1] & cannon) != 0)
 
@@ -165,15 +163,15 @@ class SpaceInvaders(BatchedGame):
         # terminal envs keep their state
         row_live = live.to(ROWS).unsqueeze(1)
         one = live.long()
-        self.alien_map = self.alien_map + row_live * (aliens - self.alien_map)
-        self.f_bullet_map = f_old + row_live * (f_bullets - f_old)
-        self.e_bullet_map = e_old + row_live * (e_bullets - e_old)
-        self.pos = self.pos + one * (pos - self.pos)
-        self.alien_dir = self.alien_dir + one * (alien_dir - self.alien_dir)
+        self.alien_map = pick(row_live, aliens, self.alien_map)
+        self.f_bullet_map = pick(row_live, f_bullets, f_old)
+        self.e_bullet_map = pick(row_live, e_bullets, e_old)
+        self.pos = pick(one, pos, self.pos)
+        self.alien_dir = pick(one, alien_dir, self.alien_dir)
         shot_timer = shot_timer - (shot_timer > 0).long()
-        self.shot_timer = self.shot_timer + one * (shot_timer - self.shot_timer)
-        self.alien_move_timer = self.alien_move_timer + one * (move_timer - 1 - self.alien_move_timer)
-        self.alien_shot_timer = self.alien_shot_timer + one * (shot_timer_a - 1 - self.alien_shot_timer)
+        self.shot_timer = pick(one, shot_timer, self.shot_timer)
+        self.alien_move_timer = pick(one, move_timer - 1, self.alien_move_timer)
+        self.alien_shot_timer = pick(one, shot_timer_a - 1, self.alien_shot_timer)
         ramp = ramp * one
         self.enemy_move_interval = self.enemy_move_interval - ramp
         self.ramp_index = self.ramp_index + ramp
