@@ -129,12 +129,14 @@ class DQN(Agent):
         self._explore_origin = 0  # step at which the ε schedule (re)started
         self.device = torch.device(device)
         self.action_masks = action_masks.to(self.device)  # (num_tasks, num_actions) bool
+        self._valid_actions = [m.nonzero().squeeze(1) for m in self.action_masks]  # per task, on the device
+        self._all_valid = [bool(m.all()) for m in action_masks]
         self.image = len(obs_shape) == 3
         kind = cfg.encoder if cfg.encoder != "auto" else default_encoder(obs_shape)
         encoder = make_encoder(kind, obs_shape, cfg.activation, cfg.norm, cfg.hidden)
         self.q = QNetwork(encoder, num_actions, cfg.dueling).to(self.device)
-        # channels-last lets oneDNN / cuDNN pick their fast convolution kernels
-        self.memory_format = torch.channels_last if self.image else torch.contiguous_format
+        # the encoder's layout (channels-last for the Atari CNNs, see agents/networks.py)
+        self.memory_format = getattr(encoder, "memory_format", torch.contiguous_format)
         self.q = self.q.to(memory_format=self.memory_format)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer = make_adam(self.q.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
@@ -157,13 +159,16 @@ class DQN(Agent):
     @torch.no_grad()
     def _random(self, n: int, task: int) -> torch.Tensor:
         """Uniformly random valid actions of `task` for `n` envs."""
-        probs = self.action_masks[task].float().expand(n, -1)
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        valid = self._valid_actions[task]
+        pick = torch.randint(valid.numel(), (n,), generator=self.generator, device=self.device)
+        return pick if self._all_valid[task] else valid[pick]
 
     @torch.no_grad()
     def greedy(self, obs: torch.Tensor, task: int) -> torch.Tensor:
         """argmax_a Q(s, a) over the task's valid actions, on the device."""
-        q = self.q(self._format(obs)).masked_fill(~self.action_masks[task], float("-inf"))
+        q = self.q(self._format(obs))
+        if not self._all_valid[task]:
+            q = q.masked_fill(~self.action_masks[task], float("-inf"))
         return q.argmax(dim=1)
 
     @torch.no_grad()
@@ -181,9 +186,10 @@ class DQN(Agent):
         if epsilon <= 0.0:
             return greedy
         n = obs.shape[0]
-        random = self._random(n, task)
         explore = torch.rand(n, device=self.device, generator=self.generator) < epsilon
-        return torch.where(explore, random, greedy)
+        if self.device.type == "cpu" and not bool(explore.any()):  # reading is free on a CPU
+            return greedy
+        return torch.where(explore, self._random(n, task), greedy)
 
     def on_task_switch(self, task: int, step: int) -> None:
         super().on_task_switch(task, step)

@@ -85,6 +85,10 @@ class ScaleImage(nn.Module):
 class NatureCNN(nn.Sequential):
     """The DQN encoder of Mnih et al. (2015): 3 conv layers and a 512-unit linear layer."""
 
+    memory_format = torch.channels_last
+    """Layout of its weights and inputs: channels-last lets oneDNN / cuDNN pick their fast
+    kernels for 84x84 frames (an encoder without the attribute takes the default layout)."""
+
     def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
                  features: int = 512):
         c, h, w = obs_shape
@@ -125,6 +129,9 @@ class ImpalaCNN(nn.Sequential):
     """The IMPALA encoder (Espeholt et al., 2018): 3 stages of conv, max-pool and two
     residual blocks, then a 256-unit linear layer."""
 
+    memory_format = torch.channels_last
+    """As NatureCNN's."""
+
     def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
                  channels: Sequence[int] = (16, 32, 32), features: int = 256):
         c, h, w = obs_shape
@@ -143,7 +150,9 @@ class ImpalaCNN(nn.Sequential):
 class MinAtarCNN(nn.Sequential):
     """The MinAtar network of Young & Tian (2019): a 3x3 convolution with 16 channels (stride 1,
     no padding), then a 128-unit linear layer, each followed by the activation. Observations
-    are 0/1 cells (``uint8`` or ``bool``), cast to float unscaled."""
+    are 0/1 cells (``uint8`` or ``bool``), cast to float unscaled. Weights and inputs keep the
+    default (channels-first) layout: on a 10x10 grid channels-last gains nothing in the
+    convolution and costs a copy at the flatten (benchmarks/RESULTS.md)."""
 
     def __init__(self, obs_shape: Sequence[int], activation: str = "relu", norm: str | None = None,
                  channels: int = 16, features: int = 128):

@@ -118,6 +118,21 @@ def test_act_never_picks_a_masked_action():
     assert set(a.tolist()) == {0, 1, 2}
 
 
+def test_epsilon_greedy_on_a_cpu_draws_random_actions_only_when_an_env_explores():
+    agent = linear_dqn()
+    obs = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    start = agent.generator.get_state()
+    explore = torch.rand(2, generator=agent.generator) < 1e-9  # the draw epsilon_greedy makes first
+    after_one_draw = agent.generator.get_state()
+    assert not explore.any()
+    agent.generator.set_state(start)
+    assert torch.equal(agent.epsilon_greedy(obs, task=0, epsilon=1e-9), agent.greedy(obs, task=0))
+    assert torch.equal(agent.generator.get_state(), after_one_draw)  # no random actions were drawn
+    agent.generator.set_state(start)
+    agent.epsilon_greedy(obs, task=0, epsilon=1.0)
+    assert not torch.equal(agent.generator.get_state(), after_one_draw)
+
+
 def test_act_owns_exploration_random_then_epsilon_schedule_restarting_at_switches():
     cfg = DQNConfig(hidden=(), learning_starts=10, exploration_fraction=0.5, epsilon_start=1.0,
                     epsilon_end=0.0, epsilon_restart=True)

@@ -63,6 +63,24 @@ def test_next_step_auto_reset_and_episode_reports():
     assert len(seen) > 20
 
 
+def test_on_a_cpu_the_game_resets_only_on_steps_where_an_env_resets(monkeypatch):
+    env = MinAtarVectorEnv("Breakout", 3, seed=0)
+    env.reset(seed=1)
+    calls = []
+    reset = env.game.reset
+    monkeypatch.setattr(env.game, "reset", lambda mask=None: (calls.append(mask.clone()), reset(mask)))
+    prev_done = torch.zeros(3, dtype=torch.bool)
+    resets = 0
+    for _ in range(300):
+        out = env.step(torch.randint(0, 6, (3,)))
+        if prev_done.any():
+            assert torch.equal(calls.pop(), prev_done)  # exactly the envs that ended, once
+            resets += 1
+        assert not calls  # nothing else reset, and no empty reset on the other steps
+        prev_done = out.terminated | out.truncated
+    assert resets > 5
+
+
 def test_reports_in_batches_when_asked_and_time_cap_truncates():
     env = MinAtarVectorEnv("Freeway", 2, report_every=50, max_episode_steps=30, seed=0)
     env.reset(seed=0)
@@ -139,6 +157,19 @@ def test_minatar_network_shape_and_default():
     out = enc(x)
     assert out.shape == (2, 128)
     assert torch.allclose(enc(x.float()), out)  # 0/1 cells are not rescaled
+
+
+def test_dqn_keeps_the_minatar_network_channels_first_and_the_atari_cnn_channels_last():
+    from agents.dqn import DQN, DQNConfig
+
+    masks = torch.ones(1, 6, dtype=torch.bool)
+    minatar = DQN(DQNConfig(encoder="minatar_cnn"), (10, 10, 10), 6, masks)
+    atari = DQN(DQNConfig(encoder="nature_cnn"), (4, 84, 84), 6, masks)
+    conv = next(m for m in minatar.q.modules() if isinstance(m, torch.nn.Conv2d)).weight
+    assert minatar.memory_format == torch.contiguous_format and conv.is_contiguous()
+    conv = next(m for m in atari.q.modules() if isinstance(m, torch.nn.Conv2d)).weight
+    assert atari.memory_format == torch.channels_last and not conv.is_contiguous()
+    assert conv.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_minatar_cycle_preset_names_the_c_chain_order():

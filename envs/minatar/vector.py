@@ -9,7 +9,8 @@
   with different channel counts share one network.
 - **Next-step auto-reset**, as the schedule's Gymnasium vector envs: after ``terminated |
   truncated`` in an env, its next step resets it, ignores its action, returns the new
-  episode's first observation with reward 0 and both flags False, and ``valid`` False.
+  episode's first observation with reward 0 and both flags False, and ``valid`` False. On a
+  CPU a step where no env resets skips the game's reset (and the draws it would make).
 - **Time cap**: ``max_episode_steps`` (None: none, as in MinAtar) truncates an episode after
   that many agent steps.
 - **Finished episodes** (raw return, length in agent steps) are kept on the device and
@@ -108,7 +109,8 @@ class MinAtarVectorEnv:
         """Step every env once (see the module docstring)."""
         resetting = self._done
         reward, terminated = self.game.step(actions)
-        self.game.reset(resetting)
+        if self.device.type != "cpu" or bool(resetting.any()):  # on a CPU reading is free: skip an empty reset
+            self.game.reset(resetting)
         valid = ~resetting
         reward = torch.where(valid, reward, 0.0)
         terminated = terminated & valid
