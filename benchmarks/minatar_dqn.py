@@ -15,6 +15,7 @@ second from the first gradient step to the end (ours from the wall times of the
 ``charts/SPS`` events, SB3's from a callback). Runs alternate sides seed by seed.
 
     python benchmarks/minatar_dqn.py --steps 100000 --seeds 0 1
+    python benchmarks/minatar_dqn.py --steps 15000 --seeds 0 1 --sides ours ours-compile sb3
     python benchmarks/minatar_dqn.py --sps-table --steps 20000      # ours, SPS vs --env.num-envs
 
 Prints markdown for ``benchmarks/RESULTS.md``.
@@ -39,7 +40,7 @@ TRAIN_FREQ = 4
 TARGET_ENV_STEPS = 1_000
 
 
-def ours_cmd(run_dir: str, steps: int, seed: int, num_envs: int = 1) -> list[str]:
+def ours_cmd(run_dir: str, steps: int, seed: int, num_envs: int = 1, compile: bool = False) -> list[str]:
     # train.py takes gradient_steps / train_freq updates per env step (all envs counted), so
     # the replay ratio (one update per 4 env steps) is the same for every number of envs.
     grad = ["--dqn.train-freq", str(TRAIN_FREQ), "--dqn.gradient-steps", "1"]
@@ -51,7 +52,8 @@ def ours_cmd(run_dir: str, steps: int, seed: int, num_envs: int = 1) -> list[str
             *grad, "--dqn.target-update-interval", str(TARGET_ENV_STEPS // TRAIN_FREQ),
             "--dqn.exploration-fraction", "0.1", "--dqn.epsilon-end", "0.01", "--dqn.no-double",
             "--dqn.max-grad-norm", "10", "--monitor.every", "0", "--eval.episodes", "0",
-            "--eval.random-episodes", "0", "--checkpoint-every", "0", "--log-every", "1000"]
+            "--eval.random-episodes", "0", "--checkpoint-every", "0", "--log-every", "1000",
+            *(["--dqn.compile"] if compile else [])]
 
 
 def ours_result(run_dir: str, steps: int) -> dict:
@@ -65,13 +67,14 @@ def ours_result(run_dir: str, steps: int) -> dict:
     return {"final_return": statistics.mean(rets), "episodes": len(rets), "sps": (s1 - s0) / (t1 - t0)}
 
 
-def sb3_child(steps: int, seed: int) -> dict:
+def make_sb3(seed: int, learning_starts: int = LEARNING_STARTS):
+    """SB3's DQN on the reference's ``MinAtar/Breakout-v0`` with the MinAtar network and the
+    settings of the module docstring; ``(model, monitor)``, the Monitor wrapper holding its episodes."""
     import gymnasium as gym
     import numpy as np
     import torch
     from minatar.gym import register_envs
     from stable_baselines3 import DQN
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
     from torch import nn
@@ -98,6 +101,21 @@ def sb3_child(steps: int, seed: int) -> dict:
         def forward(self, x):
             return self.net(x)
 
+    env = Monitor(ChannelsFirst(gym.make("MinAtar/Breakout-v0")))
+    model = DQN("MlpPolicy", env, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=learning_starts,
+                batch_size=32, gamma=0.99, train_freq=TRAIN_FREQ, gradient_steps=1,
+                target_update_interval=TARGET_ENV_STEPS, exploration_fraction=0.1,
+                exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
+                policy_kwargs=dict(features_extractor_class=MinAtarNet, net_arch=[],
+                                   optimizer_class=torch.optim.Adam),
+                seed=seed, device="cpu", verbose=0)
+    return model, env
+
+
+def sb3_child(steps: int, seed: int) -> dict:
+    import numpy as np
+    from stable_baselines3.common.callbacks import BaseCallback
+
     class Clock(BaseCallback):
         def __init__(self):
             super().__init__()
@@ -108,14 +126,7 @@ def sb3_child(steps: int, seed: int) -> dict:
                 self.marks[self.num_timesteps] = time.perf_counter()
             return True
 
-    env = Monitor(ChannelsFirst(gym.make("MinAtar/Breakout-v0")))
-    model = DQN("MlpPolicy", env, learning_rate=2.5e-4, buffer_size=100_000, learning_starts=LEARNING_STARTS,
-                batch_size=32, gamma=0.99, train_freq=TRAIN_FREQ, gradient_steps=1,
-                target_update_interval=TARGET_ENV_STEPS, exploration_fraction=0.1,
-                exploration_initial_eps=1.0, exploration_final_eps=0.01, max_grad_norm=10,
-                policy_kwargs=dict(features_extractor_class=MinAtarNet, net_arch=[],
-                                   optimizer_class=torch.optim.Adam),
-                seed=seed, device="cpu", verbose=0)
+    model, env = make_sb3(seed)
     clock = Clock()
     model.learn(steps, callback=clock)
     ends = np.cumsum(env.get_episode_lengths())
@@ -124,11 +135,11 @@ def sb3_child(steps: int, seed: int) -> dict:
     return {"final_return": float(np.mean(rets)), "episodes": len(rets), "sps": sps}
 
 
-def run_ours(steps: int, seed: int, num_envs: int = 1) -> dict:
+def run_ours(steps: int, seed: int, num_envs: int = 1, compile: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = str(Path(tmp) / "run")
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        proc = subprocess.run(ours_cmd(run_dir, steps, seed, num_envs), capture_output=True, text=True,
+        proc = subprocess.run(ours_cmd(run_dir, steps, seed, num_envs, compile), capture_output=True, text=True,
                               cwd=ROOT, env=env)
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-3000:])
@@ -144,6 +155,9 @@ def run_sb3(steps: int, seed: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+SIDES = {"ours": run_ours, "ours-compile": lambda steps, seed: run_ours(steps, seed, compile=True), "sb3": run_sb3}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=100_000)
@@ -151,6 +165,8 @@ def main() -> None:
     p.add_argument("--child-sb3", action="store_true")
     p.add_argument("--sps-table", action="store_true", help="ours only: SPS for --env.num-envs 1 8 64 256")
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 8, 64, 256])
+    p.add_argument("--sides", nargs="+", default=["ours", "sb3"], choices=list(SIDES),
+                   help="ours-compile: ours with --dqn.compile")
     args = p.parse_args()
     if args.child_sb3:
         print(json.dumps(sb3_child(args.steps, args.seeds[0])))
@@ -166,10 +182,9 @@ def main() -> None:
         return
     rows = []
     for seed in args.seeds:
-        for side, run in (("ours", run_ours), ("sb3", run_sb3)) if seed % 2 == 0 else \
-                (("sb3", run_sb3), ("ours", run_ours)):
+        for side in args.sides if seed % 2 == 0 else args.sides[::-1]:
             t = time.perf_counter()
-            res = run(args.steps, seed)
+            res = SIDES[side](args.steps, seed)
             res.update(side=side, seed=seed, wall=time.perf_counter() - t)
             rows.append(res)
             print(json.dumps(res), flush=True)
@@ -177,13 +192,18 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['side']} | {r['seed']} | {r['final_return']:.2f} | {r['episodes']} | {r['sps']:,.0f} | {r['wall']:.0f} |")
-    for side in ("ours", "sb3"):
+    sps = {}
+    for side in args.sides:
         mine = [r for r in rows if r["side"] == side]
+        sps[side] = statistics.mean(r["sps"] for r in mine)
         print(f"{side}: mean final return {statistics.mean(r['final_return'] for r in mine):.2f}, "
-              f"mean SPS {statistics.mean(r['sps'] for r in mine):,.0f}")
-    ours = statistics.mean(r["sps"] for r in rows if r["side"] == "ours")
-    sb3 = statistics.mean(r["sps"] for r in rows if r["side"] == "sb3")
-    print(f"SPS ratio ours / SB3: {ours / sb3:.2f}x")
+              f"mean SPS {sps[side]:,.0f}")
+    if "sb3" in sps:
+        for side in sps.keys() - {"sb3"}:
+            pairs = [a["sps"] / b["sps"] for a in rows for b in rows
+                     if a["side"] == side and b["side"] == "sb3" and a["seed"] == b["seed"]]
+            print(f"SPS ratio {side} / SB3: {sps[side] / sps['sb3']:.2f}x (per seed "
+                  f"{', '.join(f'{x:.2f}' for x in pairs)})")
 
 
 if __name__ == "__main__":
