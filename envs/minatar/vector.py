@@ -87,10 +87,11 @@ class MinAtarVectorEnv:
 
     def observation(self) -> torch.Tensor:
         """``[N, channels, 10, 10]`` uint8 of the current state (a fresh tensor)."""
+        cells = self.game.observation().view(torch.uint8)  # a game's fresh bool grid, its bytes as 0/1
         if self.channels == self.game.num_channels:
-            return self.game.observation().to(torch.uint8)
+            return cells
         obs = torch.zeros(self.num_envs, self.channels, GRID, GRID, dtype=torch.uint8, device=self.device)
-        obs[:, : self.game.num_channels] = self.game.observation()
+        obs[:, : self.game.num_channels] = cells
         return obs
 
     def reset(self, seed: int | None = None) -> torch.Tensor:
