@@ -394,17 +394,17 @@ class TaskSchedule:
             got = f"{actions.dtype} {tuple(actions.shape)}" if hasattr(actions, "shape") else type(actions).__name__
             raise ValueError(f"discrete actions must be an integer tensor of shape ({n},), got {got}")
         env = self._envs[task]
-        shift = self._shift  # (episode returns are the game's own: a reward shift is not in them)
+        shift = self._shift  # a visit's reward shift is one factor, so an episode's shifted return is its factor times the game's
         out = env.step(shift.action(actions))
         self._vstep += 1
         self.steps += n
         last = self._vstep == self._vsteps_per_visit
-        episodes = [Episode(task, i, ret, length) for i, ret, length in out.episodes]
+        episodes = [Episode(task, i, shift.reward(ret), length) for i, ret, length in out.episodes]
         truncated = out.truncated
         next_obs = shift.obs(out.obs)
         obs, switch = next_obs, None
         if last:
-            episodes += [Episode(task, i, ret, length) for i, ret, length in env.take_episodes()]
+            episodes += [Episode(task, i, shift.reward(ret), length) for i, ret, length in env.take_episodes()]
             truncated = torch.ones(n, dtype=torch.bool, device=self.device)
             self._set_visit(self.visit + 1)
             self._vstep = 0

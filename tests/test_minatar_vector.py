@@ -123,6 +123,27 @@ def test_schedule_cycles_minatar_on_the_device_with_padded_channels():
     assert switches == [(0, 1), (1, 0), (0, 1)]
 
 
+def test_a_reward_shift_is_in_the_device_tasks_rewards_and_episode_returns():
+    # reward-flip: r' = -r on the task's 2nd visit; an episode's return is the sum of the rewards it was given
+    sched = TaskSchedule(["minatar:Breakout@reward-flip"], steps_per_visit=600, cycles=2, num_envs=3, seed=0)
+    sched.reset()
+    running = torch.zeros(3)
+    returns = {0: [], 1: []}
+    gen = torch.Generator().manual_seed(0)
+    while not sched.finished:
+        visit = sched.visit
+        res = sched.step(torch.randint(0, 6, (3,), generator=gen))
+        running += res.rewards
+        for ep in res.episodes:
+            assert ep.ret == pytest.approx(float(running[ep.env]))
+            returns[visit].append(ep.ret)
+            running[ep.env] = 0.0
+        if res.switch is not None:
+            running.zero_()  # the visit's open episodes end unreported
+    assert len(returns[0]) > 10 and len(returns[1]) > 10
+    assert max(returns[0]) > 0 and max(returns[1]) <= 0 < -min(returns[1])
+
+
 def test_schedule_refuses_malformed_actions_in_one_line():
     sched = TaskSchedule(["minatar:Breakout"], 8, 1, num_envs=2)
     sched.reset()
