@@ -90,17 +90,19 @@ class Structure:
     """
 
     def __init__(self, module: nn.Module, who: str = "plasticity", hint: str = "") -> None:
-        self.module = module
+        # a bare layer is a network of one layer: traced inside a one-entry container, where its
+        # call is a layer node (named "0") rather than the layer's own functional forward
+        self.module = nn.Sequential(module) if L.is_weight_layer(module) or L.is_norm(module) else module
         self.who = who
         name = type(module).__name__
         how = f"; pass the structure explicitly ({hint})" if hint else ""
         try:
-            self.graph: fx.Graph = _Tracer().trace(module)
+            self.graph: fx.Graph = _Tracer().trace(self.module)
         except Exception as err:  # noqa: BLE001 - any tracing failure means "unreadable"
             raise ValueError(f"{who}: cannot read the structure of {name} from its forward pass "
                              f"with torch.fx ({_first_line(err)}){how}") from None
         self.nodes = list(self.graph.nodes)
-        self._modules = dict(module.named_modules())
+        self._modules = dict(self.module.named_modules())
         calls: dict[str, int] = {}
         for n in self.nodes:
             if n.op == "call_module":

@@ -247,3 +247,30 @@ def test_forward_walks_go_on_after_meeting_a_node_again():
     assert (g.name, g.next_layers) == ("fc1", (st.module.fc2,))  # fc2 once, though met on two paths
     st = Structure(Join(tail=True))  # `a` also reaches the output after its user `to` was met
     assert st.why_not_group("fc1") == "it reaches the network's output" and st.groups() == []
+
+
+@pytest.mark.parametrize("bare", [nn.Linear(4, 3), nn.Conv2d(2, 3, 3), nn.LayerNorm(5)])
+def test_a_bare_layer_is_a_network_of_one_layer(bare):
+    st = Structure(bare)
+    calls = [n for n in st.nodes if n.op == "call_module"]
+    assert len(calls) == 1 and st.module_of(calls[0]) is bare
+    assert st.kind(calls[0]) == ("norm" if isinstance(bare, nn.LayerNorm) else "layer")
+    assert st.layer_nodes == ([] if isinstance(bare, nn.LayerNorm) else calls)
+
+
+def test_swr_rescales_a_bare_layer_as_the_same_layer_in_a_container():
+    from plasticity.swr import SoftWeightRescaling
+
+    torch.manual_seed(0)
+    bare = nn.Linear(4, 3)
+    boxed = nn.Sequential(nn.Linear(4, 3))
+    boxed.load_state_dict({"0." + k: v for k, v in bare.state_dict().items()})
+    grown = 3.0 * bare.weight.detach().clone()
+    for net in (bare, boxed):
+        swr = SoftWeightRescaling(net, lam=0.1)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.mul_(3.0)
+        swr.rescale()
+    assert torch.equal(bare.weight, boxed[0].weight) and torch.equal(bare.bias, boxed[0].bias)
+    assert bare.weight.norm() < 0.95 * grown.norm()  # pulled back toward its initial norm
