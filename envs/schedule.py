@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from envs.atari import AtariOptions
+from envs.minatar.vector import MinAtarOptions
 from envs.task_envs import TaskEnvs, build_task_envs
 from envs.shifts import NO_SHIFT, ShiftedEnv, TaskShift, VisitShift, parse_shifted_tasks
 from envs.tasks import TaskSpec
@@ -130,6 +131,7 @@ class TaskSchedule:
         device: str | torch.device = "cpu",
         seed: int = 0,
         atari: AtariOptions | None = None,
+        minatar: MinAtarOptions | None = None,
     ) -> None:
         for name, value, low in (
             ("steps_per_visit", steps_per_visit, 1),
@@ -147,7 +149,8 @@ class TaskSchedule:
         self._vsteps_per_visit = -(-int(steps_per_visit) // self.num_envs)
         # Env steps per visit, rounded up to a multiple of num_envs.
         self.steps_per_visit = self._vsteps_per_visit * self.num_envs
-        self._task_envs: TaskEnvs = build_task_envs(specs, self.num_envs, atari, device=self.device)
+        self._task_envs: TaskEnvs = build_task_envs(specs, self.num_envs, atari, device=self.device,
+                                                          minatar=minatar)
         self._envs = self._task_envs.envs
         self._sizes = self._task_envs.task_sizes
         self.action_masks = torch.from_numpy(self._task_envs.action_masks()).to(self.device)

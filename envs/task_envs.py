@@ -23,6 +23,7 @@ from gymnasium.vector import VectorEnv
 
 from envs.atari import AtariOptions, make_atari_env, make_atari_vector_env
 from envs.gym_tasks import make_gym_env, make_gym_vector_env, read_spaces
+from envs.minatar.vector import MinAtarOptions
 from envs.tasks import TaskSpec
 
 
@@ -48,8 +49,10 @@ class TaskEnvs:
     """Atari settings when the tasks are Atari games."""
     device_native: bool = False
     """Whether the envs take and return tensors on the training device (MinAtar tasks)."""
-    minatar: dict | None = None
-    """MinAtar settings (``sticky_action_prob``, ``device``) when the tasks are MinAtar games."""
+    minatar: MinAtarOptions | None = None
+    """MinAtar settings when the tasks are MinAtar games."""
+    device: torch.device | None = None
+    """Where device-native envs run (the training device)."""
     action_size: int = field(init=False)
     """Largest entry of ``task_sizes``: the agent's number of actions or action dimensions."""
 
@@ -70,7 +73,8 @@ class TaskEnvs:
             from envs.minatar.vector import MinAtarGymEnv
 
             return MinAtarGymEnv(spec.target, channels=self.obs_shape[0], device="cpu",
-                                 sticky_action_prob=self.minatar["sticky_action_prob"])
+                                 sticky_action_prob=self.minatar.sticky_action_prob,
+                                 max_episode_steps=self.minatar.max_episode_steps)
         if spec.kind == "atari":
             return make_atari_env(spec, self.atari)
         return make_gym_env(spec, self.obs_shape[0], None if self.discrete else self.action_size)
@@ -83,8 +87,9 @@ class TaskEnvs:
             raise ValueError(f"make_vector_env is for MinAtar tasks; {spec.id!r} is not one")
         from envs.minatar.vector import MinAtarVectorEnv
 
-        return MinAtarVectorEnv(spec.target, num_envs, self.minatar["device"], channels=self.obs_shape[0],
-                                sticky_action_prob=self.minatar["sticky_action_prob"])
+        return MinAtarVectorEnv(spec.target, num_envs, self.device, channels=self.obs_shape[0],
+                                sticky_action_prob=self.minatar.sticky_action_prob,
+                                max_episode_steps=self.minatar.max_episode_steps)
 
     def close(self) -> None:
         """Close every env."""
@@ -137,14 +142,15 @@ def _build_gym(specs: list[TaskSpec], num_envs: int) -> TaskEnvs:
 
 
 def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.device,
-                   sticky_action_prob: float) -> TaskEnvs:
+                   options: MinAtarOptions) -> TaskEnvs:
     """MinAtar games: batched on ``device``; a cycle of games pads every game's channels to 10."""
     from envs.minatar import MAX_CHANNELS, game_class
     from envs.minatar.vector import MinAtarVectorEnv
 
     channels = game_class(specs[0].target).num_channels if len(specs) == 1 else MAX_CHANNELS
     envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels,
-                             sticky_action_prob=sticky_action_prob) for s in specs]
+                             sticky_action_prob=options.sticky_action_prob,
+                             max_episode_steps=options.max_episode_steps) for s in specs]
     return TaskEnvs(
         specs=specs,
         envs=envs,  # type: ignore[arg-type]
@@ -154,20 +160,21 @@ def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.dev
         discrete=True,
         task_sizes=[e.num_actions for e in envs],
         device_native=True,
-        minatar={"sticky_action_prob": sticky_action_prob, "device": torch.device(device)},
+        minatar=options,
+        device=torch.device(device),
     )
 
 
 def build_task_envs(
     specs: list[TaskSpec], num_envs: int, atari: AtariOptions | None = None,
-    device: str | torch.device = "cpu", minatar_sticky_actions: float = 0.1,
+    device: str | torch.device = "cpu", minatar: MinAtarOptions | None = None,
 ) -> TaskEnvs:
     """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`); ``device``
-    and ``minatar_sticky_actions`` serve MinAtar tasks only."""
+    and ``minatar`` serve MinAtar tasks only."""
     if num_envs < 1:
         raise ValueError(f"num_envs={num_envs} must be >= 1")
     if {s.kind for s in specs} == {"minatar"}:
-        return _build_minatar(specs, num_envs, device, minatar_sticky_actions)
+        return _build_minatar(specs, num_envs, device, minatar or MinAtarOptions())
     if {s.kind for s in specs} == {"atari"}:
         return _build_atari(specs, num_envs, atari or AtariOptions())
     if any(s.kind == "atari" for s in specs):

@@ -22,6 +22,7 @@ from agents import registry as agent_registry
 from agents.base import Agent
 from replay import make_replay
 from envs import AtariOptions, TaskSchedule
+from envs.minatar.vector import MinAtarOptions
 from plasticity import registry
 from runner.config import TrainConfig
 from runner.evaluator import Evaluator
@@ -109,10 +110,12 @@ def build(cfg: TrainConfig) -> RunParts:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    atari = AtariOptions(repeat_action_probability=cfg.env.sticky_actions, noop_max=cfg.env.noop_max,
-                         max_num_frames_per_episode=cfg.env.max_episode_frames)
+    sticky = {} if cfg.env.sticky_actions is None else {"repeat_action_probability": cfg.env.sticky_actions}
+    atari = AtariOptions(**sticky, noop_max=cfg.env.noop_max, max_num_frames_per_episode=cfg.env.max_episode_frames)
+    sticky = {} if cfg.env.sticky_actions is None else {"sticky_action_prob": cfg.env.sticky_actions}
+    minatar = MinAtarOptions(**sticky, max_episode_steps=cfg.env.max_episode_steps)
     schedule = TaskSchedule(cfg.env.task_ids(), cfg.env.steps_per_visit, cfg.env.cycles, cfg.env.num_envs,
-                            device=device, seed=cfg.seed, atari=atari)
+                            device=device, seed=cfg.seed, atari=atari, minatar=minatar)
     try:
         agent_cfg = cfg.agent_config(**arch)
         agent = agent_registry.build_agent(cfg.agent, agent_cfg, schedule, device, cfg.seed)

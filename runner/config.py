@@ -20,7 +20,7 @@ class EnvConfig:
     """The task schedule: which tasks, how long each visit lasts, how many cycles."""
 
     tasks: tuple[str, ...] = ("gym:CartPole-v1",)
-    """Task ids in visiting order: atari:<Game> or gym:<Gymnasium id>, each optionally with @SHIFT (see --env.shift), e.g. gym:CartPole-v1@permute-obs."""
+    """Task ids in visiting order: atari:<Game>, minatar:<Game> (Asterix, Breakout, Freeway, Seaquest, SpaceInvaders: batched on the training device) or gym:<Gymnasium id>, each optionally with @SHIFT (see --env.shift), e.g. gym:CartPole-v1@permute-obs."""
     games: tuple[str, ...] = ()
     """Shorthand for Atari tasks: Pong Breakout ... (replaces --env.tasks when given)."""
     shift: str = ""
@@ -30,13 +30,15 @@ class EnvConfig:
     cycles: int = 2
     """How many times the whole task list is visited."""
     num_envs: int = 1
-    """Parallel environments (ale-py's native vector env for Atari)."""
-    sticky_actions: float = 0.25
-    """Atari: probability of repeating the previous action (Machado et al., 2018)."""
+    """Parallel environments (ale-py's native vector env for Atari, one batched tensor program for MinAtar)."""
+    sticky_actions: float | None = None
+    """Atari and MinAtar: probability of repeating the previous action; None: each suite's standard, 0.25 for Atari (Machado et al., 2018), 0.1 for MinAtar (Young & Tian, 2019)."""
     noop_max: int = 0
     """Atari: up to this many no-op actions at reset (0 with sticky actions, as Machado et al.)."""
     max_episode_frames: int = 108_000
     """Atari: episode cap in emulator frames (ends in truncation, which bootstraps)."""
+    max_episode_steps: int | None = None
+    """MinAtar: episode cap in agent steps (ends in truncation); None: no cap, as in MinAtar."""
 
     def task_ids(self) -> list[str]:
         ids = [f"atari:{g}" for g in self.games] if self.games else list(self.tasks)
@@ -49,8 +51,16 @@ class EnvConfig:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"--env.{name.replace('_', '-')} must be a positive integer, got {value}")
-        if not 0.0 <= self.sticky_actions <= 1.0:
-            raise ValueError(f"--env.sticky-actions must be in [0, 1], got {self.sticky_actions}")
+        if self.sticky_actions is not None and not 0.0 <= self.sticky_actions <= 1.0:
+            raise ValueError(f"--env.sticky-actions must be in [0, 1] (or None: the suite's standard), "
+                             f"got {self.sticky_actions}")
+        if self.max_episode_steps is not None:
+            if self.max_episode_steps < 1:
+                raise ValueError(f"--env.max-episode-steps must be >= 1 (or None: no cap), got {self.max_episode_steps}")
+            others = [t for t in self.task_ids() if t.split(":", 1)[0].strip().lower() != "minatar"]
+            if others:
+                raise ValueError(f"--env.max-episode-steps caps MinAtar episodes only, but the tasks include "
+                                 f"{others[0]!r} (Atari's cap is --env.max-episode-frames; Gym tasks keep their own)")
         if not self.task_ids():
             raise ValueError("no tasks: give --env.tasks ID ... or --env.games NAME ...")
 

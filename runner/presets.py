@@ -38,7 +38,8 @@ def _atari_cycle() -> TrainConfig:
     many cycles, here 1M agent steps per visit, 3 games, 2 cycles."""
     return TrainConfig(
         preset="atari-cycle",
-        env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=1_000_000, cycles=2),
+        env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=1_000_000, cycles=2,
+                      sticky_actions=0.25),
         replay=ReplayConfig(capacity=1_000_000),
         dqn=DQNConfig(reward_clip=1.0),
         monitor=MonitorConfig(every=5_000, batch_size=256),
@@ -117,8 +118,7 @@ def _atari_screen() -> TrainConfig:
     3 games x 2 cycles of 200k agent steps each (1.2M steps), replay 200k, 4 envs."""
     cfg = _atari_cycle()
     return _replace(cfg, preset="atari-screen",
-                    env=EnvConfig(games=("Pong", "Breakout", "SpaceInvaders"), steps_per_visit=200_000,
-                                  cycles=2, num_envs=4),
+                    env=_replace(cfg.env, steps_per_visit=200_000, num_envs=4),
                     replay=ReplayConfig(capacity=200_000),
                     dqn=_replace(cfg.dqn, learning_starts=20_000),
                     eval=EvalConfig(episodes=3, random_episodes=3),
@@ -151,7 +151,7 @@ def _minatar_cycle() -> TrainConfig:
     return TrainConfig(
         preset="minatar-cycle",
         env=EnvConfig(tasks=("minatar:SpaceInvaders", "minatar:Asterix", "minatar:Seaquest"),
-                      steps_per_visit=100_000, cycles=2, num_envs=8),
+                      steps_per_visit=100_000, cycles=2, num_envs=8, sticky_actions=0.1),
         replay=ReplayConfig(capacity=100_000),
         dqn=DQNConfig(lr=2.5e-4, batch_size=32, train_freq=4, learning_starts=5_000,
                       target_update_interval=1_000, exploration_fraction=0.1, epsilon_end=0.01,

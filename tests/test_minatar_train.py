@@ -33,3 +33,41 @@ def test_minatar_cycle_switches_once_per_visit_and_resumes_after_a_kill(tmp_path
     assert [s for s, _ in scalars(acc, "eval/Breakout/return")] == [400, 800, 1200, 1600]
     assert [s for s, _ in scalars(acc, "eval/Asterix/return")] == [400, 800, 1200, 1600]
     assert "Breakout" in resumed.stdout and "Asterix" in resumed.stdout
+
+
+def test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command_line(tmp_path):
+    from runner.build import build
+    from runner.cli import parse_args
+
+    argv = ["--env.tasks", "minatar:Freeway", "--env.num-envs", "3", "--env.sticky-actions", "0",
+            "--env.max-episode-steps", "7", "--run-dir", str(tmp_path / "run"), "--no-progress"]
+    parts = build(parse_args(argv)[0])
+    try:
+        env = parts.schedule._envs[0]
+        eval_env = parts.schedule.make_eval_vector_env(0, 2)
+        for e in (env, eval_env):
+            assert e.game.sticky_action_prob == 0.0 and e.max_episode_steps == 7
+        parts.schedule.reset()
+        ends = [parts.schedule.step(torch.zeros(3, dtype=torch.long)).truncated for _ in range(8)]
+        # a chicken standing still ends nothing by itself: every env is cut at its 7th step
+        assert [bool(t.any()) for t in ends] == [False] * 6 + [True, False] and ends[6].all()
+    finally:
+        parts.schedule.close()
+    default = build(parse_args(["--env.tasks", "minatar:Breakout", "--run-dir", str(tmp_path / "d"),
+                                "--no-progress"])[0])
+    assert default.schedule._envs[0].game.sticky_action_prob == 0.1  # MinAtar's standard
+    assert default.schedule._envs[0].max_episode_steps is None
+
+
+def test_the_time_cap_is_refused_for_tasks_other_than_minatar():
+    import pytest
+
+    from runner.config import EnvConfig
+
+    with pytest.raises(ValueError, match=r"--env.max-episode-steps caps MinAtar episodes only, but the tasks "
+                                         r"include 'gym:CartPole-v1'"):
+        EnvConfig(tasks=("gym:CartPole-v1",), max_episode_steps=5).validate()
+    with pytest.raises(ValueError, match=r"--env.max-episode-steps must be >= 1 \(or None: no cap\), got 0"):
+        EnvConfig(tasks=("minatar:Breakout",), max_episode_steps=0).validate()
+    with pytest.raises(ValueError, match=r"--env.sticky-actions must be in \[0, 1\]"):
+        EnvConfig(tasks=("minatar:Breakout",), sticky_actions=1.5).validate()

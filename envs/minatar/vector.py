@@ -28,6 +28,7 @@ same layout), for single-env evaluation code.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import gymnasium
@@ -38,6 +39,22 @@ from envs.minatar import NUM_ACTIONS, game_class
 from envs.minatar.base import GRID
 
 ACCELERATOR_REPORT_EVERY = 64
+
+
+@dataclass(frozen=True)
+class MinAtarOptions:
+    """How a schedule builds its MinAtar envs (training and evaluation alike)."""
+
+    sticky_action_prob: float = 0.1
+    """Probability that an env repeats its previous action instead of the agent's (MinAtar's default)."""
+    max_episode_steps: int | None = None
+    """Cap on an episode's agent steps, ending it in truncation (None: no cap, as in MinAtar)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.sticky_action_prob <= 1.0:
+            raise ValueError(f"MinAtar sticky_action_prob={self.sticky_action_prob} must be in [0, 1]")
+        if self.max_episode_steps is not None and self.max_episode_steps < 1:
+            raise ValueError(f"MinAtar max_episode_steps={self.max_episode_steps} must be >= 1 or None")
 
 
 class VectorStep(NamedTuple):
