@@ -91,7 +91,8 @@ class MinAtarVectorEnv:
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1 or None")
         self.max_episode_steps = max_episode_steps
-        self.report_every = report_every or (1 if self.device.type == "cpu" else ACCELERATOR_REPORT_EVERY)
+        self._reads_are_free = self.device.type == "cpu"
+        self.report_every = report_every or (1 if self._reads_are_free else ACCELERATOR_REPORT_EVERY)
         self.single_observation_shape = (self.channels, GRID, GRID)
         self.num_actions = NUM_ACTIONS
         n, dev = self.num_envs, self.device
@@ -127,21 +128,27 @@ class MinAtarVectorEnv:
         """Step every env once (see the module docstring)."""
         resetting = self._done
         reward, terminated = self.game.step(actions)
-        if self.device.type != "cpu" or bool(resetting.any()):  # on a CPU reading is free: skip an empty reset
+        # on a CPU reading is free: a step where no env resets (or ends) skips that bookkeeping
+        host = self._reads_are_free
+        if not host or bool(resetting.any()):
             self.game.reset(resetting)
-        valid = ~resetting
-        reward = torch.where(valid, reward, 0.0)
-        terminated = terminated & valid
+            valid = ~resetting
+            reward = torch.where(valid, reward, 0.0)
+            terminated = terminated & valid
+            self._ep_len = self._ep_len + valid.long()
+        else:
+            valid = self.game.all_envs
+            self._ep_len = self._ep_len + 1
         self._ep_ret = self._ep_ret + reward
-        self._ep_len = self._ep_len + valid.long()
         if self.max_episode_steps is not None:
             truncated = valid & ~terminated & (self._ep_len >= self.max_episode_steps)
+            done = terminated | truncated
         else:
-            truncated = self._no
-        done = terminated | truncated
-        self._pending.append((done, self._ep_ret, self._ep_len))
-        self._ep_ret = torch.where(done, 0.0, self._ep_ret)
-        self._ep_len = torch.where(done, 0, self._ep_len)
+            truncated, done = self._no, terminated
+        if not host or bool(done.any()):
+            self._pending.append((done, self._ep_ret, self._ep_len))
+            self._ep_ret = torch.where(done, 0.0, self._ep_ret)
+            self._ep_len = torch.where(done, 0, self._ep_len)
         self._done = done
         self._since_report += 1
         episodes = self.take_episodes() if self._since_report >= self.report_every else []
@@ -150,10 +157,7 @@ class MinAtarVectorEnv:
     def take_episodes(self) -> list[tuple[int, float, int]]:
         """``(env, return, length)`` of the episodes ended since the last call, in the order they ended."""
         self._since_report = 0
-        if not self._pending:
-            return []
-        if self.device.type == "cpu" and len(self._pending) == 1 and not bool(self._pending[0][0].any()):
-            self._pending.clear()  # the common case on a CPU: nothing ended (reading costs nothing here)
+        if not self._pending:  # on a CPU only steps where an episode ended are pending
             return []
         done, rets, lens = (torch.stack(x) for x in zip(*self._pending))
         self._pending.clear()
