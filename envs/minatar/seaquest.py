@@ -102,12 +102,14 @@ class Seaquest(BatchedGame):
         self._enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
         self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
         self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
-        self._e_bullets = torch.zeros(2, GRID, n, dtype=slots.DTYPE, device=dev)
+        self._e_bullets = torch.zeros(2, GRID, n, dtype=torch.int16, device=dev)
         col, lit = torch.arange(GRID, device=dev), torch.arange(GRID + 1, device=dev).unsqueeze(1)
-        self._oxygen_gauge = col < lit
-        """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
-        self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
-        """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
+        oxygen_gauge = col < lit  # row k: k cells lit from the left
+        diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)  # k cells lit leftwards from 8
+        self._gauges = torch.stack([oxygen_gauge.repeat_interleave(GRID + 1, 0),
+                                    diver_gauge.repeat(GRID + 1, 1)], 1)
+        """Row ``11 * o + d``: row 9 of channels 7 and 8 with ``o`` oxygen cells and ``d`` divers
+        (``[121, 2, 10]`` bool)."""
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -145,7 +147,8 @@ class Seaquest(BatchedGame):
         self._move_player(actions)
         px, py = self.sub_x.to(slots.DTYPE), self.sub_y.to(slots.DTYPE)
         bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
-        self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
+        self._divers, picked = resolve_divers(self._divers, px, py, self.diver_count.to(slots.DTYPE))
+        self.diver_count = self.diver_count + picked
         enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
                                                                self.move_speed)
         reward = reward + hits
@@ -183,8 +186,8 @@ class Seaquest(BatchedGame):
         rightward = self.random.uniform(spawn) < 1 / 2
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
-        clash = (enemies[ALIVE].bool() & (enemies[Y] == row)
-                 & (enemies[DIR] != rightward.long()))
+        clash = (enemies[ALIVE].view(torch.bool) & (enemies[Y] == row.to(slots.DTYPE))
+                 & (enemies[DIR] != rightward.to(slots.DTYPE)))
         clash = slots.anyof(clash, 0)
         zero = torch.zeros_like(row)
         enemy = torch.stack([
@@ -242,27 +245,29 @@ class Seaquest(BatchedGame):
 
     # ----------------------------------------------------------- observation
     def observation(self) -> torch.Tensor:
-        """One ``index_fill_`` paints every object; an object that paints nothing paints a cell
-        of channel 4 (enemy bullets) instead, which is written whole afterwards."""
-        n, cells = self.num_envs, GRID * GRID
+        """One ``index_fill_`` paints every object (indices ``channel * 100 + 10 * y + x``, in
+        int16, env-last); an object that paints nothing paints a cell of channel 4 (enemy
+        bullets) instead, which is written whole afterwards, as are both gauges (one lookup of
+        (oxygen cells, divers))."""
+        n, cells, i16 = self.num_envs, GRID * GRID, torch.int16
         dump = 4 * cells
-        back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1) % GRID
-        sub_cell = self.sub_y * GRID
-        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
-        bullets = self._f_bullets
-        index.append(pick(bullets[ALIVE].bool(),
-                                 2 * cells + bullets[Y] * GRID + bullets[X], dump))
-        en = self._enemies[:, : self._enemy_slots(spare=0)]
-        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
-            alive, cell = objects[ALIVE].bool(), objects[Y] * GRID + objects[X]
+        x, y = self.sub_x.to(i16), self.sub_y.to(i16) * GRID
+        back = (x + 1 - 2 * self.sub_or.to(i16)) % GRID
+        index = [torch.stack([y + x, cells + y + back])]
+        bullets = self._f_bullets.to(i16)
+        index.append(pick(bullets[ALIVE], 2 * cells + bullets[Y] * GRID + bullets[X], dump))
+        en = self._enemies[:, : self._enemy_slots(spare=0)].to(i16)
+        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers.to(i16), 9 * cells)):
+            x, alive = objects[X], objects[ALIVE]
+            cell = objects[Y] * GRID + x
             index.append(pick(alive, channel + cell, dump))
-            tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
-            on = alive & (tail >= 0) & (tail < GRID)
-            index.append(pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
-        out = self._paint(torch.cat(index).t().long())
+            step = 1 - 2 * objects[DIR]  # the cell behind it is x + step
+            on = alive * ((x + step) >= 0) * ((x + step) < GRID)
+            index.append(pick(on, 3 * cells + cell + step, dump))
+        out = self._paint(torch.cat(index).long(), env_last=True)
         rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
         out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
         oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
-        out[:, 7, GRID - 1] = self._oxygen_gauge.index_select(0, oxygen)
-        out[:, 8, GRID - 1] = self._diver_gauge.index_select(0, self.diver_count.clamp(0, GRID))
+        gauges = oxygen * (GRID + 1) + self.diver_count.clamp(0, GRID)
+        out[:, 7:9, GRID - 1] = self._gauges.index_select(0, gauges)
         return out

@@ -31,12 +31,12 @@ from __future__ import annotations
 import torch
 
 from envs.minatar.base import pick
-from envs.minatar.slots import anyof, lanes
+from envs.minatar.slots import DTYPE, anyof, flag, lanes
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
 """Object fields (first dimension of the slot tensors); every list starts with X, Y, DIR,
-ALIVE (0 or 1, as are DIR and IS_SUB). ``DIR`` is 1 when heading right (+x); ``TIMER`` counts
+ALIVE (0 or 1, as are DIR and IS_SUB, so ``.view(torch.bool)`` reads them as masks). ``DIR`` is 1 when heading right (+x); ``TIMER`` counts
 down to the next move, ``SHOT`` to a sub's next bullet; ``IS_SUB`` tells subs from sharks."""
 DIVER_MOVE_INTERVAL = 5
 ENEMY_SHOT_INTERVAL = 10
@@ -45,7 +45,7 @@ MAX_DIVERS = 6
 
 def _after(mask: torch.Tensor) -> torch.Tensor:
     """How many entries of ``mask`` (``[..., K, N]`` bool) are set in later slots than each one."""
-    count = mask.cumsum(-2, dtype=torch.int16)
+    count = mask.cumsum(-2, dtype=DTYPE)
     return count[..., -1:, :] - count
 
 
@@ -54,7 +54,7 @@ def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
     slot = lanes(cell.shape[0], cell.shape[1], cell.dtype, cell.device)
     other, this = slot.unsqueeze(0), slot.unsqueeze(1)
     order = other > this if later else other < this
-    return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1)
+    return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1, dtype=DTYPE)
 
 
 def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
@@ -62,28 +62,28 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     """Move the player's bullets ``[4, B, N]`` and let them hit the enemies ``[7, K, N]``.
     Returns the new bullets, the enemies still alive (``[K, N]`` bool) and the hits per env."""
     bx, by, heading, b_alive = bullets.unbind(0)
-    active = b_alive.bool()
-    x = bx + active * (2 * heading - 1)
+    active = b_alive.view(torch.bool)
+    x = bx + b_alive * (2 * heading - 1)
     inside = active & (x >= 0) & (x < GRID)
-    cell = pick(inside, by * GRID + x, -1)
-    alive = enemies[ALIVE].bool()
-    sub = enemies[IS_SUB].bool()
-    on = pick(alive, enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
-    sharks = (on & ~sub).cumsum(1, dtype=torch.int16)
-    subs = (on & sub).cumsum(1, dtype=torch.int16)
-    place = pick(sub, sharks[:, -1:] + subs, sharks) - 1
+    cell = pick(flag(inside), by * GRID + x, -1)
+    alive = enemies[ALIVE].view(torch.bool)
+    sub = enemies[IS_SUB].view(torch.bool)
+    on = pick(enemies[ALIVE], enemies[Y] * GRID + enemies[X], -2).unsqueeze(0) == cell.unsqueeze(1)
+    sharks = (on & ~sub).cumsum(1, dtype=DTYPE)
+    subs = (on & sub).cumsum(1, dtype=DTYPE)
+    place = pick(enemies[IS_SUB], sharks[:, -1:] + subs, sharks) - 1
     taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
     hit = anyof(taker, 1)
-    bullets = torch.stack([x, by, heading, (inside & ~hit).to(x.dtype)])
-    return bullets, alive & ~anyof(taker, 0), hit.sum(0)
+    bullets = torch.stack([x, by, heading, flag(inside & ~hit)])
+    return bullets, alive & ~anyof(taker, 0), hit.sum(0, dtype=DTYPE)
 
 
 def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
                    diver_count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Move the divers ``[5, D, N]`` and pick up those the sub at ``(px, py)`` touches;
-    returns the new divers and the new diver count."""
+    returns the new divers and the divers picked up per env (``[N]`` long)."""
     x, y, heading, alive, timer = divers.unbind(0)
-    alive = alive.bool()
+    alive = alive.view(torch.bool)
     row = y == py
     nx = x + 2 * heading - 1
     out = (nx < 0) | (nx >= GRID)
@@ -92,10 +92,10 @@ def resolve_divers(divers: torch.Tensor, px: torch.Tensor, py: torch.Tensor,
     picked = candidate & (diver_count + _after(candidate) < MAX_DIVERS)
     rest = alive & ~picked
     moves = rest & (timer == 0)
-    timer = pick(moves, DIVER_MOVE_INTERVAL, timer - rest.to(timer.dtype))
-    x = x + moves * (2 * heading - 1)
+    timer = pick(flag(moves), DIVER_MOVE_INTERVAL, timer - flag(rest))
+    x = x + flag(moves) * (2 * heading - 1)
     alive = rest & ~(moves & out)
-    return torch.stack([x, y, heading, alive.to(x.dtype), timer]), diver_count + picked.sum(0)
+    return torch.stack([x, y, heading, flag(alive), timer]), picked.sum(0)
 
 
 def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tensor,
@@ -106,33 +106,33 @@ def move_enemies(enemies: torch.Tensor, alive: torch.Tensor, bullets: torch.Tens
     enemies, the new bullets, the hits [N], touched [N] bool and ``shots`` [K, N] bool: the subs
     that fire now, from the cell they are on (even one that just left or was hit)."""
     x, y, heading, _, timer, shot, is_sub = enemies.unbind(0)
-    sub = is_sub.bool()
+    sub = is_sub.view(torch.bool)
     row = y == py
     touched = anyof(alive & row & (x == px), 0)
     moves = alive & (timer == 0)
-    timer = pick(moves, move_speed.to(timer.dtype), timer - alive.to(timer.dtype))
-    x = x + moves * (2 * heading - 1)
+    timer = pick(flag(moves), move_speed.to(timer.dtype), timer - flag(alive))
+    x = x + flag(moves) * (2 * heading - 1)
     gone = moves & ((x < 0) | (x >= GRID))
     onto = moves & ~gone & row & (x == px)
     touched = touched | anyof(onto, 0)
     meets = moves & ~gone & ~onto
 
     bx, by, b_heading, b_alive = bullets.unbind(0)
-    live_b = b_alive.bool()
-    b_cell = pick(live_b, by * GRID + bx, -1)
-    there = pick(meets, y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
+    live_b = b_alive.view(torch.bool)
+    b_cell = pick(b_alive, by * GRID + bx, -1)
+    there = pick(flag(meets), y * GRID + x, -2).unsqueeze(0) == b_cell.unsqueeze(1)
     subs_there = there & sub
-    place = pick(sub, _after(subs_there),
-                        subs_there.sum(1, keepdim=True) + _after(there & ~sub))
+    place = pick(is_sub, _after(subs_there),
+                 subs_there.sum(1, keepdim=True, dtype=DTYPE) + _after(there & ~sub))
     taker = there & (place == _pairs(b_cell, later=False).unsqueeze(1))
     hit = anyof(taker, 0)
-    bullets = torch.stack([bx, by, b_heading, (live_b & ~anyof(taker, 1)).to(bx.dtype)])
+    bullets = torch.stack([bx, by, b_heading, flag(live_b & ~anyof(taker, 1))])
 
     shots = alive & sub & (shot == 0)
-    shot = pick(shots, ENEMY_SHOT_INTERVAL, shot - (alive & sub).to(shot.dtype))
+    shot = pick(flag(shots), ENEMY_SHOT_INTERVAL, shot - flag(alive & sub))
     alive = alive & ~gone & ~hit
-    enemies = torch.stack([x, y, heading, alive.to(x.dtype), timer, shot, is_sub])
-    return enemies, bullets, hit.sum(0), touched, shots
+    enemies = torch.stack([x, y, heading, flag(alive), timer, shot, is_sub])
+    return enemies, bullets, hit.sum(0, dtype=DTYPE), touched, shots
 
 
 def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.Tensor,
@@ -143,12 +143,12 @@ def move_enemy_bullets(rows: torch.Tensor, enemies: torch.Tensor, shots: torch.T
     ``(px, py)`` before or after its move."""
     x, y, heading = enemies[X], enemies[Y], enemies[DIR]
     placed = shots & (x >= 0) & (x < GRID)  # a sub leaving the screen fires off-screen
-    bit = placed * (1 << x.clamp(0, GRID - 1))
-    row = heading * GRID + y
-    rows = rows.reshape(2 * GRID, -1)
-    lane = lanes(2 * GRID, rows.shape[1], rows.dtype, rows.device)
-    for k in range(x.shape[0]):
-        rows = rows | (lane == row[k]) * bit[k]
+    bit = flag(placed).to(rows.dtype) << x.clamp(0, GRID - 1).to(rows.dtype)
+    row = (heading * GRID + y).long()
+    rows = rows.reshape(2 * GRID, -1).clone()
+    for k in range(x.shape[0]):  # slot by slot: two subs may fire from one cell
+        at = row[k:k + 1]
+        rows.scatter_(0, at, rows.gather(0, at) | bit[k:k + 1])
     left = rows.gather(0, py.long().unsqueeze(0)).squeeze(0)
     right = rows.gather(0, py.long().unsqueeze(0) + GRID).squeeze(0)
     # on the sub's cell, or one cell behind it along the bullet's heading (moving onto it)

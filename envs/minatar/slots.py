@@ -3,7 +3,7 @@
 The reference games keep their objects (bullets, enemies, divers) in Python lists, append
 new ones at the end, walk them in order (or in reverse) and remove from anywhere. Which
 object a bullet hits when two share a cell depends on that order, so a batched game keeps
-it: a list is an ``[F, capacity, N]`` int16 tensor (``F`` fields per object, one of them
+it: a list is an ``[F, capacity, N]`` int8 tensor (``F`` fields per object, one of them
 ``alive`` in {0, 1}; the env dimension last, so that work per slot runs along contiguous
 memory). After :func:`compact`, env ``i``'s objects sit in slots ``0 .. count_i - 1`` in list
 order (the other slots are all zeros); removing an object only
@@ -23,11 +23,18 @@ import torch
 
 from envs.minatar.base import pick
 
-DTYPE = torch.int16
-"""The lists' integer type: every field of the games' objects fits it, at a quarter of
-int64's memory traffic."""
+DTYPE = torch.int8
+"""The lists' integer type: every field of the games' objects fits it (as do cell indices
+``10 * y + x`` and counts of objects), at an eighth of int64's memory traffic; a bool mask is
+the same bytes (:func:`flag`), so masks and fields meet in one dtype (no conversion)."""
 SMALL = 8
 """Lists of up to this many slots are compacted by a sum, longer ones by a scatter."""
+
+
+def flag(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask as 0/1 of :data:`DTYPE` (the same bytes, no copy): ``pick(flag(m), a, b)``
+    and ``flag(m) * a`` on lists then run in one dtype."""
+    return mask.view(DTYPE)
 
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
@@ -43,8 +50,9 @@ def append(objects: torch.Tensor, count: int | torch.Tensor, envs: torch.Tensor,
     capacity = objects.shape[1]
     if isinstance(count, int):
         count = objects[count].sum(0)
+    count = count.to(objects.dtype)
     at = (lanes(capacity, objects.shape[2], count.dtype, objects.device) == count) & envs
-    return pick(at, values.to(objects.dtype).unsqueeze(1), objects)
+    return pick(flag(at), values.to(objects.dtype).unsqueeze(1), objects)
 
 
 def compact(objects: torch.Tensor, alive: int, count: bool = False):
@@ -54,11 +62,11 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     slot dimension, which is slow), else by one scatter. With ``count``, also returns the live
     objects per env (``[N]``)."""
     f, k, n = objects.shape
-    live = objects[alive].bool()
+    live = objects[alive].view(torch.bool)  # 0/1: the same bytes
     before = live.cumsum(0, dtype=objects.dtype)
     if k <= SMALL:
         rank = lanes(k, n, objects.dtype, objects.device, start=1).unsqueeze(1)
-        match = ((before == rank) & live).to(objects.dtype)  # [j, k, N]
+        match = flag((before == rank) & live)  # [j, k, N]
         out = (objects.unsqueeze(1) * match).sum(2, dtype=objects.dtype)
     else:
         out = objects.new_zeros(f, k + 1, n)
