@@ -46,6 +46,7 @@ import torch
 
 from envs.minatar import slots
 from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame, pick
+from envs.minatar.slots import truth
 from envs.minatar.seaquest_rules import (
     ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
@@ -186,7 +187,7 @@ class Seaquest(BatchedGame):
         rightward = self.random.uniform(spawn) < 1 / 2
         is_sub = self.random.uniform(spawn) < 1 / 3
         row = self.random.integers(1, 9, spawn)
-        clash = (enemies[ALIVE].view(torch.bool) & (enemies[Y] == row.to(slots.DTYPE))
+        clash = (truth(enemies[ALIVE]) & (enemies[Y] == row.to(slots.DTYPE))
                  & (enemies[DIR] != rightward.to(slots.DTYPE)))
         clash = slots.anyof(clash, 0)
         zero = torch.zeros_like(row)

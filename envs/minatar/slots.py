@@ -33,8 +33,19 @@ SMALL = 8
 
 def flag(mask: torch.Tensor) -> torch.Tensor:
     """A bool mask as 0/1 of :data:`DTYPE` (the same bytes, no copy): ``pick(flag(m), a, b)``
-    and ``flag(m) * a`` on lists then run in one dtype."""
+    and ``flag(m) * a`` on lists then run in one dtype. Compiled, a conversion (Inductor's
+    CPU code cannot reinterpret bools)."""
+    if torch.compiler.is_compiling():
+        return mask.to(DTYPE)
     return mask.view(DTYPE)
+
+
+def truth(field: torch.Tensor) -> torch.Tensor:
+    """A 0/1 field of :data:`DTYPE` as a bool mask (the same bytes, no copy; compiled, a
+    conversion)."""
+    if torch.compiler.is_compiling():
+        return field.bool()
+    return field.view(torch.bool)
 
 
 def empty(num_envs: int, capacity: int, num_fields: int, device: torch.device) -> torch.Tensor:
@@ -62,7 +73,7 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     slot dimension, which is slow), else by one scatter. With ``count``, also returns the live
     objects per env (``[N]``)."""
     f, k, n = objects.shape
-    live = objects[alive].view(torch.bool)  # 0/1: the same bytes
+    live = truth(objects[alive])
     before = live.cumsum(0, dtype=objects.dtype)
     if k <= SMALL:
         rank = lanes(k, n, objects.dtype, objects.device, start=1).unsqueeze(1)
@@ -88,6 +99,21 @@ def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int =
 def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
     lane = torch.arange(start, start + k, dtype=dtype, device=device)
     return lane.unsqueeze(1).expand(k, n).contiguous()
+
+
+def const(value: int | float, like: torch.Tensor) -> torch.Tensor | int | float:
+    """``value`` as an ``[N]`` tensor of ``like``'s dtype and device (``N = like.shape[-1]``),
+    to compare or combine with: the CPU kernels run an operation with a Python number many times
+    slower than one with a tensor broadcast along the leading dimensions. Cached; never to be
+    written to. Compiled, the number itself."""
+    if torch.compiler.is_compiling():
+        return value
+    return _const(value, like.shape[-1], like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _const(value: int | float, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.full((n,), value, dtype=dtype, device=device)
 
 
 def anyof(mask: torch.Tensor, dim: int) -> torch.Tensor:
