@@ -46,7 +46,7 @@ import torch
 
 from envs.minatar import slots
 from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame, pick
-from envs.minatar.slots import truth
+from envs.minatar.slots import const, truth
 from envs.minatar.seaquest_rules import (
     ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
@@ -111,6 +111,10 @@ class Seaquest(BatchedGame):
                                     diver_gauge.repeat(GRID + 1, 1)], 1)
         """Row ``11 * o + d``: row 9 of channels 7 and 8 with ``o`` oxygen cells and ``d`` divers
         (``[121, 2, 10]`` bool)."""
+        # per action (no-op, left, up, right, down, fire): dx, dy; fires, keeps heading, right
+        self._action_moves = torch.tensor([[0, -1, 0, 1, 0, 0], [0, 0, -1, 0, 1, 0]], device=dev)
+        self._action_flags = torch.tensor([[0, 0, 0, 0, 0, 1], [1, 0, 1, 0, 1, 1],
+                                           [0, 0, 0, 1, 0, 0]], dtype=torch.bool, device=dev)
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -154,10 +158,12 @@ class Seaquest(BatchedGame):
                                                                self.move_speed)
         reward = reward + hits
         self._e_bullets, touched = move_enemy_bullets(self._e_bullets, enemies, shots, px, py)
-        terminal = terminal | touched | (self.oxygen <= 0)
-        self.e_spawn_timer = self.e_spawn_timer - (self.e_spawn_timer > 0).long()
-        self.d_spawn_timer = self.d_spawn_timer - (self.d_spawn_timer > 0).long()
-        self.shot_timer = self.shot_timer - (self.shot_timer > 0).long()
+        one = const(1, self.oxygen)
+        terminal = terminal | touched | (self.oxygen < one)
+        # timers (never negative) count down to 0
+        self.e_spawn_timer = (self.e_spawn_timer - one).clamp_(min=0)
+        self.d_spawn_timer = (self.d_spawn_timer - one).clamp_(min=0)
+        self.shot_timer = (self.shot_timer - one).clamp_(min=0)
         reward = reward + self._oxygen_and_surface(terminal)
         self._f_bullets = slots.compact(bullets, ALIVE)
         self._divers = slots.compact(self._divers, ALIVE)
@@ -183,65 +189,71 @@ class Seaquest(BatchedGame):
         """Spawn an enemy and/or a diver where their timers are up (the reference's draws,
         in its order: enemy heading, enemy kind, enemy row; diver heading, diver row).
         Returns the enemies with the new one appended."""
-        spawn = live & (self.e_spawn_timer == 0)
-        rightward = self.random.uniform(spawn) < 1 / 2
-        is_sub = self.random.uniform(spawn) < 1 / 3
-        row = self.random.integers(1, 9, spawn)
-        clash = (truth(enemies[ALIVE]) & (enemies[Y] == row.to(slots.DTYPE))
-                 & (enemies[DIR] != rightward.to(slots.DTYPE)))
+        i8, ready = slots.DTYPE, const(0, self.e_spawn_timer)
+        spawn = live & (self.e_spawn_timer == ready)
+        u = self.random.uniform(spawn)
+        rightward = slots.flag(u < const(1 / 2, u))
+        u = self.random.uniform(spawn)
+        is_sub = slots.flag(u < const(1 / 3, u))
+        row = self.random.integers(1, 9, spawn).to(i8)
+        clash = truth(enemies[ALIVE]) & (enemies[Y] == row) & (enemies[DIR] != rightward)
         clash = slots.anyof(clash, 0)
-        zero = torch.zeros_like(row)
-        enemy = torch.stack([
-            torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
-            self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
-        ])
+        one = const(1, row)
+        edge = (one - rightward) * const(GRID - 1, row)  # column 0 heading right, else 9
+        enemy = torch.stack([edge, row, rightward, one, self.move_speed.to(i8),
+                             const(ENEMY_SHOT_INTERVAL, row), is_sub])
         enemies = slots.append(enemies, self.enemy_count, spawn & ~clash, enemy)
-        self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
+        self.e_spawn_timer = pick(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
-        spawn = live & (self.d_spawn_timer == 0)
-        rightward = self.random.uniform(spawn) < 1 / 2
-        row = self.random.integers(1, 9, spawn)
-        zero = torch.zeros_like(row)
-        diver = torch.stack([torch.where(rightward, 0, GRID - 1), row, rightward.long(),
-                             zero + 1, zero + DIVER_MOVE_INTERVAL])
+        spawn = live & (self.d_spawn_timer == ready)
+        u = self.random.uniform(spawn)
+        rightward = slots.flag(u < const(1 / 2, u))
+        row = self.random.integers(1, 9, spawn).to(i8)
+        diver = torch.stack([(one - rightward) * const(GRID - 1, row), row, rightward, one,
+                             const(DIVER_MOVE_INTERVAL, row)])
         self._divers = slots.append(self._divers, ALIVE, spawn, diver)
-        self.d_spawn_timer = torch.where(spawn, DIVER_SPAWN_SPEED, self.d_spawn_timer)
+        self.d_spawn_timer = pick(spawn, const(DIVER_SPAWN_SPEED, ready), self.d_spawn_timer)
         return enemies
 
     def _move_player(self, actions: torch.Tensor) -> None:
         """Fire (when the cool-down is over) or move the sub, for every env (the terminal ones
-        are put back at the end of the step)."""
-        fire = (actions == FIRE) & (self.shot_timer == 0)
-        zero = torch.zeros_like(self.sub_x)
-        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1])
+        are put back at the end of the step). What an action does is read from two tables
+        over the six actions: (dx, dy) and (fires, keeps the heading, heads right)."""
+        dx, dy = self._action_moves.index_select(1, actions)
+        fires, keep, right = self._action_flags.index_select(1, actions)
+        fire = fires & (self.shot_timer == const(0, self.shot_timer))
+        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), const(1, self.sub_x)])
         self._f_bullets = slots.append(self._f_bullets, ALIVE, fire, bullet)
-        self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
-        left, right = actions == LEFT, actions == RIGHT
-        self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
-        self.sub_or = (self.sub_or & ~left) | right
-        up, down = (actions == UP).long(), (actions == DOWN).long()
-        self.sub_y = (self.sub_y - up + down).clamp(0, GRID - 2)
+        self.shot_timer = pick(fire, const(SHOT_COOL_DOWN, self.shot_timer), self.shot_timer)
+        self.sub_x = (self.sub_x + dx).clamp(0, GRID - 1)
+        self.sub_or = (self.sub_or & keep) | right
+        self.sub_y = (self.sub_y + dy).clamp(0, GRID - 2)
 
     def _oxygen_and_surface(self, terminal: torch.Tensor) -> torch.Tensor:
         """Oxygen use below the surface; surfacing (refill, divers off, bonus, ramp).
         Updates ``terminal`` in place; returns the surfacing reward."""
-        below = self.sub_y > 0
+        zero = const(0, self.oxygen)
+        below = self.sub_y > zero
         self.oxygen = self.oxygen - below.long()
         arrived = ~below & ~self.surface
         self.surface = self.surface & ~below
-        terminal |= arrived & (self.diver_count == 0)
-        up = arrived & (self.diver_count != 0)
-        full = up & (self.diver_count == MAX_DIVERS)
-        reward = torch.where(full, self.oxygen * 10 // MAX_OXYGEN, 0)
-        self.diver_count = torch.where(up, torch.where(full, 0, self.diver_count) - 1,
-                                       self.diver_count)
-        self.oxygen = torch.where(up, MAX_OXYGEN, self.oxygen)
+        divers = self.diver_count
+        empty = divers == zero
+        terminal |= arrived & empty
+        up = arrived & ~empty
+        full = up & (divers == const(MAX_DIVERS, divers))
+        bonus = self.oxygen.div(const(MAX_OXYGEN // 10, divers), rounding_mode="floor")
+        reward = full * bonus  # oxygen * 10 // 200
+        self.diver_count = divers - up.long() - full * divers  # 6 -> -1, as the reference
+        self.oxygen = pick(up, const(MAX_OXYGEN, divers), self.oxygen)
         self.surface = self.surface | up
-        ramp = up & self.difficulty_ramping & ((self.e_spawn_speed > 1) | (self.move_speed > 2))
-        faster = ramp & (self.move_speed > 2) & (self.ramp_index % 2 == 1)
-        self.move_speed = self.move_speed - faster.long()
-        self.e_spawn_speed = self.e_spawn_speed - (ramp & (self.e_spawn_speed > 1)).long()
-        self.ramp_index = self.ramp_index + ramp.long()
+        if self.difficulty_ramping:
+            one, two = const(1, divers), const(2, divers)
+            ramp = up & ((self.e_spawn_speed > one) | (self.move_speed > two))
+            faster = ramp & (self.move_speed > two) & ((self.ramp_index & one) == one)
+            self.move_speed = self.move_speed - faster.long()
+            self.e_spawn_speed = self.e_spawn_speed - (ramp & (self.e_spawn_speed > one)).long()
+            self.ramp_index = self.ramp_index + ramp.long()
         return reward
 
     # ----------------------------------------------------------- observation
