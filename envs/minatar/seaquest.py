@@ -115,6 +115,7 @@ class Seaquest(BatchedGame):
         self._action_moves = torch.tensor([[0, -1, 0, 1, 0, 0], [0, 0, -1, 0, 1, 0]], device=dev)
         self._action_flags = torch.tensor([[0, 0, 0, 0, 0, 1], [1, 0, 1, 0, 1, 1],
                                            [0, 0, 0, 1, 0, 0]], dtype=torch.bool, device=dev)
+        self._tables = _paint_tables(dev)
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -258,29 +259,58 @@ class Seaquest(BatchedGame):
 
     # ----------------------------------------------------------- observation
     def observation(self) -> torch.Tensor:
-        """One ``index_fill_`` paints every object (indices ``channel * 100 + 10 * y + x``, in
-        int16, env-last); an object that paints nothing paints a cell of channel 4 (enemy
-        bullets) instead, which is written whole afterwards, as are both gauges (one lookup of
-        (oxygen cells, divers))."""
-        n, cells, i16 = self.num_envs, GRID * GRID, torch.int16
-        dump = 4 * cells
-        x, y = self.sub_x.to(i16), self.sub_y.to(i16) * GRID
-        back = (x + 1 - 2 * self.sub_or.to(i16)) % GRID
-        index = [torch.stack([y + x, cells + y + back])]
-        bullets = self._f_bullets.to(i16)
-        index.append(pick(bullets[ALIVE], 2 * cells + bullets[Y] * GRID + bullets[X], dump))
-        en = self._enemies[:, : self._enemy_slots(spare=0)].to(i16)
-        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers.to(i16), 9 * cells)):
-            x, alive = objects[X], objects[ALIVE]
-            cell = objects[Y] * GRID + x
-            index.append(pick(alive, channel + cell, dump))
-            step = 1 - 2 * objects[DIR]  # the cell behind it is x + step
-            on = alive * ((x + step) >= 0) * ((x + step) < GRID)
-            index.append(pick(on, 3 * cells + cell + step, dump))
-        out = self._paint(torch.cat(index).long(), env_last=True)
-        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
+        """One ``index_fill_`` paints the sub and every object at the cell indices ``channel *
+        100 + 10 * y + x`` looked up by a key per object (a weighted sum of its fields, see
+        :func:`_paint_tables`); an object that paints nothing paints a cell of channel 4 (enemy
+        bullets) instead, which is written whole afterwards (a lookup of each bullet row's 10
+        cells), as are both gauges (one lookup of (oxygen cells, divers))."""
+        n, tables = self.num_envs, self._tables
+        front = self.sub_y * const(GRID, self.sub_y) + self.sub_x
+        back = tables["sub"].index_select(0, front + self.sub_or * const(GRID * GRID, front))
+        index = [front.unsqueeze(0), back.unsqueeze(0)]
+        window = self._enemy_slots(spare=0)
+        for name, objects in (("bullet", self._f_bullets), ("enemy", self._enemies[:, :window]),
+                              ("diver", self._divers)):
+            weights, *paints = tables[name]
+            key = (objects.to(torch.int16) * weights).sum(0, dtype=torch.int16)
+            key = key.view(-1).long()
+            index += [paint.index_select(0, key).view(-1, n) for paint in paints]
+        out = self._paint(torch.cat(index), env_last=True)
+        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()  # env-major
         out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
-        oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
-        gauges = oxygen * (GRID + 1) + self.diver_count.clamp(0, GRID)
+        gauges = tables["oxygen"].index_select(0, self.oxygen.clamp(0, MAX_OXYGEN))
+        gauges = gauges + self.diver_count.clamp(0, GRID)
         out[:, 7:9, GRID - 1] = self._gauges.index_select(0, gauges)
         return out
+
+
+def _paint_tables(device: torch.device) -> dict:
+    """What :meth:`Seaquest.observation` looks up. For each object list, the weights of its
+    fields in its key (``[F, 1, 1]`` int16: ``x + 10 y + 100 dir + 200 alive + 400 is_sub`` for
+    enemies, ``x + 10 y + 100 dir + 200 alive`` for divers, ``x + 10 y + 100 alive`` for
+    player bullets) and, per key, the cells it paints: its own (channel 5 shark, 6 enemy sub,
+    9 diver, 2 bullet) and, for enemies and divers, the trail cell behind it (channel 3, column
+    ``x - 1`` heading right, ``x + 1`` heading left, nothing off the grid); a dead object paints
+    the dump cell 400. ``sub``: the sub's back cell by ``10 y + x + 100 heading``; ``oxygen``:
+    ``11 * (oxygen * 10 // 200)``, the gauge table's row for an oxygen level 0-200."""
+    cells, dump = GRID * GRID, 4 * GRID * GRID
+    key = torch.arange(8 * cells, device=device)
+    x, y, heading = key % GRID, key // GRID % GRID, key // cells % 2
+    alive, sub = key // (2 * cells) % 2 == 1, key // (4 * cells)
+    cell = y * GRID + x
+    tail = x + 1 - 2 * heading
+    trail = torch.where(alive & (tail >= 0) & (tail < GRID), 3 * cells + y * GRID + tail, dump)
+
+    def weights(*w: int) -> torch.Tensor:
+        return torch.tensor(w, dtype=torch.int16, device=device).view(-1, 1, 1)
+
+    back = (x + 1 - 2 * (key // cells)) % GRID  # heading right: back cell x - 1
+    return {
+        "enemy": (weights(1, GRID, cells, 2 * cells, 0, 0, 4 * cells),
+                  torch.where(alive, (5 + sub) * cells + cell, dump), trail),
+        "diver": (weights(1, GRID, cells, 2 * cells, 0), torch.where(alive, 9 * cells + cell, dump)[:4 * cells],
+                  trail[:4 * cells]),
+        "bullet": (weights(1, GRID, 0, cells), torch.where(key // cells == 1, 2 * cells + cell, dump)[:2 * cells]),
+        "sub": (cells + y * GRID + back)[:2 * cells],
+        "oxygen": torch.arange(MAX_OXYGEN + 1, device=device) * 10 // MAX_OXYGEN * (GRID + 1),
+    }
