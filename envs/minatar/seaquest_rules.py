@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 
 from envs.minatar.base import pick
-from envs.minatar.slots import DTYPE, anyof, const, flag, lanes, truth
+from envs.minatar.slots import DTYPE, anyof, const, cumsum, flag, lanes, truth
 
 GRID = 10
 X, Y, DIR, ALIVE, TIMER, SHOT, IS_SUB = range(7)
@@ -46,7 +46,7 @@ MAX_DIVERS = 6
 
 def _after(mask: torch.Tensor) -> torch.Tensor:
     """How many entries of ``mask`` (``[..., K, N]`` bool) are set in later slots than each one."""
-    count = mask.cumsum(-2, dtype=DTYPE)
+    count = cumsum(mask, -2)
     return count[..., -1:, :] - count
 
 
@@ -82,8 +82,8 @@ def resolve_player_bullets(bullets: torch.Tensor, enemies: torch.Tensor
     alive = truth(enemies[ALIVE])
     sub = truth(enemies[IS_SUB])
     on = pick(enemies[ALIVE], _cell(enemies[X], enemies[Y]), const(-2, x)).unsqueeze(0) == cell.unsqueeze(1)
-    sharks = (on & ~sub).cumsum(1, dtype=DTYPE)
-    subs = (on & sub).cumsum(1, dtype=DTYPE)
+    sharks = cumsum(on & ~sub, 1)
+    subs = cumsum(on & sub, 1)
     place = pick(enemies[IS_SUB], sharks[:, -1:] + subs, sharks) - const(1, x)
     taker = on & (place == _pairs(cell, later=True).unsqueeze(1))
     hit = anyof(taker, 1)

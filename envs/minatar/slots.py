@@ -74,7 +74,7 @@ def compact(objects: torch.Tensor, alive: int, count: bool = False):
     objects per env (``[N]``)."""
     f, k, n = objects.shape
     live = truth(objects[alive])
-    before = live.cumsum(0, dtype=objects.dtype)
+    before = cumsum(live, 0)
     if k <= SMALL:
         rank = lanes(k, n, objects.dtype, objects.device, start=1).unsqueeze(1)
         match = flag((before == rank) & live)  # [j, k, N]
@@ -99,6 +99,18 @@ def lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int =
 def _lanes(k: int, n: int, dtype: torch.dtype, device: torch.device, start: int) -> torch.Tensor:
     lane = torch.arange(start, start + k, dtype=dtype, device=device)
     return lane.unsqueeze(1).expand(k, n).contiguous()
+
+
+def cumsum(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """``mask.cumsum(dim)`` in :data:`DTYPE` for a short ``dim`` (a few slots), as one add per
+    slot: the CPU's cumulative-sum kernel costs many times more than that for a few slots."""
+    if torch.compiler.is_compiling():
+        return mask.cumsum(dim, dtype=DTYPE)
+    out = flag(mask).clone() if mask.dtype == torch.bool else mask.to(DTYPE, copy=True)
+    part = out.unbind(dim)
+    for k in range(1, len(part)):
+        torch.add(part[k - 1], part[k], out=part[k])
+    return out
 
 
 def const(value: int | float, like: torch.Tensor) -> torch.Tensor | int | float:
