@@ -113,13 +113,13 @@ def cumsum(mask: torch.Tensor, dim: int) -> torch.Tensor:
     return out
 
 
-def const(value: int | float, like: torch.Tensor) -> torch.Tensor | int | float:
+def const(value: int | float, like: torch.Tensor) -> torch.Tensor:
     """``value`` as an ``[N]`` tensor of ``like``'s dtype and device (``N = like.shape[-1]``),
     to compare or combine with: the CPU kernels run an operation with a Python number many times
     slower than one with a tensor broadcast along the leading dimensions. Cached; never to be
-    written to. Compiled, the number itself."""
+    written to. Compiled, a new tensor (a constant of the graph)."""
     if torch.compiler.is_compiling():
-        return value
+        return torch.full((like.shape[-1],), value, dtype=like.dtype, device=like.device)
     return _const(value, like.shape[-1], like.dtype, like.device)
 
 
