@@ -24,7 +24,7 @@ Observation channels (``[N, 10, 10, 10]``): 0 sub front, 1 sub back, 2 player bu
 State: scalars per env, and the reference's object lists as ordered slot tensors
 (:mod:`envs.minatar.slots`), compacted after each step: player bullets ``[N, 3, 4]``, enemies
 (sharks and subs in one list, which keeps each kind's own order) ``[N, 32, 7]`` and divers
-``[N, 4, 5]``, all int16; enemy bullets, which only ever meet the player, as bit rows
+``[N, 4, 5]``, all int8; enemy bullets, which only ever meet the player, as bit rows
 ``[N, 2, 10]`` int16 (bit ``x`` of row ``y``, left-moving then right-moving), a move being a
 shift. The slot lists and bullet rows are stored env-last (``[F, K, N]``, ``[2, 10, N]``) so
 that per-slot work runs along contiguous memory; the attributes above are views of them.
@@ -36,8 +36,13 @@ An eager step works on the first ``u + 1`` enemy slots, ``u`` the most enemies a
 (``enemy_count.max()``); a compiled one on all 32, its shapes being fixed.
 
 A step avoids walking slots in Python, ``torch.where`` over slot tensors (an integer select is
-``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes) and operands broadcast
-along the env dimension (:func:`envs.minatar.slots.lanes`), all slow paths of the CPU kernels.
+``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes), operands broadcast
+along the env dimension (:func:`envs.minatar.slots.lanes`), Python numbers as operands
+(:func:`envs.minatar.slots.const`: ``[N]`` tensors), mixed dtypes (bool masks are read as the
+lists' int8 0/1 and back, :func:`envs.minatar.slots.flag` and ``truth``) and ``cumsum`` over a
+few slots (:func:`envs.minatar.slots.cumsum`), all slow paths of the CPU kernels. Which cells
+an object paints in the observation is looked up by a key per object (a weighted sum of its
+fields) in tables built once.
 """
 
 from __future__ import annotations
@@ -45,10 +50,10 @@ from __future__ import annotations
 import torch
 
 from envs.minatar import slots
-from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame, pick
+from envs.minatar.base import GRID, BatchedGame, pick
 from envs.minatar.slots import const, truth
 from envs.minatar.seaquest_rules import (
-    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
+    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, MAX_DIVERS, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
 )
 
