@@ -28,6 +28,8 @@ counts over the slots.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from envs.minatar.base import pick
@@ -52,10 +54,25 @@ def _after(mask: torch.Tensor) -> torch.Tensor:
 
 def _pairs(cell: torch.Tensor, later: bool) -> torch.Tensor:
     """``[B, N]``: for each slot, the slots on the same cell that come later (or earlier)."""
-    slot = lanes(cell.shape[0], cell.shape[1], cell.dtype, cell.device)
-    other, this = slot.unsqueeze(0), slot.unsqueeze(1)
-    order = other > this if later else other < this
+    order = _order(cell.shape[0], cell.shape[1], cell.device, later)
     return ((cell.unsqueeze(1) == cell.unsqueeze(0)) & order).sum(1, dtype=DTYPE)
+
+
+def _order(b: int, n: int, device: torch.device, later: bool) -> torch.Tensor:
+    """``[B, B, N]`` bool: entry ``[i, j]`` is ``j > i`` (``later``) or ``j < i``; cached in eager
+    mode (never to be written to)."""
+    if not torch.compiler.is_compiling():
+        return _cached_order(b, n, device, later)
+    slot = torch.arange(b, device=device)
+    order = slot.unsqueeze(0) > slot.unsqueeze(1) if later else slot.unsqueeze(0) < slot.unsqueeze(1)
+    return order.unsqueeze(-1).expand(b, b, n)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_order(b: int, n: int, device: torch.device, later: bool) -> torch.Tensor:
+    slot = lanes(b, n, torch.int8, device)
+    other, this = slot.unsqueeze(0), slot.unsqueeze(1)
+    return (other > this if later else other < this).contiguous()
 
 
 def _inside(x: torch.Tensor) -> torch.Tensor:
