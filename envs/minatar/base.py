@@ -212,13 +212,16 @@ class BatchedGame(ABC):
         ours[i] = value != 0 if ours.dtype == torch.bool else value
 
     # ----------------------------------------------------------------- helpers
-    def _paint(self, cells: torch.Tensor, obs: torch.Tensor | None = None) -> torch.Tensor:
-        """The ``[N, C, 10, 10]`` observation with ``cells`` set: ``[N, K]`` indices
-        ``channel * 100 + row * 10 + col`` into each env's own grids, set by one ``index_fill_``
-        into ``obs`` (``[N, C * 100]`` bool, holding what the game wrote before) or into zeros.
-        A game points an object that shows nowhere at a cell that is set anyway."""
+    def _paint(self, cells: torch.Tensor, obs: torch.Tensor | None = None,
+               env_last: bool = False) -> torch.Tensor:
+        """The ``[N, C, 10, 10]`` observation with ``cells`` set: ``[N, K]`` (``[K, N]`` with
+        ``env_last``) indices ``channel * 100 + row * 10 + col`` into each env's own grids, set
+        by one ``index_fill_`` into ``obs`` (``[N, C * 100]`` bool, holding what the game wrote
+        before) or into zeros. A game points an object that shows nowhere at a cell that is set
+        anyway."""
         n, size = self.num_envs, self.num_channels * GRID * GRID
         if obs is None:
             obs = torch.zeros(n, size, dtype=torch.bool, device=self.device)
-        obs.view(-1).index_fill_(0, (cells + self._env_cells).reshape(-1), True)
+        offsets = self._env_cells.view(1, -1) if env_last else self._env_cells
+        obs.view(-1).index_fill_(0, (cells + offsets).reshape(-1), True)
         return obs.view(n, self.num_channels, GRID, GRID)

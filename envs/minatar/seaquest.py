@@ -24,7 +24,7 @@ Observation channels (``[N, 10, 10, 10]``): 0 sub front, 1 sub back, 2 player bu
 State: scalars per env, and the reference's object lists as ordered slot tensors
 (:mod:`envs.minatar.slots`), compacted after each step: player bullets ``[N, 3, 4]``, enemies
 (sharks and subs in one list, which keeps each kind's own order) ``[N, 32, 7]`` and divers
-``[N, 4, 5]``, all int16; enemy bullets, which only ever meet the player, as bit rows
+``[N, 4, 5]``, all int8; enemy bullets, which only ever meet the player, as bit rows
 ``[N, 2, 10]`` int16 (bit ``x`` of row ``y``, left-moving then right-moving), a move being a
 shift. The slot lists and bullet rows are stored env-last (``[F, K, N]``, ``[2, 10, N]``) so
 that per-slot work runs along contiguous memory; the attributes above are views of them.
@@ -36,8 +36,13 @@ An eager step works on the first ``u + 1`` enemy slots, ``u`` the most enemies a
 (``enemy_count.max()``); a compiled one on all 32, its shapes being fixed.
 
 A step avoids walking slots in Python, ``torch.where`` over slot tensors (an integer select is
-``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes) and operands broadcast
-along the env dimension (:func:`envs.minatar.slots.lanes`), all slow paths of the CPU kernels.
+``b + mask * (a - b)``), ``any`` over bool masks (the max of their bytes), operands broadcast
+along the env dimension (:func:`envs.minatar.slots.lanes`), Python numbers as operands
+(:func:`envs.minatar.slots.const`: ``[N]`` tensors), mixed dtypes (bool masks are read as the
+lists' int8 0/1 and back, :func:`envs.minatar.slots.flag` and ``truth``) and ``cumsum`` over a
+few slots (:func:`envs.minatar.slots.cumsum`), all slow paths of the CPU kernels. Which cells
+an object paints in the observation is looked up by a key per object (a weighted sum of its
+fields) in tables built once.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ from __future__ import annotations
 import torch
 
 from envs.minatar import slots
-from envs.minatar.base import DOWN, FIRE, GRID, LEFT, RIGHT, UP, BatchedGame, pick
+from envs.minatar.base import GRID, BatchedGame, pick
+from envs.minatar.slots import const, truth
 from envs.minatar.seaquest_rules import (
-    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, X, Y,
+    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, MAX_DIVERS, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
 )
 
@@ -102,12 +108,19 @@ class Seaquest(BatchedGame):
         self._enemies = slots.empty(n, ENEMY_SLOTS, 7, dev)
         self.enemy_count = torch.zeros(n, dtype=torch.long, device=dev)
         self._divers = slots.empty(n, DIVER_SLOTS, 5, dev)
-        self._e_bullets = torch.zeros(2, GRID, n, dtype=slots.DTYPE, device=dev)
+        self._e_bullets = torch.zeros(2, GRID, n, dtype=torch.int16, device=dev)
         col, lit = torch.arange(GRID, device=dev), torch.arange(GRID + 1, device=dev).unsqueeze(1)
-        self._oxygen_gauge = col < lit
-        """Row ``k``: the oxygen gauge with ``k`` cells lit from the left (``[11, 10]`` bool)."""
-        self._diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)
-        """Row ``k``: the diver gauge with ``k`` cells lit leftwards from column 8."""
+        oxygen_gauge = col < lit  # row k: k cells lit from the left
+        diver_gauge = (col >= GRID - 1 - lit) & (col < GRID - 1)  # k cells lit leftwards from 8
+        self._gauges = torch.stack([oxygen_gauge.repeat_interleave(GRID + 1, 0),
+                                    diver_gauge.repeat(GRID + 1, 1)], 1)
+        """Row ``11 * o + d``: row 9 of channels 7 and 8 with ``o`` oxygen cells and ``d`` divers
+        (``[121, 2, 10]`` bool)."""
+        # per action (no-op, left, up, right, down, fire): dx, dy; fires, keeps heading, right
+        self._action_moves = torch.tensor([[0, -1, 0, 1, 0, 0], [0, 0, -1, 0, 1, 0]], device=dev)
+        self._action_flags = torch.tensor([[0, 0, 0, 0, 0, 1], [1, 0, 1, 0, 1, 1],
+                                           [0, 0, 0, 1, 0, 0]], dtype=torch.bool, device=dev)
+        self._tables = _paint_tables(dev)
         self._bit_row = (torch.arange(1 << GRID, device=dev).unsqueeze(1) >> col) & 1 == 1
         """Row ``r``: the cells of a 10-bit row ``r`` (``[1024, 10]`` bool)."""
 
@@ -145,15 +158,18 @@ class Seaquest(BatchedGame):
         self._move_player(actions)
         px, py = self.sub_x.to(slots.DTYPE), self.sub_y.to(slots.DTYPE)
         bullets, alive, reward = resolve_player_bullets(self._f_bullets, enemies)
-        self._divers, self.diver_count = resolve_divers(self._divers, px, py, self.diver_count)
+        self._divers, picked = resolve_divers(self._divers, px, py, self.diver_count.to(slots.DTYPE))
+        self.diver_count = self.diver_count + picked
         enemies, bullets, hits, terminal, shots = move_enemies(enemies, alive, bullets, px, py,
                                                                self.move_speed)
         reward = reward + hits
         self._e_bullets, touched = move_enemy_bullets(self._e_bullets, enemies, shots, px, py)
-        terminal = terminal | touched | (self.oxygen <= 0)
-        self.e_spawn_timer = self.e_spawn_timer - (self.e_spawn_timer > 0).long()
-        self.d_spawn_timer = self.d_spawn_timer - (self.d_spawn_timer > 0).long()
-        self.shot_timer = self.shot_timer - (self.shot_timer > 0).long()
+        one = const(1, self.oxygen)
+        terminal = terminal | touched | (self.oxygen < one)
+        # timers (never negative) count down to 0
+        self.e_spawn_timer = (self.e_spawn_timer - one).clamp_(min=0)
+        self.d_spawn_timer = (self.d_spawn_timer - one).clamp_(min=0)
+        self.shot_timer = (self.shot_timer - one).clamp_(min=0)
         reward = reward + self._oxygen_and_surface(terminal)
         self._f_bullets = slots.compact(bullets, ALIVE)
         self._divers = slots.compact(self._divers, ALIVE)
@@ -179,90 +195,127 @@ class Seaquest(BatchedGame):
         """Spawn an enemy and/or a diver where their timers are up (the reference's draws,
         in its order: enemy heading, enemy kind, enemy row; diver heading, diver row).
         Returns the enemies with the new one appended."""
-        spawn = live & (self.e_spawn_timer == 0)
-        rightward = self.random.uniform(spawn) < 1 / 2
-        is_sub = self.random.uniform(spawn) < 1 / 3
-        row = self.random.integers(1, 9, spawn)
-        clash = (enemies[ALIVE].bool() & (enemies[Y] == row)
-                 & (enemies[DIR] != rightward.long()))
+        i8, ready = slots.DTYPE, const(0, self.e_spawn_timer)
+        spawn = live & (self.e_spawn_timer == ready)
+        u = self.random.uniform(spawn)
+        rightward = slots.flag(u < const(1 / 2, u))
+        u = self.random.uniform(spawn)
+        is_sub = slots.flag(u < const(1 / 3, u))
+        row = self.random.integers(1, 9, spawn).to(i8)
+        clash = truth(enemies[ALIVE]) & (enemies[Y] == row) & (enemies[DIR] != rightward)
         clash = slots.anyof(clash, 0)
-        zero = torch.zeros_like(row)
-        enemy = torch.stack([
-            torch.where(rightward, 0, GRID - 1), row, rightward.long(), zero + 1,
-            self.move_speed, zero + ENEMY_SHOT_INTERVAL, is_sub.long(),
-        ])
+        one = const(1, row)
+        edge = (one - rightward) * const(GRID - 1, row)  # column 0 heading right, else 9
+        enemy = torch.stack([edge, row, rightward, one, self.move_speed.to(i8),
+                             const(ENEMY_SHOT_INTERVAL, row), is_sub])
         enemies = slots.append(enemies, self.enemy_count, spawn & ~clash, enemy)
-        self.e_spawn_timer = torch.where(spawn, self.e_spawn_speed, self.e_spawn_timer)
+        self.e_spawn_timer = pick(spawn, self.e_spawn_speed, self.e_spawn_timer)
 
-        spawn = live & (self.d_spawn_timer == 0)
-        rightward = self.random.uniform(spawn) < 1 / 2
-        row = self.random.integers(1, 9, spawn)
-        zero = torch.zeros_like(row)
-        diver = torch.stack([torch.where(rightward, 0, GRID - 1), row, rightward.long(),
-                             zero + 1, zero + DIVER_MOVE_INTERVAL])
+        spawn = live & (self.d_spawn_timer == ready)
+        u = self.random.uniform(spawn)
+        rightward = slots.flag(u < const(1 / 2, u))
+        row = self.random.integers(1, 9, spawn).to(i8)
+        diver = torch.stack([(one - rightward) * const(GRID - 1, row), row, rightward, one,
+                             const(DIVER_MOVE_INTERVAL, row)])
         self._divers = slots.append(self._divers, ALIVE, spawn, diver)
-        self.d_spawn_timer = torch.where(spawn, DIVER_SPAWN_SPEED, self.d_spawn_timer)
+        self.d_spawn_timer = pick(spawn, const(DIVER_SPAWN_SPEED, ready), self.d_spawn_timer)
         return enemies
 
     def _move_player(self, actions: torch.Tensor) -> None:
         """Fire (when the cool-down is over) or move the sub, for every env (the terminal ones
-        are put back at the end of the step)."""
-        fire = (actions == FIRE) & (self.shot_timer == 0)
-        zero = torch.zeros_like(self.sub_x)
-        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), zero + 1])
+        are put back at the end of the step). What an action does is read from two tables
+        over the six actions: (dx, dy) and (fires, keeps the heading, heads right)."""
+        dx, dy = self._action_moves.index_select(1, actions)
+        fires, keep, right = self._action_flags.index_select(1, actions)
+        fire = fires & (self.shot_timer == const(0, self.shot_timer))
+        bullet = torch.stack([self.sub_x, self.sub_y, self.sub_or.long(), const(1, self.sub_x)])
         self._f_bullets = slots.append(self._f_bullets, ALIVE, fire, bullet)
-        self.shot_timer = torch.where(fire, SHOT_COOL_DOWN, self.shot_timer)
-        left, right = actions == LEFT, actions == RIGHT
-        self.sub_x = (self.sub_x - left.long() + right.long()).clamp(0, GRID - 1)
-        self.sub_or = (self.sub_or & ~left) | right
-        up, down = (actions == UP).long(), (actions == DOWN).long()
-        self.sub_y = (self.sub_y - up + down).clamp(0, GRID - 2)
+        self.shot_timer = pick(fire, const(SHOT_COOL_DOWN, self.shot_timer), self.shot_timer)
+        self.sub_x = (self.sub_x + dx).clamp(0, GRID - 1)
+        self.sub_or = (self.sub_or & keep) | right
+        self.sub_y = (self.sub_y + dy).clamp(0, GRID - 2)
 
     def _oxygen_and_surface(self, terminal: torch.Tensor) -> torch.Tensor:
         """Oxygen use below the surface; surfacing (refill, divers off, bonus, ramp).
         Updates ``terminal`` in place; returns the surfacing reward."""
-        below = self.sub_y > 0
+        zero = const(0, self.oxygen)
+        below = self.sub_y > zero
         self.oxygen = self.oxygen - below.long()
         arrived = ~below & ~self.surface
         self.surface = self.surface & ~below
-        terminal |= arrived & (self.diver_count == 0)
-        up = arrived & (self.diver_count != 0)
-        full = up & (self.diver_count == MAX_DIVERS)
-        reward = torch.where(full, self.oxygen * 10 // MAX_OXYGEN, 0)
-        self.diver_count = torch.where(up, torch.where(full, 0, self.diver_count) - 1,
-                                       self.diver_count)
-        self.oxygen = torch.where(up, MAX_OXYGEN, self.oxygen)
+        divers = self.diver_count
+        empty = divers == zero
+        terminal |= arrived & empty
+        up = arrived & ~empty
+        full = up & (divers == const(MAX_DIVERS, divers))
+        bonus = self.oxygen.div(const(MAX_OXYGEN // 10, divers), rounding_mode="floor")
+        reward = full * bonus  # oxygen * 10 // 200
+        self.diver_count = divers - up.long() - full * divers  # 6 -> -1, as the reference
+        self.oxygen = pick(up, const(MAX_OXYGEN, divers), self.oxygen)
         self.surface = self.surface | up
-        ramp = up & self.difficulty_ramping & ((self.e_spawn_speed > 1) | (self.move_speed > 2))
-        faster = ramp & (self.move_speed > 2) & (self.ramp_index % 2 == 1)
-        self.move_speed = self.move_speed - faster.long()
-        self.e_spawn_speed = self.e_spawn_speed - (ramp & (self.e_spawn_speed > 1)).long()
-        self.ramp_index = self.ramp_index + ramp.long()
+        if self.difficulty_ramping:
+            one, two = const(1, divers), const(2, divers)
+            ramp = up & ((self.e_spawn_speed > one) | (self.move_speed > two))
+            faster = ramp & (self.move_speed > two) & ((self.ramp_index & one) == one)
+            self.move_speed = self.move_speed - faster.long()
+            self.e_spawn_speed = self.e_spawn_speed - (ramp & (self.e_spawn_speed > one)).long()
+            self.ramp_index = self.ramp_index + ramp.long()
         return reward
 
     # ----------------------------------------------------------- observation
     def observation(self) -> torch.Tensor:
-        """One ``index_fill_`` paints every object; an object that paints nothing paints a cell
-        of channel 4 (enemy bullets) instead, which is written whole afterwards."""
-        n, cells = self.num_envs, GRID * GRID
-        dump = 4 * cells
-        back = torch.where(self.sub_or, self.sub_x - 1, self.sub_x + 1) % GRID
-        sub_cell = self.sub_y * GRID
-        index = [torch.stack([sub_cell + self.sub_x, cells + sub_cell + back]).to(slots.DTYPE)]
-        bullets = self._f_bullets
-        index.append(pick(bullets[ALIVE].bool(),
-                                 2 * cells + bullets[Y] * GRID + bullets[X], dump))
-        en = self._enemies[:, : self._enemy_slots(spare=0)]
-        for objects, channel in ((en, (5 + en[IS_SUB]) * cells), (self._divers, 9 * cells)):
-            alive, cell = objects[ALIVE].bool(), objects[Y] * GRID + objects[X]
-            index.append(pick(alive, channel + cell, dump))
-            tail = objects[X] + 1 - 2 * objects[DIR]  # the cell behind it
-            on = alive & (tail >= 0) & (tail < GRID)
-            index.append(pick(on, 3 * cells + cell + 1 - 2 * objects[DIR], dump))
-        out = self._paint(torch.cat(index).t().long())
-        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()
+        """One ``index_fill_`` paints the sub and every object at the cell indices ``channel *
+        100 + 10 * y + x`` looked up by a key per object (a weighted sum of its fields, see
+        :func:`_paint_tables`); an object that paints nothing paints a cell of channel 4 (enemy
+        bullets) instead, which is written whole afterwards (a lookup of each bullet row's 10
+        cells), as are both gauges (one lookup of (oxygen cells, divers))."""
+        n, tables = self.num_envs, self._tables
+        front = self.sub_y * const(GRID, self.sub_y) + self.sub_x
+        back = tables["sub"].index_select(0, front + self.sub_or * const(GRID * GRID, front))
+        index = [front.unsqueeze(0), back.unsqueeze(0)]
+        window = self._enemy_slots(spare=0)
+        for name, objects in (("bullet", self._f_bullets), ("enemy", self._enemies[:, :window]),
+                              ("diver", self._divers)):
+            weights, *paints = tables[name]
+            key = (objects.to(torch.int16) * weights).sum(0, dtype=torch.int16)
+            key = key.view(-1).long()
+            index += [paint.index_select(0, key).view(-1, n) for paint in paints]
+        out = self._paint(torch.cat(index), env_last=True)
+        rows = (self._e_bullets[0] | self._e_bullets[1]).t().reshape(-1).long()  # env-major
         out[:, 4] = self._bit_row.index_select(0, rows).view(n, GRID, GRID)
-        oxygen = self.oxygen.clamp(0, MAX_OXYGEN) * 10 // MAX_OXYGEN
-        out[:, 7, GRID - 1] = self._oxygen_gauge.index_select(0, oxygen)
-        out[:, 8, GRID - 1] = self._diver_gauge.index_select(0, self.diver_count.clamp(0, GRID))
+        gauges = tables["oxygen"].index_select(0, self.oxygen.clamp(0, MAX_OXYGEN))
+        gauges = gauges + self.diver_count.clamp(0, GRID)
+        out[:, 7:9, GRID - 1] = self._gauges.index_select(0, gauges)
         return out
+
+
+def _paint_tables(device: torch.device) -> dict:
+    """What :meth:`Seaquest.observation` looks up. For each object list, the weights of its
+    fields in its key (``[F, 1, 1]`` int16: ``x + 10 y + 100 dir + 200 alive + 400 is_sub`` for
+    enemies, ``x + 10 y + 100 dir + 200 alive`` for divers, ``x + 10 y + 100 alive`` for
+    player bullets) and, per key, the cells it paints: its own (channel 5 shark, 6 enemy sub,
+    9 diver, 2 bullet) and, for enemies and divers, the trail cell behind it (channel 3, column
+    ``x - 1`` heading right, ``x + 1`` heading left, nothing off the grid); a dead object paints
+    the dump cell 400. ``sub``: the sub's back cell by ``10 y + x + 100 heading``; ``oxygen``:
+    ``11 * (oxygen * 10 // 200)``, the gauge table's row for an oxygen level 0-200."""
+    cells, dump = GRID * GRID, 4 * GRID * GRID
+    key = torch.arange(8 * cells, device=device)
+    x, y, heading = key % GRID, key // GRID % GRID, key // cells % 2
+    alive, sub = key // (2 * cells) % 2 == 1, key // (4 * cells)
+    cell = y * GRID + x
+    tail = x + 1 - 2 * heading
+    trail = torch.where(alive & (tail >= 0) & (tail < GRID), 3 * cells + y * GRID + tail, dump)
+
+    def weights(*w: int) -> torch.Tensor:
+        return torch.tensor(w, dtype=torch.int16, device=device).view(-1, 1, 1)
+
+    back = (x + 1 - 2 * (key // cells)) % GRID  # heading right: back cell x - 1
+    return {
+        "enemy": (weights(1, GRID, cells, 2 * cells, 0, 0, 4 * cells),
+                  torch.where(alive, (5 + sub) * cells + cell, dump), trail),
+        "diver": (weights(1, GRID, cells, 2 * cells, 0), torch.where(alive, 9 * cells + cell, dump)[:4 * cells],
+                  trail[:4 * cells]),
+        "bullet": (weights(1, GRID, 0, cells), torch.where(key // cells == 1, 2 * cells + cell, dump)[:2 * cells]),
+        "sub": (cells + y * GRID + back)[:2 * cells],
+        "oxygen": torch.arange(MAX_OXYGEN + 1, device=device) * 10 // MAX_OXYGEN * (GRID + 1),
+    }
