@@ -56,8 +56,7 @@ Semantics:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -67,49 +66,8 @@ from envs.atari import AtariOptions
 from envs.minatar.vector import MinAtarOptions
 from envs.task_envs import TaskEnvs, build_task_envs
 from envs.shifts import NO_SHIFT, ShiftedEnv, TaskShift, VisitShift, parse_shifted_tasks
+from envs.step_result import Episode, StepResult, TaskSwitch
 from envs.tasks import TaskSpec
-
-
-class Episode(NamedTuple):
-    """A finished episode: raw (unclipped; reward-shifted if the task has a reward shift) return
-    and its number of agent steps."""
-
-    task: int
-    env: int
-    ret: float
-    length: int
-
-
-class TaskSwitch(NamedTuple):
-    """The visit budget ran out: the schedule moved from task ``previous`` to ``current``."""
-
-    previous: int
-    current: int
-    visit: int
-
-
-@dataclass(slots=True)
-class StepResult:
-    """What one vector step of the schedule returns (tensors on the schedule's device)."""
-
-    next_obs: torch.Tensor
-    """(N, *obs_shape): the true next observation (what replay stores)."""
-    obs: torch.Tensor
-    """What to act on next: ``next_obs``, or the new task's first observation after a switch."""
-    rewards: torch.Tensor
-    """(N,) float32 raw rewards."""
-    terminated: torch.Tensor
-    """(N,) bool: the episode ended; do not bootstrap."""
-    truncated: torch.Tensor
-    """(N,) bool: the episode was cut (time limit or task switch); bootstrap."""
-    valid: torch.Tensor
-    """(N,) bool: False where this step was an auto-reset step (not a transition)."""
-    task: int
-    """Index of the task this step belongs to."""
-    episodes: list[Episode]
-    """Episodes that finished at this step."""
-    switch: TaskSwitch | None
-    """Set when the visit ended at this step and a new task began."""
 
 
 def visit_seed(seed: int, visit: int, visit_step: int = 0) -> int:
