@@ -21,16 +21,20 @@ down to 1) and every second time the move interval too (from 5 down to 1); the l
   cycle (a fixed point with ramping: both intervals 1); :func:`_clock` tables that sequence
   from the rules above (clock 0 is the reset's state), with whether the step spawns and moves;
 - ``player = row * 10 + column``;
-- ``ents``, the 8 rows' entities as the bytes of one int64: byte ``i`` (row ``i + 1``) is 0
-  for no entity, else ``(x + 1) | right << 4 | gold << 5``.
+- ``ents``, the 8 rows' entities as the bytes of one int64: byte ``i`` (row ``i + 1``) is
+  ``f | right << 4 | gold << 5``, where ``f`` counts the cells the entity has left to cross:
+  10 at its spawn, then one less at each of its moves (its column is ``10 - f`` heading
+  right, ``f - 1`` heading left), 0 once it has left or where there is none (the other bits
+  may then keep a gone entity's heading and kind, which nothing reads).
 
-Byte-wise arithmetic on ``ents`` (no carry ever crosses a byte): ``A``, the bytes 1 where an
-entity lives, is bit 6 of ``ents + 0x3f..3f``; moving every entity is ``ents + 2 R - A``
-(``R``: bit 4 of each byte, heading right), after which an entity that left the grid has
-a column field of 0 or 11 and its byte is cleared. Only the entity of the player's row can
-touch the player: its byte is ``ents >> 8 (row - 1) & 255`` and a table over (that byte,
-player cell, terminal) says what the touch does. A spawn puts its byte at the ``rank``-th
-free row, read from a table over (free rows as 8 bits, rank).
+Byte-wise arithmetic on ``ents`` (no carry ever crosses a byte): bit 4 of
+``(ents & 0x0f..0f) + 0x0f..0f`` is set in the bytes of live entities, so moving them all is
+``ents - (those bits >> 4)``, and those bits folded down to one byte are the occupied rows. A
+spawn puts its byte at the ``rank``-th free row, read from a table over (occupied rows,
+rank). Only the entity of the player's row can touch the player: that byte,
+``ents >> 8 (row - 1) & 255``, goes through a table over (byte, player cell, terminal,
+whether entities move) that applies the step's touch, move and second touch to it; the
+other rows just move.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ INIT_MOVE_INTERVAL = 5
 SLOTS = 8
 START = 5 * GRID + 5
 """The player's cell at a reset."""
-ONES = 0x0101010101010101
 LOW = 0x0F0F0F0F0F0F0F0F
 BIT4 = 0x1010101010101010
 FIELDS = ("spawn_timer", "move_timer", "ramp_timer", "ramp_index", "spawn_speed", "move_speed")
@@ -74,8 +77,28 @@ def _timers(state: tuple[int, ...], ramping: bool) -> tuple[tuple[int, ...], boo
 
 
 def _entity(byte: int) -> tuple[int, int, int]:
-    """``(x, right, gold)`` of an entity byte (``x = -1`` for no entity)."""
-    return (byte & 15) - 1, byte >> 4 & 1, byte >> 5 & 1
+    """``(x, right, gold)`` of an entity byte (``x = -1`` for no entity): ``f = byte & 15``
+    counts down the cells left to cross, from 10 at the spawn to 1, 0 for no entity."""
+    f, right = byte & 15, byte >> 4 & 1
+    return (-1 if f == 0 else 10 - f if right else f - 1), right, byte >> 5 & 1
+
+
+def _player_row(byte: int, column: int, moves: int) -> int:
+    """The entity ``byte`` of the player's row after a step's touch, move (when ``moves``) and
+    touch again, the player in ``column`` (-1: terminal, no touch):
+    ``byte | gold taken << 8 | enemy met << 9``."""
+
+    def touch(byte: int) -> tuple[int, int, int]:
+        x, _, gold = _entity(byte)
+        if column < 0 or x != column:
+            return byte, 0, 0
+        return (0, 1, 0) if gold else (byte, 0, 1)
+
+    byte, got, met = touch(byte)
+    if moves and byte & 15:
+        byte -= 1
+    byte, got2, met2 = touch(byte)  # (without a move, the first touch again: nothing new)
+    return byte | (got | got2) << 8 | (met | met2) << 9
 
 
 @functools.lru_cache(maxsize=8)
@@ -110,12 +133,11 @@ def _tables(device: torch.device) -> dict[str, torch.Tensor]:
             nx = min(max(x - (a == LEFT) + (a == RIGHT), 0), 9)
             ny = min(max(y - (a == UP) + (a == DOWN), 1), 8)
             move += [ny * GRID + nx, cell]
-    touch = []  # [byte << 8 | cell + 100 * terminal] -> 0 nothing, 1 gold taken, 2 enemy met
+    rows = []  # [byte << 9 | (cell + 100 * terminal) << 1 | moves] -> byte | gold taken << 8 | enemy met << 9
     for byte in range(64):
-        x = _entity(byte)[0]
-        for cell in range(256):
-            met = cell < cells and x == cell % GRID
-            touch.append((1 if byte & 32 else 2) if met else 0)
+        for key in range(512):
+            cell, moves = key >> 1, key & 1
+            rows.append(_player_row(byte, cell % GRID if cell < cells else -1, moves))
     paint = []  # [slot * 64 + byte] -> entity cell | trail cell << 16, cell 0 (row 0) for none
     for slot in range(SLOTS):
         row = (slot + 1) * GRID
@@ -124,18 +146,18 @@ def _tables(device: torch.device) -> dict[str, torch.Tensor]:
             back = x - 1 if right else x + 1
             paint.append(((3 if gold else 1) * cells + row + x if x >= 0 else 0)
                          | (2 * cells + row + back if x >= 0 and 0 <= back < GRID else 0) << 16)
-    free = torch.arange(256)
-    bits = (free.unsqueeze(1) >> torch.arange(SLOTS)) & 1
+    bits = 1 - ((torch.arange(256).unsqueeze(1) >> torch.arange(SLOTS)) & 1)  # [occupied rows, slot] free
     rank = bits.cumsum(1) - 1  # free slots before each slot
-    select = torch.zeros(256, SLOTS, dtype=torch.long)  # [free rows, rank] -> 8 * slot
+    select = torch.zeros(256, SLOTS, dtype=torch.long)  # [occupied rows, rank] -> 8 * slot
     for slot in range(SLOTS):
         hit = bits[:, slot].bool()
         select[hit, rank[hit, slot]] = 8 * slot
     as_long = functools.partial(torch.tensor, dtype=torch.long, device=device)
-    return {"move": as_long(move), "touch": as_long(touch),
+    return {"move": as_long(move), "row": torch.tensor(rows, dtype=torch.int16, device=device),
             "paint": torch.tensor(paint, dtype=torch.int32, device=device),
             "shift": as_long([8 * (c // GRID - 1) if GRID <= c < 9 * GRID else 0 for c in range(cells)]),
-            "count": bits.sum(1).to(device), "select": select.view(-1).to(device)}
+            "count": bits.sum(1).to(device), "select": select.view(-1).to(device),
+            "column": as_long([_entity(byte)[0] for byte in range(64)])}
 
 
 class Asterix(BatchedGame):
@@ -162,9 +184,9 @@ class Asterix(BatchedGame):
     player_y = property(lambda self: self.player // GRID)
     _bytes = property(lambda self: self.ents.view(torch.uint8).view(self.num_envs, SLOTS).long())
     ent_alive = property(lambda self: (self._bytes & 15) != 0)
-    ent_x = property(lambda self: (self._bytes & 15) - 1)
-    ent_right = property(lambda self: (self._bytes & 16) != 0)
-    ent_gold = property(lambda self: (self._bytes & 32) != 0)
+    ent_x = property(lambda self: self._tables["column"].index_select(0, self._bytes.view(-1)).view_as(self._bytes))
+    ent_right = property(lambda self: self.ent_alive & ((self._bytes & 16) != 0))
+    ent_gold = property(lambda self: self.ent_alive & ((self._bytes & 32) != 0))
     spawn_timer = property(lambda self: self._timer("spawn_timer"))
     move_timer = property(lambda self: self._timer("move_timer"))
     ramp_timer = property(lambda self: self._timer("ramp_timer"))
@@ -188,13 +210,6 @@ class Asterix(BatchedGame):
     def difficulty(self) -> torch.Tensor:
         return self._timer("ramp_index")
 
-    def _touch(self, ents: torch.Tensor, shift: torch.Tensor, key: torch.Tensor):
-        """The player's row after the touch rule: ``(ents, gold taken, enemy met)``."""
-        byte = (ents >> shift) & 255
-        touch = self._tables["touch"].index_select(0, (byte << 8) | key)
-        got = touch & 1
-        return ents - ((got * byte) << shift), got, touch >> 1
-
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = self._tables
         terminal = self.terminal
@@ -203,36 +218,35 @@ class Asterix(BatchedGame):
         spawn = (timers & 2) != 0
         ents = self.ents
 
-        # spawn: free rows as 8 bits (bit i of byte i folded down), then the rank-th of them
+        # spawn: the occupied rows as 8 bits (bit 4 of byte i folded down to bit 4 + i), then
+        # the rank-th free one; its byte is cleared (it may hold a gone entity's heading and kind)
         right = self.random.uniform(spawn) < 1 / 2
         gold = self.random.uniform(spawn) < 1 / 3
-        free = (((ents + 0x3F3F3F3F3F3F3F3F) >> 6) & ONES) ^ ONES
-        free = free | (free >> 7)
-        free = free | (free >> 14)
-        free = (free | (free >> 28)) & 255
-        num_free = t["count"].index_select(0, free)
+        occupied = ((ents & LOW) + LOW) & BIT4
+        occupied = occupied | (occupied >> 7)
+        occupied = occupied | (occupied >> 14)
+        occupied = ((occupied | (occupied >> 28)) >> 4) & 255
+        num_free = t["count"].index_select(0, occupied)
         can = spawn & (num_free > 0)
         rank = self.random.integers(0, num_free, can)
-        at = t["select"].index_select(0, free * SLOTS + rank)
-        byte = 10 + 7 * right + 32 * gold  # column 0 heading right (x + 1 = 1 | 16), else column 9
-        ents = ents + ((can * byte) << at)
+        at = t["select"].index_select(0, occupied * SLOTS + rank)
+        clear = (can * 255) << at
+        ents = (ents | clear) - clear + ((can * (10 + 16 * right + 32 * gold)) << at)
 
         player = t["move"].index_select(0, (self.player * NUM_ACTIONS + actions) * 2 + terminal)
         self.player = player
         shift = t["shift"].index_select(0, player)
-        key = player + GRID * GRID * terminal
-        ents, got, dead = self._touch(ents, shift, key)
-
-        # every entity one cell along its heading when the move timer is up
-        alive = ((ents + 0x3F3F3F3F3F3F3F3F) >> 6) & ONES
-        ents = ents + (timers & 1) * (2 * ((ents >> 4) & ONES) - alive)
-        column = ents & LOW
-        keep = ((column + LOW) ^ (column + 0x0505050505050505)) & BIT4  # field in 1..10
-        ents = ents & ((keep >> 4) * 255)
-        ents, got2, dead2 = self._touch(ents, shift, key)
-        self.ents = ents
-        self.terminal = terminal | (dead + dead2 > 0)
-        return (got + got2).float(), self.terminal.clone()
+        # the player's row by a table (touch, move, touch); the other rows move by f - 1 (at 0
+        # the entity left) when the move timer is up
+        byte = (ents >> shift) & 255
+        ents = ents - (byte << shift)
+        moves = timers & 1
+        ents = ents - moves * ((((ents & LOW) + LOW) & BIT4) >> 4)
+        key = (byte << 9) | ((player + GRID * GRID * terminal) << 1) | moves
+        row = t["row"].index_select(0, key).long()
+        self.ents = ents + ((row & 255) << shift)
+        self.terminal = terminal | (row >= 512)
+        return ((row >> 8) & 1).float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
         # the player, then every live entity (channel 1 enemy or 3 gold, row i + 1) and its

@@ -171,8 +171,12 @@ class BatchedGame(ABC):
 
     # --------------------------------------------------------------- interface
     def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None)."""
+        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None). On the CPU,
+        where reading the mask costs nothing, a mask without True returns at once (no draw
+        either); on an accelerator the masked reset runs, so that nothing waits for the device."""
         mask = self.all_envs if mask is None else mask.to(device=self.device, dtype=torch.bool)
+        if self.device.type == "cpu" and not bool(mask.any()):
+            return
         self._reset(mask)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
