@@ -231,7 +231,7 @@ class Asterix(BatchedGame):
         rank = self.random.integers(0, num_free, can)
         at = t["select"].index_select(0, occupied * SLOTS + rank)
         clear = (can * 255) << at
-        ents = (ents | clear) - clear + ((can * (10 + 16 * right + 32 * gold)) << at)
+        ents = ((ents | clear) ^ clear) | ((can * (10 + 16 * right + 32 * gold)) << at)
 
         player = t["move"].index_select(0, (self.player * NUM_ACTIONS + actions) * 2 + terminal)
         self.player = player
@@ -239,12 +239,12 @@ class Asterix(BatchedGame):
         # the player's row by a table (touch, move, touch); the other rows move by f - 1 (at 0
         # the entity left) when the move timer is up
         byte = (ents >> shift) & 255
-        ents = ents - (byte << shift)
+        ents = ents ^ (byte << shift)
         moves = timers & 1
         ents = ents - moves * ((((ents & LOW) + LOW) & BIT4) >> 4)
         key = (byte << 9) | ((player + GRID * GRID * terminal) << 1) | moves
         row = t["row"].index_select(0, key).long()
-        self.ents = ents + ((row & 255) << shift)
+        self.ents = ents | ((row & 255) << shift)
         self.terminal = terminal | (row >= 512)
         return ((row >> 8) & 1).float(), self.terminal.clone()
 

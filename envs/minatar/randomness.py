@@ -48,6 +48,9 @@ Bound = int | torch.Tensor
 def integers_from_uniform(u: torch.Tensor, low: Bound, high: Bound) -> torch.Tensor:
     """``low + floor(u * (high - low))`` for uniforms ``u`` (``[N]`` or ``[N, k]``, ``float64``);
     ``low``/``high`` are ints or per-env ``[N]`` tensors."""
+    if isinstance(low, int) and low == 0:  # the common case, in two operations
+        span = high.unsqueeze(-1) if isinstance(high, torch.Tensor) and u.dim() == 2 else high
+        return (u * span).long()
     low_t = torch.as_tensor(low, device=u.device)
     span = torch.as_tensor(high, device=u.device) - low_t
     if u.dim() == 2:
