@@ -183,7 +183,7 @@ class BatchedGame(ABC):
         """Apply sticky actions, step every env once; ``(reward float32 [N], terminated bool [N])``."""
         actions = actions.to(device=self.device, dtype=torch.long)
         u = self.random.uniform(self.all_envs)
-        actions = torch.where(u < self.sticky_action_prob, self.last_action, actions)
+        actions = pick(u < self.sticky_action_prob, self.last_action, actions)
         self.last_action = actions
         if self._block_draws:
             block = torch.rand(self.num_envs, self.draws_per_step, dtype=torch.float64,
