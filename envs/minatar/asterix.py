@@ -21,7 +21,8 @@ down to 1) and every second time the move interval too (from 5 down to 1); the l
   cycle (a fixed point with ramping: both intervals 1); :func:`_clock` tables that sequence
   from the rules above (clock 0 is the reset's state), with whether the step spawns and moves;
 - ``player = row * 10 + column``;
-- ``ents``, the 8 rows' entities as the bytes of one int64: byte ``i`` (row ``i + 1``) is
+- ``ents``, the 8 rows' entities as the bytes of one int64 (``ents.view(torch.uint8)`` reads
+  them in order on a little-endian machine): byte ``i`` (row ``i + 1``) is
   ``f | right << 4 | gold << 5``, where ``f`` counts the cells the entity has left to cross:
   10 at its spawn, then one less at each of its moves (its column is ``10 - f`` heading
   right, ``f - 1`` heading left), 0 once it has left or where there is none (the other bits

@@ -23,8 +23,8 @@ same distribution (each speed uniform in 1..5, each direction a fair coin, all i
 negative heading left). A car's step, its cells in the observation and whether it hits a
 chicken in its row are tables over its code; the chicken's move (and whether it crossed) a
 table over (chicken, action, terminal). A crossing keeps each code's column and ORs in the
-new ``(timer * 11 + speed + 5) << 4``, read for four cars at once (four int16 in an int64)
-from a table over such a draw.
+new ``(timer * 11 + speed + 5) << 4``, read for four cars at once (four int16 in an int64,
+little-endian) from a table over such a draw.
 """
 
 from __future__ import annotations
@@ -162,9 +162,10 @@ class Freeway(BatchedGame):
         cars = pick(crossed.unsqueeze(1), (cars & 0x000F000F000F000F) | new, cars)
         # only the car on the chicken's row can hit it; a hit sends it to row 9, where no car is
         code = cars.view(torch.int16).gather(1, t["slot"].index_select(0, chicken).unsqueeze(1))
-        hit = t["hit"].index_select(0, code.view(-1).long()) * t["on_road"].index_select(0, chicken + 40 * terminal)
-        self.chicken = pick(hit, 36 + (chicken & 3), chicken)
-        moved = t["step"].index_select(0, cars.view(torch.int16).view(-1).int()).view(-1, 2 * 4).view(torch.int64)
+        on_road = t["on_road"].index_select(0, chicken + 4 * GRID * terminal)
+        hit = t["hit"].index_select(0, code.view(-1).long()) * on_road
+        self.chicken = pick(hit, 9 * 4 + (chicken & 3), chicken)  # row 9, same move timer
+        moved = t["step"].index_select(0, cars.view(torch.int16).view(-1).int()).view(-1, CARS).view(torch.int64)
         self.cars = pick(live.unsqueeze(1), moved, cars).view(torch.int16)
         self.terminate_timer = self.terminate_timer - live.long()
         self.terminal = terminal | (self.terminate_timer < 0)
