@@ -13,6 +13,13 @@ every 101 steps (a timer from 100 down to -1) the spawn interval shrinks by one 
 down to 1) and every second time the move interval too (from 5 down to 1); the level is
 ``difficulty()``.
 
+**Draws.** Against the reference (a :class:`~envs.minatar.randomness.RecordedRandomness`) a
+spawn makes the reference's three calls above. From any other source it takes one uniform
+``u``: heading right if ``u < 1/2``; then ``v = frac(2u)`` (uniform in [0, 1) whatever the
+heading, exactly), gold if ``v < 1/3``; then ``w = frac(3v)`` (uniform in [0, 1) whatever
+the kind), rank ``floor(w * free rows)``: the same distribution, to within the rounding of
+``3v`` (about 2^-52) for the rank.
+
 **Layout.** Per env three integers (and ``terminal``):
 
 - ``clock``: which of the timers' joint states (spawn timer, move timer, ramp timer, level,
@@ -166,7 +173,7 @@ class Asterix(BatchedGame):
 
     name = "Asterix"
     num_channels = 4
-    draws_per_step = 3  # an entity's heading, kind and free slot
+    draws_per_step = 1  # an entity's heading, kind and free slot, from one uniform (module docstring)
     state_names = ("clock", "player", "ents")
     views = ("player_x", "player_y", "ent_x", "ent_right", "ent_gold", "ent_alive", *FIELDS)
 
@@ -221,15 +228,23 @@ class Asterix(BatchedGame):
 
         # spawn: the occupied rows as 8 bits (bit 4 of byte i folded down to bit 4 + i), then
         # the rank-th free one; its byte is cleared (it may hold a gone entity's heading and kind)
-        right = self.random.uniform(spawn) < 1 / 2
-        gold = self.random.uniform(spawn) < 1 / 3
+        random = self.random
+        if random.replays_reference:
+            right = random.uniform(spawn) < 1 / 2
+            gold = random.uniform(spawn) < 1 / 3
+        else:  # one uniform for the three draws (module docstring)
+            u = random.uniform(spawn)
+            right = u < 1 / 2
+            v = (2 * u).frac()
+            gold = v < 1 / 3
+            w = (3 * v).frac()
         occupied = ((ents & LOW) + LOW) & BIT4
         occupied = occupied | (occupied >> 7)
         occupied = occupied | (occupied >> 14)
         occupied = ((occupied | (occupied >> 28)) >> 4) & 255
         num_free = t["count"].index_select(0, occupied)
         can = spawn & (num_free > 0)
-        rank = self.random.integers(0, num_free, can)
+        rank = random.integers(0, num_free, can) if random.replays_reference else (w * num_free).long()
         at = t["select"].index_select(0, occupied * SLOTS + rank)
         clear = (can * 255) << at
         ents = ((ents | clear) ^ clear) | ((can * (10 + 16 * right + 32 * gold)) << at)
