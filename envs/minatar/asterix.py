@@ -192,7 +192,7 @@ class Asterix(BatchedGame):
     player_y = property(lambda self: self.player // GRID)
     _bytes = property(lambda self: self.ents.view(torch.uint8).view(self.num_envs, SLOTS).long())
     ent_alive = property(lambda self: (self._bytes & 15) != 0)
-    ent_x = property(lambda self: self._tables["column"].index_select(0, self._bytes.view(-1)).view_as(self._bytes))
+    ent_x = property(lambda self: self._tables["column"][self._bytes])
     ent_right = property(lambda self: self.ent_alive & ((self._bytes & 16) != 0))
     ent_gold = property(lambda self: self.ent_alive & ((self._bytes & 32) != 0))
     spawn_timer = property(lambda self: self._timer("spawn_timer"))
