@@ -45,3 +45,23 @@ def test_asterix_random_policy_matches_reference_statistics():
     assert len(ours_ret) == len(ref_ret) == 320
     assert_same_mean(ours_ret, ref_ret, "return")
     assert_same_mean(ours_len, ref_len, "length")
+
+
+def test_asterix_spawn_draws_heading_kind_and_row_from_one_uniform():
+    # From a reset the first spawn comes at step 11, onto an empty board, and the entities move
+    # once that step (f 10 -> 9): every env then holds one entity, whose heading (1/2), kind
+    # (1/3) and row (1/8) all come from the step's single uniform and must be independent.
+    n = 40_000
+    game = Asterix(n, seed=5, sticky_action_prob=0.0)
+    for _ in range(11):
+        game.step(torch.zeros(n, dtype=torch.long))
+    alive, right, gold = game.ent_alive, game.ent_right.any(1), game.ent_gold.any(1)
+    assert (alive.sum(1) == 1).all()
+    assert (game.ent_x[alive] == torch.where(right, 1, 8)).all()
+    se = lambda p, k: 5 * (p * (1 - p) / k) ** 0.5  # noqa: E731
+    assert abs(right.float().mean() - 1 / 2) < se(1 / 2, n)
+    for part in (right, ~right):
+        assert abs(gold[part].float().mean() - 1 / 3) < se(1 / 3, int(part.sum()))
+    for part in (gold & right, ~gold & ~right):
+        rows = alive[part].float().mean(0)
+        assert (rows - 1 / 8).abs().max() < se(1 / 8, int(part.sum())), rows

@@ -54,3 +54,29 @@ def test_freeway_random_policy_matches_reference_statistics():
     ref_ret, ref_len = reference_random_policy_stats("Freeway", 320, seed=1)
     assert (ours_len == 2501).all() and (ref_len == 2501).all()
     assert_same_mean(ours_ret, ref_ret, "return")
+
+
+def test_freeway_packed_speed_draws_are_uniform_and_independent():
+    # Outside the reference lockstep the 8 speeds and directions are two table keys (a reset
+    # draws them as integers, a step from its block of uniforms): each speed uniform in 1..5,
+    # each direction a fair coin, cars independent.
+    from envs.minatar.randomness import StepDraws
+
+    n = 40_000
+    game = Freeway(n, seed=2)
+    gen = torch.Generator().manual_seed(3)
+    block = torch.rand(n, game.draws_per_step, dtype=torch.float64, generator=gen)
+    source, game.random = game.random, StepDraws(block)
+    stepped = game._draw_speeds(game.all_envs).view(torch.int16).view(n, 8).long() >> 4
+    game.random = source
+    se = lambda p, k: 5 * (p * (1 - p) / k) ** 0.5  # noqa: E731
+    for speed in (game.car_speed, stepped % 11 - 5):  # reset's draws, then the step's
+        assert (game.car_timer == game.car_speed.abs()).all()
+        size, left = speed.abs(), speed < 0
+        assert size.min() == 1 and size.max() == 5
+        for s in range(1, 6):
+            assert ((size == s).float().mean(0) - 1 / 5).abs().max() < se(1 / 5, n)
+        assert (left.float().mean(0) - 1 / 2).abs().max() < se(1 / 2, n)
+        pairs = (size[:, :-1] == size[:, 1:]).float().mean(0)  # neighbours agree 1/5 of the time
+        assert (pairs - 1 / 5).abs().max() < se(1 / 5, n)
+        assert ((left[:, :-1] == left[:, 1:]).float().mean(0) - 1 / 2).abs().max() < se(1 / 2, n)

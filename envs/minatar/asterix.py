@@ -12,136 +12,266 @@ player moves and again after the entities move. Difficulty ramp (``difficulty_ra
 every 101 steps (a timer from 100 down to -1) the spawn interval shrinks by one (from 10
 down to 1) and every second time the move interval too (from 5 down to 1); the level is
 ``difficulty()``.
+
+**Draws.** Against the reference (a :class:`~envs.minatar.randomness.RecordedRandomness`) a
+spawn makes the reference's three calls above. From any other source it takes one uniform
+``u``: heading right if ``u < 1/2``; then ``v = frac(2u)`` (uniform in [0, 1) whatever the
+heading, exactly), gold if ``v < 1/3``; then ``w = frac(3v)`` (uniform in [0, 1) whatever
+the kind), rank ``floor(w * free rows)``: the same distribution, to within the rounding of
+``3v`` (about 2^-52) for the rank.
+
+**Layout.** Per env three integers (and ``terminal``):
+
+- ``clock``: which of the timers' joint states (spawn timer, move timer, ramp timer, level,
+  spawn and move intervals) the env is in. They change the same way in every live step
+  whatever the player does, so from a reset they run through a fixed sequence that ends in a
+  cycle (a fixed point with ramping: both intervals 1); :func:`_clock` tables that sequence
+  from the rules above (clock 0 is the reset's state), with whether the step spawns and moves;
+- ``player = row * 10 + column``;
+- ``ents``, the 8 rows' entities as the bytes of one int64 (``ents.view(torch.uint8)`` reads
+  them in order on a little-endian machine): byte ``i`` (row ``i + 1``) is
+  ``f | right << 4 | gold << 5``, where ``f`` counts the cells the entity has left to cross:
+  10 at its spawn, then one less at each of its moves (its column is ``10 - f`` heading
+  right, ``f - 1`` heading left), 0 once it has left or where there is none (the other bits
+  may then keep a gone entity's heading and kind, which nothing reads).
+
+Byte-wise arithmetic on ``ents`` (no carry ever crosses a byte): bit 4 of
+``(ents & 0x0f..0f) + 0x0f..0f`` is set in the bytes of live entities, so moving them all is
+``ents - (those bits >> 4)``, and those bits folded down to one byte are the occupied rows. A
+spawn puts its byte at the ``rank``-th free row, read from a table over (occupied rows,
+rank). Only the entity of the player's row can touch the player: that byte,
+``ents >> 8 (row - 1) & 255``, goes through a table over (byte, player cell, terminal,
+whether entities move) that applies the step's touch, move and second touch to it; the
+other rows just move.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from envs.minatar.base import DOWN, GRID, LEFT, RIGHT, UP, BatchedGame, pick
+from envs.minatar.base import DOWN, GRID, LEFT, NUM_ACTIONS, RIGHT, UP, BatchedGame, pick
 
 RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
 INIT_MOVE_INTERVAL = 5
 SLOTS = 8
-SLOT_DTYPE = torch.int32
-"""The entities' columns (``[N, 8]``) are int32."""
+START = 5 * GRID + 5
+"""The player's cell at a reset."""
+LOW = 0x0F0F0F0F0F0F0F0F
+BIT4 = 0x1010101010101010
+FIELDS = ("spawn_timer", "move_timer", "ramp_timer", "ramp_index", "spawn_speed", "move_speed")
+"""The reference's timer fields, in the order :func:`_timers` keeps them."""
+
+
+def _timers(state: tuple[int, ...], ramping: bool) -> tuple[tuple[int, ...], bool, bool]:
+    """One live step of the timers (``FIELDS``): ``(next state, spawns, moves)``."""
+    spawn_timer, move_timer, ramp_timer, level, spawn_speed, move_speed = state
+    spawns, moves = spawn_timer == 0, move_timer == 0
+    spawn_timer = (spawn_speed if spawns else spawn_timer) - 1
+    move_timer = (move_speed if moves else move_timer) - 1
+    if ramping and (spawn_speed > 1 or move_speed > 1):
+        if ramp_timer >= 0:
+            ramp_timer -= 1
+        else:
+            if move_speed > 1 and level % 2:
+                move_speed -= 1
+            if spawn_speed > 1:
+                spawn_speed -= 1
+            level += 1
+            ramp_timer = RAMP_INTERVAL
+    return (spawn_timer, move_timer, ramp_timer, level, spawn_speed, move_speed), spawns, moves
+
+
+def _entity(byte: int) -> tuple[int, int, int]:
+    """``(x, right, gold)`` of an entity byte (``x = -1`` for no entity): ``f = byte & 15``
+    counts down the cells left to cross, from 10 at the spawn to 1, 0 for no entity."""
+    f, right = byte & 15, byte >> 4 & 1
+    return (-1 if f == 0 else 10 - f if right else f - 1), right, byte >> 5 & 1
+
+
+def _player_row(byte: int, column: int, moves: int) -> int:
+    """The entity ``byte`` of the player's row after a step's touch, move (when ``moves``) and
+    touch again, the player in ``column`` (-1: terminal, no touch):
+    ``byte | gold taken << 8 | enemy met << 9``."""
+
+    def touch(byte: int) -> tuple[int, int, int]:
+        x, _, gold = _entity(byte)
+        if column < 0 or x != column:
+            return byte, 0, 0
+        return (0, 1, 0) if gold else (byte, 0, 1)
+
+    byte, got, met = touch(byte)
+    if moves and byte & 15:
+        byte -= 1
+    byte, got2, met2 = touch(byte)  # (without a move, the first touch again: nothing new)
+    return byte | (got | got2) << 8 | (met | met2) << 9
+
+
+@functools.lru_cache(maxsize=8)
+def _clock(ramping: bool, device: torch.device) -> dict[str, torch.Tensor]:
+    """The timers' sequence from a reset (see the module docstring): ``step[clock + S *
+    terminal] = next clock * 4 + spawns * 2 + moves`` (a terminal env keeps its clock and does
+    neither), and each ``FIELDS`` entry per clock."""
+    start = (INIT_SPAWN_SPEED, INIT_MOVE_INTERVAL, RAMP_INTERVAL, 0, INIT_SPAWN_SPEED, INIT_MOVE_INTERVAL)
+    states, index = [start], {start: 0}
+    steps = []
+    while len(steps) < len(states):
+        nxt, spawns, moves = _timers(states[len(steps)], ramping)
+        if nxt not in index:
+            index[nxt] = len(states)
+            states.append(nxt)
+        steps.append(index[nxt] * 4 + spawns * 2 + moves)
+    steps += [c * 4 for c in range(len(states))]
+    table = {"step": torch.tensor(steps, device=device)}
+    for j, name in enumerate(FIELDS):
+        table[name] = torch.tensor([s[j] for s in states], device=device)
+    return table
+
+
+@functools.lru_cache(maxsize=8)
+def _tables(device: torch.device) -> dict[str, torch.Tensor]:
+    """The player's moves, touches, spawns and observation cells (see :class:`Asterix`)."""
+    cells = GRID * GRID
+    move = []  # [(cell * 6 + action) * 2 + terminal] -> next cell
+    for cell in range(cells):
+        y, x = divmod(cell, GRID)
+        for a in range(NUM_ACTIONS):
+            nx = min(max(x - (a == LEFT) + (a == RIGHT), 0), 9)
+            ny = min(max(y - (a == UP) + (a == DOWN), 1), 8)
+            move += [ny * GRID + nx, cell]
+    rows = []  # [byte << 9 | (cell + 100 * terminal) << 1 | moves] -> byte | gold taken << 8 | enemy met << 9
+    for byte in range(64):
+        for key in range(512):
+            cell, moves = key >> 1, key & 1
+            rows.append(_player_row(byte, cell % GRID if cell < cells else -1, moves))
+    paint = []  # [slot * 64 + byte] -> entity cell | trail cell << 16, cell 0 (row 0) for none
+    for slot in range(SLOTS):
+        row = (slot + 1) * GRID
+        for byte in range(64):
+            x, right, gold = _entity(byte)
+            back = x - 1 if right else x + 1
+            paint.append(((3 if gold else 1) * cells + row + x if x >= 0 else 0)
+                         | (2 * cells + row + back if x >= 0 and 0 <= back < GRID else 0) << 16)
+    bits = 1 - ((torch.arange(256).unsqueeze(1) >> torch.arange(SLOTS)) & 1)  # [occupied rows, slot] free
+    rank = bits.cumsum(1) - 1  # free slots before each slot
+    select = torch.zeros(256, SLOTS, dtype=torch.long)  # [occupied rows, rank] -> 8 * slot
+    for slot in range(SLOTS):
+        hit = bits[:, slot].bool()
+        select[hit, rank[hit, slot]] = 8 * slot
+    as_long = functools.partial(torch.tensor, dtype=torch.long, device=device)
+    return {"move": as_long(move), "row": torch.tensor(rows, dtype=torch.int16, device=device),
+            "paint": torch.tensor(paint, dtype=torch.int32, device=device),
+            "shift": as_long([8 * (c // GRID - 1) if GRID <= c < 9 * GRID else 0 for c in range(cells)]),
+            "count": bits.sum(1).to(device), "select": select.view(-1).to(device),
+            "column": as_long([_entity(byte)[0] for byte in range(64)])}
 
 
 class Asterix(BatchedGame):
+    """N Asterix games: ``clock``, ``player`` and ``ents`` per env (module docstring)."""
+
     name = "Asterix"
     num_channels = 4
-    draws_per_step = 3  # an entity's heading, kind and free slot
-    state_names = ("player_x", "player_y", "ent_x", "ent_right", "ent_gold", "ent_alive",
-                   "spawn_speed", "spawn_timer", "move_speed", "move_timer", "ramp_timer", "ramp_index")
+    draws_per_step = 1  # an entity's heading, kind and free slot, from one uniform (module docstring)
+    state_names = ("clock", "player", "ents")
+    views = ("player_x", "player_y", "ent_x", "ent_right", "ent_gold", "ent_alive", *FIELDS)
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
-        for name in ("player_x", "player_y", "spawn_speed", "spawn_timer", "move_speed",
-                     "move_timer", "ramp_timer", "ramp_index"):
+        for name in self.state_names:
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        self.ent_x = torch.zeros(n, SLOTS, dtype=SLOT_DTYPE, device=dev)
-        for name in ("ent_right", "ent_gold", "ent_alive"):
-            setattr(self, name, torch.zeros(n, SLOTS, dtype=torch.bool, device=dev))
-        rows = torch.arange(1, SLOTS + 1, device=dev, dtype=SLOT_DTYPE) * GRID
-        self._ent_rows = rows.expand(n, SLOTS).contiguous()
+        self._clock = _clock(self.difficulty_ramping, self.device)
+        self._tables = _tables(self.device)
+        self._states = len(self._clock["spawn_timer"])
+        # 64 * slot for each byte of ents (materialised: a broadcast along the last dimension is slow)
+        self._slot_keys = (torch.arange(SLOTS, device=dev, dtype=torch.int32) * 64).repeat(n)
+
+    # the reference's fields, decoded
+    player_x = property(lambda self: self.player % GRID)
+    player_y = property(lambda self: self.player // GRID)
+    _bytes = property(lambda self: self.ents.view(torch.uint8).view(self.num_envs, SLOTS).long())
+    ent_alive = property(lambda self: (self._bytes & 15) != 0)
+    ent_x = property(lambda self: self._tables["column"][self._bytes])
+    ent_right = property(lambda self: self.ent_alive & ((self._bytes & 16) != 0))
+    ent_gold = property(lambda self: self.ent_alive & ((self._bytes & 32) != 0))
+    spawn_timer = property(lambda self: self._timer("spawn_timer"))
+    move_timer = property(lambda self: self._timer("move_timer"))
+    ramp_timer = property(lambda self: self._timer("ramp_timer"))
+    ramp_index = property(lambda self: self._timer("ramp_index"))
+    spawn_speed = property(lambda self: self._timer("spawn_speed"))
+    move_speed = property(lambda self: self._timer("move_speed"))
+
+    def _timer(self, name: str) -> torch.Tensor:
+        return self._clock[name].index_select(0, self.clock)
+
+    def set_env(self, i: int, name: str, value) -> None:
+        raise NotImplementedError("Asterix keeps its state packed (see the module docstring)")
 
     def _reset(self, mask: torch.Tensor) -> None:
-        m = mask
-
-        def put(name: str, value: int) -> None:
-            setattr(self, name, torch.where(m, value, getattr(self, name)))
-
-        put("player_x", 5)
-        put("player_y", 5)
-        put("spawn_speed", INIT_SPAWN_SPEED)
-        put("spawn_timer", INIT_SPAWN_SPEED)
-        put("move_speed", INIT_MOVE_INTERVAL)
-        put("move_timer", INIT_MOVE_INTERVAL)
-        put("ramp_timer", RAMP_INTERVAL)
-        put("ramp_index", 0)
-        self.ent_alive = self.ent_alive & ~m[:, None]
-        self.terminal = self.terminal & ~m
+        keep = ~mask
+        self.clock = self.clock * keep
+        self.ents = self.ents * keep
+        self.player = pick(mask, START, self.player)
+        self.terminal = self.terminal & keep
 
     def difficulty(self) -> torch.Tensor:
-        return self.ramp_index
-
-    def _spawn(self, spawn: torch.Tensor) -> None:
-        """The reference's ``_spawn_entity`` where ``spawn`` is True."""
-        right = self.random.uniform(spawn) < 1 / 2
-        gold = self.random.uniform(spawn) < 1 / 3
-        free = ~self.ent_alive
-        num_free = free.sum(1)
-        can = spawn & (num_free > 0)
-        rank = self.random.integers(0, num_free, can)
-        before = free.to(SLOT_DTYPE).cumsum(1, dtype=SLOT_DTYPE)  # free slots up to each slot
-        chosen = free & (before == (rank + 1).to(SLOT_DTYPE)[:, None]) & can[:, None]
-        self.ent_alive = self.ent_alive | chosen
-        start = (9 - 9 * right.to(SLOT_DTYPE)).unsqueeze(1)  # column 0 heading right, else 9
-        self.ent_x = pick(chosen.to(SLOT_DTYPE), start, self.ent_x)
-        self.ent_right = (self.ent_right & ~chosen) | (chosen & right.unsqueeze(1))
-        self.ent_gold = (self.ent_gold & ~chosen) | (chosen & gold.unsqueeze(1))
+        return self._timer("ramp_index")
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        live = ~self.terminal
-        spawn = live & (self.spawn_timer == 0)
-        self._spawn(spawn)
-        self.spawn_timer = torch.where(spawn, self.spawn_speed, self.spawn_timer)
+        t = self._tables
+        terminal = self.terminal
+        timers = self._clock["step"].index_select(0, self.clock + self._states * terminal)
+        self.clock = timers >> 2
+        spawn = (timers & 2) != 0
+        ents = self.ents
 
-        px = (self.player_x - (actions == LEFT).long() + (actions == RIGHT).long()).clamp(0, 9)
-        py = (self.player_y - (actions == UP).long() + (actions == DOWN).long()).clamp(1, 8)
-        px = torch.where(live, px, self.player_x)
-        py = torch.where(live, py, self.player_y)
-        self.player_x, self.player_y = px, py
-        # The player's row holds slot py - 1: only that entity can touch the player.
-        slot = (py - 1).unsqueeze(1)
-        gold = self.ent_gold.gather(1, slot).squeeze(1)
+        # spawn: the occupied rows as 8 bits (bit 4 of byte i folded down to bit 4 + i), then
+        # the rank-th free one; its byte is cleared (it may hold a gone entity's heading and kind)
+        random = self.random
+        if random.replays_reference:
+            right = random.uniform(spawn) < 1 / 2
+            gold = random.uniform(spawn) < 1 / 3
+        else:  # one uniform for the three draws (module docstring)
+            u = random.uniform(spawn)
+            right = u < 1 / 2
+            v = (2 * u).frac()
+            gold = v < 1 / 3
+            w = (3 * v).frac()
+        occupied = ((ents & LOW) + LOW) & BIT4
+        occupied = occupied | (occupied >> 7)
+        occupied = occupied | (occupied >> 14)
+        occupied = ((occupied | (occupied >> 28)) >> 4) & 255
+        num_free = t["count"].index_select(0, occupied)
+        can = spawn & (num_free > 0)
+        rank = random.integers(0, num_free, can) if random.replays_reference else (w * num_free).long()
+        at = t["select"].index_select(0, occupied * SLOTS + rank)
+        clear = (can * 255) << at
+        ents = ((ents | clear) ^ clear) | ((can * (10 + 16 * right + 32 * gold)) << at)
 
-        def collide(alive: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-            here = alive.gather(1, slot).squeeze(1)
-            touch = live & here & (x.gather(1, slot).squeeze(1) == px)
-            got = touch & gold
-            return alive.scatter(1, slot, (here & ~got).unsqueeze(1)), got, touch & ~gold
-
-        alive, reward, dead = collide(self.ent_alive, self.ent_x)
-        move = live & (self.move_timer == 0)
-        self.move_timer = torch.where(move, self.move_speed, self.move_timer)
-        moving = (alive & move.unsqueeze(1)).to(SLOT_DTYPE)
-        x = self.ent_x + moving * (2 * self.ent_right.to(SLOT_DTYPE) - 1)
-        alive = alive & (x >= 0) & (x <= 9)
-        self.ent_x = x
-        alive, reward2, dead2 = collide(alive, x)
-        self.ent_alive = alive
-        self.terminal = self.terminal | dead | dead2
-
-        self.spawn_timer = self.spawn_timer - live.long()
-        self.move_timer = self.move_timer - live.long()
-        if self.difficulty_ramping:
-            self._ramp(live)
-        return reward.float() + reward2.float(), self.terminal.clone()
-
-    def _ramp(self, live: torch.Tensor) -> None:
-        ramping = live & ((self.spawn_speed > 1) | (self.move_speed > 1))
-        wait = ramping & (self.ramp_timer >= 0)
-        level_up = ramping & ~wait
-        self.ramp_timer = self.ramp_timer - wait.long()
-        faster_move = level_up & (self.move_speed > 1) & (self.ramp_index % 2 == 1)
-        self.move_speed = self.move_speed - faster_move.long()
-        self.spawn_speed = self.spawn_speed - (level_up & (self.spawn_speed > 1)).long()
-        self.ramp_index = self.ramp_index + level_up.long()
-        self.ramp_timer = torch.where(level_up, RAMP_INTERVAL, self.ramp_timer)
+        player = t["move"].index_select(0, (self.player * NUM_ACTIONS + actions) * 2 + terminal)
+        self.player = player
+        shift = t["shift"].index_select(0, player)
+        # the player's row by a table (touch, move, touch); the other rows move by f - 1 (at 0
+        # the entity left) when the move timer is up
+        byte = (ents >> shift) & 255
+        ents = ents ^ (byte << shift)
+        moves = timers & 1
+        ents = ents - moves * ((((ents & LOW) + LOW) & BIT4) >> 4)
+        key = (byte << 9) | ((player + GRID * GRID * terminal) << 1) | moves
+        row = t["row"].index_select(0, key).long()
+        self.ents = ents | ((row & 255) << shift)
+        self.terminal = terminal | (row >= 512)
+        return ((row >> 8) & 1).float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
-        # 17 cells per env: the player, every live entity (channel 1 enemy or 3 gold, row
-        # i + 1) and its trail (channel 2, the cell it came from); dead entities and trails off
-        # the grid paint the player's cell again
-        cells = GRID * GRID
-        x, alive, i32 = self.ent_x, self.ent_alive, SLOT_DTYPE
-        back = x + 1 - 2 * self.ent_right.to(i32)
-        row = self._ent_rows                                       # [N, 8] int32
-        at = x + row + cells + self.ent_gold.to(i32) * (2 * cells)
-        trail = back + row + 2 * cells
-        on_grid = alive & (back >= 0) & (back < GRID)
-        player = (self.player_y * GRID + self.player_x).to(i32).unsqueeze(1)
-        return self._paint(torch.cat((player, player + alive.to(i32) * (at - player),
-                                      player + on_grid.to(i32) * (trail - player)), 1))
+        # the player, then every live entity (channel 1 enemy or 3 gold, row i + 1) and its
+        # trail (channel 2, the cell it came from); no entity and trails off the grid paint
+        # channel 0's cell 0 (row 0, where the player never is), cleared last
+        n = self.num_envs
+        key = self.ents.view(torch.uint8).int() + self._slot_keys
+        cells = self._tables["paint"].index_select(0, key).view(torch.int16)  # little-endian pairs
+        obs = self._paint(cells.view(n, 2 * SLOTS))
+        obs.view(-1).index_fill_(0, self.player + self._env_cells.view(-1), True)
+        obs[:, 0, 0, 0] = False
+        return obs

@@ -79,6 +79,9 @@ class BatchedGame(ABC):
     """Observation channels ``C``."""
     state_names: ClassVar[tuple[str, ...]]
     """Attributes holding the game's state tensors (env dimension first)."""
+    views: ClassVar[tuple[str, ...]] = ()
+    """Properties decoding a packed state into the reference's fields (env dimension first):
+    :meth:`state_dict` adds them, :meth:`load_state_dict` ignores them."""
     draws_per_step: ClassVar[int] = 0
     """Uniforms one ``_act`` draws (a draw of ``size=k`` counts ``k``); 0 for a game that draws none."""
 
@@ -168,15 +171,19 @@ class BatchedGame(ABC):
 
     # --------------------------------------------------------------- interface
     def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None)."""
+        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None). On the CPU,
+        where reading the mask costs nothing, a mask without True returns at once (no draw
+        either); on an accelerator the masked reset runs, so that nothing waits for the device."""
         mask = self.all_envs if mask is None else mask.to(device=self.device, dtype=torch.bool)
+        if self.device.type == "cpu" and not bool(mask.any()):
+            return
         self._reset(mask)
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Apply sticky actions, step every env once; ``(reward float32 [N], terminated bool [N])``."""
         actions = actions.to(device=self.device, dtype=torch.long)
         u = self.random.uniform(self.all_envs)
-        actions = torch.where(u < self.sticky_action_prob, self.last_action, actions)
+        actions = pick(u < self.sticky_action_prob, self.last_action, actions)
         self.last_action = actions
         if self._block_draws:
             block = torch.rand(self.num_envs, self.draws_per_step, dtype=torch.float64,
@@ -186,8 +193,9 @@ class BatchedGame(ABC):
 
     # -------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict[str, Any]:
-        """Every state tensor (cloned), the previous actions and the randomness."""
-        state = {name: getattr(self, name).clone() for name in self.state_names}
+        """Every state tensor (cloned), the decoded :attr:`views`, the previous actions and the
+        randomness."""
+        state = {name: getattr(self, name).clone() for name in (*self.state_names, *self.views)}
         state["terminal"] = self.terminal.clone()
         state["last_action"] = self.last_action.clone()
         state["random"] = self.random.state_dict()
@@ -221,7 +229,13 @@ class BatchedGame(ABC):
         anyway."""
         n, size = self.num_envs, self.num_channels * GRID * GRID
         if obs is None:
-            obs = torch.zeros(n, size, dtype=torch.bool, device=self.device)
+            obs = self._zeros()
         offsets = self._env_cells.view(1, -1) if env_last else self._env_cells
         obs.view(-1).index_fill_(0, (cells + offsets).reshape(-1), True)
         return obs.view(n, self.num_channels, GRID, GRID)
+
+    def _zeros(self) -> torch.Tensor:
+        """A new ``[N, C * 100]`` bool observation of zeros, allocated and cleared as bytes
+        (``uint8``; clearing a ``bool`` tensor directly is slower on the CPU)."""
+        size = self.num_channels * GRID * GRID
+        return torch.zeros(self.num_envs, size, dtype=torch.uint8, device=self.device).view(torch.bool)

@@ -7,97 +7,177 @@ and a direction: the car moves one column every ``s + 1`` steps (its timer count
 down to 0), wrapping around the edges. Reaching row 0 gives +1, sends the chicken back to
 row 9 and redraws every car's speed and direction (positions kept); being on a car's cell
 before or after it moves sends the chicken back to row 9. The episode ends after 2501 steps
-(a timer from 2500 down to -1). Speeds and directions are drawn as the reference does:
-``integers(1, 6, size=8)`` then ``uniform(size=8)``, direction ``sign(u - 0.5)``; a
-draw of exactly 0.5 (probability 2^-53 with the reference's floats, 2^-24 with float32)
-would give the reference a car with no speed and no trail channel, and gives a left-moving car here.
-No difficulty ramp.
+(a timer from 2500 down to -1). No difficulty ramp.
+
+**Draws.** Against the reference (a :class:`~envs.minatar.randomness.RecordedRandomness`),
+speeds and directions are drawn as the reference does: ``integers(1, 6, size=8)`` then
+``uniform(size=8)``, direction ``sign(u - 0.5)`` (a draw of exactly 0.5, probability 2^-53,
+would give the reference a car with no speed and no trail channel, and gives a right-moving
+car here). From any other source they take one draw ``integers(0, 5^4 * 16, size=2)``:
+entry ``j`` is ``digits * 16 + bits`` for cars ``4j`` to ``4j + 3``, base-5 digit ``i`` of
+``digits`` the speed minus 1 and bit ``i`` of ``bits`` whether it heads left, which is the
+same distribution (each speed uniform in 1..5, each direction a fair coin, all independent).
+
+**Layout.** Per env: ``chicken = row * 4 + move timer``, ``terminate_timer``, and ``cars``,
+``[N, 8]`` int16 codes ``(timer * 11 + speed + 5) << 4 | column`` (``speed`` signed,
+negative heading left). A car's step, its cells in the observation and whether it hits a
+chicken in its row are tables over its code; the chicken's move (and whether it crossed) a
+table over (chicken, action, terminal). A crossing keeps each code's column and ORs in the
+new ``(timer * 11 + speed + 5) << 4``, read for four cars at once (four int16 in an int64,
+little-endian) from a table over such a draw.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
-from envs.minatar.base import DOWN, GRID, UP, BatchedGame, pick
+from envs.minatar.base import DOWN, GRID, NUM_ACTIONS, UP, BatchedGame, pick
 
 PLAYER_SPEED = 3
 TIME_LIMIT = 2500
 CARS = 8
-CAR_DTYPE = torch.int32
-"""The cars' fields (``[N, 8]``: column, timer, signed speed) are int32."""
+CODES = 66 << 4
+"""Car codes: (timer 0-5, speed + 5 in 0-10) x column."""
+START = 9 * 4 + PLAYER_SPEED
+"""The chicken at a reset: row 9, move timer 3."""
+
+
+def _code(column: int, timer: int, speed: int) -> int:
+    return (timer * 11 + speed + 5) << 4 | column
+
+
+def _car(code: int) -> tuple[int, int, int]:
+    """``(column, timer, signed speed)`` of a code."""
+    high, column = divmod(code, 16)
+    timer, speed = divmod(high, 11)
+    return column, timer, speed - 5
+
+
+@functools.lru_cache(maxsize=8)
+def _tables(device: torch.device) -> dict[str, torch.Tensor]:
+    """The cars' and the chicken's step tables (see the module docstring)."""
+    cells = GRID * GRID
+    step, hit, paint = [], [], []
+    for code in range(CODES):
+        x, timer, speed = _car(code)
+        if timer == 0:
+            nx = (x + (1 if speed > 0 else -1)) % GRID
+            step.append(_code(nx, abs(speed), speed))
+        else:
+            nx = x
+            step.append(_code(x, timer - 1, speed))
+        hit.append(int(x == 4 or nx == 4))  # on the chicken's cell before or after moving
+    for car in range(CARS):
+        row = (car + 1) * GRID
+        for code in range(CODES):
+            x, _, speed = _car(code)
+            back = (x - (1 if speed > 0 else -1)) % GRID
+            paint.append((cells + row + x) | ((1 + abs(speed)) * cells + row + back) << 16)
+    chicken = []  # [(chicken * 6 + action) * 2 + terminal] -> next chicken * 2 + crossed
+    for c in range(GRID * 4):
+        pos, timer = divmod(c, 4)
+        for a in range(NUM_ACTIONS):
+            npos, ntimer = pos, timer
+            if timer == 0 and a in (UP, DOWN):
+                npos, ntimer = min(max(pos + (1 if a == DOWN else -1), 0), 9), PLAYER_SPEED
+            crossed = npos == 0
+            npos = 9 if crossed else npos
+            ntimer -= ntimer > 0
+            chicken += [(npos * 4 + ntimer) * 2 + crossed, c * 2]
+    on_road = [int(1 <= c // 4 <= CARS) for c in range(GRID * 4)] + [0] * (GRID * 4)  # [+ 40 * terminal]
+    speeds = []  # [digits * 16 + bits] -> four (timer * 11 + speed + 5) << 4 as int16, car 0 lowest
+    for digits in range(5 ** 4):
+        for bits in range(16):
+            word = 0
+            for i in range(4):
+                speed = digits // 5 ** i % 5 + 1
+                speed = -speed if bits >> i & 1 else speed
+                word |= _code(0, abs(speed), speed) << (16 * i)
+            speeds.append(word)
+    long = functools.partial(torch.tensor, dtype=torch.long, device=device)
+    return {"step": torch.tensor(step, dtype=torch.int16, device=device), "hit": long(hit),
+            "paint": torch.tensor(paint, dtype=torch.int32, device=device), "chicken": long(chicken),
+            "on_road": long(on_road), "slot": long([min(max(c // 4 - 1, 0), CARS - 1) for c in range(GRID * 4)]),
+            "cell": long([c // 4 * GRID + 4 for c in range(GRID * 4)]), "speeds": long(speeds)}
 
 
 class Freeway(BatchedGame):
+    """N Freeway games: ``chicken``, ``terminate_timer`` and ``cars`` per env (module docstring)."""
+
     name = "Freeway"
     num_channels = 7
-    draws_per_step = 16  # 8 car speeds and 8 directions when the chicken crosses
-    state_names = ("pos", "move_timer", "terminate_timer", "car_x", "car_timer", "car_speed")
+    draws_per_step = 2  # car speeds and directions when the chicken crosses, packed (module docstring)
+    state_names = ("chicken", "terminate_timer", "cars")
+    views = ("pos", "move_timer", "car_x", "car_timer", "car_speed")
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
-        for name in ("pos", "move_timer", "terminate_timer"):
-            setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
-        for name in ("car_x", "car_timer", "car_speed"):
-            setattr(self, name, torch.zeros(n, CARS, dtype=CAR_DTYPE, device=dev))
-        self._car_rows = (torch.arange(1, CARS + 1, device=dev) * GRID).expand(n, CARS).contiguous()
+        self.chicken = torch.zeros(n, dtype=torch.long, device=dev)
+        self.terminate_timer = torch.zeros(n, dtype=torch.long, device=dev)
+        self.cars = torch.zeros(n, CARS, dtype=torch.int16, device=dev)
+        self._tables = _tables(self.device)
+        # CODES * car for each car (materialised: a broadcast along the last dimension is slow)
+        self._car_keys = (torch.arange(CARS, device=dev, dtype=torch.int32) * CODES).repeat(n)
+
+    # the reference's fields, decoded
+    pos = property(lambda self: self.chicken // 4)
+    move_timer = property(lambda self: self.chicken % 4)
+    car_x = property(lambda self: self.cars.long() % 16)
+    car_timer = property(lambda self: self.cars.long() // 16 // 11)
+    car_speed = property(lambda self: self.cars.long() // 16 % 11 - 5)
+
+    def set_env(self, i: int, name: str, value) -> None:
+        raise NotImplementedError("Freeway keeps its state packed (see the module docstring)")
 
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
-        """``[N, 8]`` signed speeds, as the reference's ``_randomize_cars``."""
-        speed = self.random.integers(1, 6, mask, size=CARS)
-        left = (self.random.uniform(mask, size=CARS) < 0.5).to(CAR_DTYPE)
-        speed = speed.to(CAR_DTYPE)
-        return speed - 2 * left * speed
+        """``[N, 2]`` int64: each env's 8 new ``(timer * 11 + speed + 5) << 4`` (as int16)."""
+        random = self.random
+        if random.replays_reference:  # the reference's calls
+            speed = random.integers(1, 6, mask, size=CARS)
+            left = random.uniform(mask, size=CARS) < 0.5
+            sp = (speed * 11 + speed - 2 * left * speed + 5) << 4
+            return sp.to(torch.int16).view(torch.int64)
+        keys = random.integers(0, 5 ** 4 * 16, mask, size=2)  # [digits * 16 + bits] for cars 0-3, 4-7
+        return self._tables["speeds"].index_select(0, keys.view(-1)).view(-1, 2)
 
     def _reset(self, mask: torch.Tensor) -> None:
-        speed = self._draw_speeds(mask)
-        new = mask.to(CAR_DTYPE).unsqueeze(1)
-        self.car_x = self.car_x - new * self.car_x
-        self.car_timer = pick(new, speed.abs(), self.car_timer)
-        self.car_speed = pick(new, speed, self.car_speed)
-        self.pos = torch.where(mask, 9, self.pos)
-        self.move_timer = torch.where(mask, PLAYER_SPEED, self.move_timer)
-        self.terminate_timer = torch.where(mask, TIME_LIMIT, self.terminate_timer)
+        new = self._draw_speeds(mask)  # column 0
+        cars = self.cars.view(torch.int64)
+        self.cars = pick(mask.unsqueeze(1), new, cars).view(torch.int16)
+        self.chicken = pick(mask, START, self.chicken)
+        self.terminate_timer = pick(mask, TIME_LIMIT, self.terminate_timer)
         self.terminal = self.terminal & ~mask
 
     def _act(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        live = ~self.terminal
-        ready = live & (self.move_timer == 0)
-        up = ready & (actions == UP)
-        down = ready & (actions == DOWN)
-        self.move_timer = torch.where(up | down, PLAYER_SPEED, self.move_timer)
-        pos = (self.pos - up.long() + down.long()).clamp(0, 9)
-
-        crossed = live & (pos == 0)
-        speed = self._draw_speeds(crossed)
-        new = crossed.to(CAR_DTYPE).unsqueeze(1)
-        self.car_timer = pick(new, speed.abs(), self.car_timer)
-        self.car_speed = pick(new, speed, self.car_speed)
-        pos = torch.where(crossed, 9, pos)
-        # Only the car on the chicken's row (car pos - 1) can hit it; a hit sends it to row 9,
-        # where no car is, so the reference's car-by-car order does not matter.
-        slot = (pos - 1).clamp(0, CARS - 1).unsqueeze(1)
-        on_road = (pos >= 1) & (pos <= CARS)
-        hit_before = on_road & (self.car_x.gather(1, slot).squeeze(1) == 4)
-        running = live.to(CAR_DTYPE).unsqueeze(1)
-        due = (self.car_timer == 0).to(CAR_DTYPE) * running
-        x = (self.car_x + due * self.car_speed.sign()).remainder(GRID)
-        hit_after = (on_road & (due.gather(1, slot).squeeze(1) == 1)
-                     & (x.gather(1, slot).squeeze(1) == 4))
-        self.car_x = x
-        timer = self.car_timer - running                 # -1 where a car is due
-        self.car_timer = timer + due * (self.car_speed.abs() + 1)
-        pos = torch.where(hit_before | hit_after, 9, pos)
-        self.pos = torch.where(live, pos, self.pos)
-        self.move_timer = self.move_timer - (live & (self.move_timer > 0)).long()
+        t = self._tables
+        terminal = self.terminal
+        live = ~terminal
+        chicken = t["chicken"].index_select(0, (self.chicken * NUM_ACTIONS + actions) * 2 + terminal)
+        crossed = chicken & 1
+        chicken = chicken >> 1
+        new = self._draw_speeds(crossed.bool())
+        cars = self.cars.view(torch.int64)
+        cars = pick(crossed.unsqueeze(1), (cars & 0x000F000F000F000F) | new, cars)
+        # only the car on the chicken's row can hit it; a hit sends it to row 9, where no car is
+        code = cars.view(torch.int16).gather(1, t["slot"].index_select(0, chicken).unsqueeze(1))
+        on_road = t["on_road"].index_select(0, chicken + 4 * GRID * terminal)
+        hit = t["hit"].index_select(0, code.view(-1).long()) * on_road
+        self.chicken = pick(hit, 9 * 4 + (chicken & 3), chicken)  # row 9, same move timer
+        moved = t["step"].index_select(0, cars.view(torch.int16).view(-1).int()).view(-1, CARS).view(torch.int64)
+        self.cars = pick(live.unsqueeze(1), moved, cars).view(torch.int16)
         self.terminate_timer = self.terminate_timer - live.long()
-        self.terminal = self.terminal | (live & (self.terminate_timer < 0))
+        self.terminal = terminal | (self.terminate_timer < 0)
         return crossed.float(), self.terminal.clone()
 
     def observation(self) -> torch.Tensor:
         # 17 cells per env: the chicken, every car (channel 1, row i + 1) and its trail
         # (channel 1 + |speed|, the cell behind it)
-        cells = GRID * GRID
-        back = (self.car_x - self.car_speed.sign()).remainder(GRID)
-        return self._paint(torch.cat(((self.pos * GRID + 4).unsqueeze(1),
-                                      self.car_x + self._car_rows + cells,
-                                      back + self._car_rows + (1 + self.car_speed.abs()) * cells), 1))
+        n = self.num_envs
+        key = self.cars.view(-1).int() + self._car_keys
+        cells = self._tables["paint"].index_select(0, key).view(torch.int16)  # little-endian pairs
+        obs = self._paint(cells.view(n, 2 * CARS))
+        chicken = self._tables["cell"].index_select(0, self.chicken)
+        obs.view(-1).index_fill_(0, chicken + self._env_cells.view(-1), True)
+        return obs

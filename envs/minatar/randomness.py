@@ -48,6 +48,9 @@ Bound = int | torch.Tensor
 def integers_from_uniform(u: torch.Tensor, low: Bound, high: Bound) -> torch.Tensor:
     """``low + floor(u * (high - low))`` for uniforms ``u`` (``[N]`` or ``[N, k]``, ``float64``);
     ``low``/``high`` are ints or per-env ``[N]`` tensors."""
+    if isinstance(low, int) and low == 0:  # the common case, in two operations
+        span = high.unsqueeze(-1) if isinstance(high, torch.Tensor) and u.dim() == 2 else high
+        return (u * span).long()
     low_t = torch.as_tensor(low, device=u.device)
     span = torch.as_tensor(high, device=u.device) - low_t
     if u.dim() == 2:
@@ -58,6 +61,11 @@ def integers_from_uniform(u: torch.Tensor, low: Bound, high: Bound) -> torch.Ten
 
 class Randomness(ABC):
     """A source of per-env random numbers for ``num_envs`` envs on ``device``."""
+
+    replays_reference = False
+    """True for a source that replays the reference's draws: a game must then make the
+    reference's calls (same method, bounds, size, order); other sources let a game draw the
+    same distribution in fewer calls."""
 
     def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
         self.num_envs = int(num_envs)
@@ -130,6 +138,8 @@ class StepDraws:
     is ignored, as :class:`TorchRandomness` ignores it). Asking for more columns than the block
     has raises ``IndexError``: a game's ``draws_per_step`` must count every draw of its step.
     """
+
+    replays_reference = False
 
     def __init__(self, block: torch.Tensor) -> None:
         self.block = block
@@ -208,6 +218,8 @@ class RecordedRandomness(Randomness):
     lockstep). A pop that asks for another call than the one recorded raises
     ``AssertionError`` naming the env, the call asked for and the call recorded.
     """
+
+    replays_reference = True
 
     def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
         super().__init__(num_envs, device)
