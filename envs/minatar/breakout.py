@@ -151,7 +151,7 @@ class Breakout(BatchedGame):
 
     def observation(self) -> torch.Tensor:
         n, cells = self.num_envs, GRID * GRID
-        obs = torch.zeros(n, self.num_channels * cells, dtype=torch.uint8, device=self.device).view(torch.bool)
+        obs = self._zeros()
         rows = (self.bricks.unsqueeze(1) >> self._shifts) & ((1 << GRID) - 1)
         # channel 3, rows 1-3 are the int16 words 155-169 of an env's 400 cells
         first = (3 * cells + BRICK_ROWS[0] * GRID) // 2
