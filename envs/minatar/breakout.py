@@ -99,6 +99,7 @@ def _transitions(device: torch.device) -> dict[str, torch.Tensor]:
         "paddle": paddle.to(device),
         "paddle_key": (paddle * 2 + torch.arange(2).repeat_interleave(60)).to(device),
         "target": as_long([1 << b if b >= 0 else 0 for b in target]),
+        "cell": as_long([ball % 100 for ball in range(BALLS)]),
     }
 
 
@@ -117,6 +118,9 @@ class Breakout(BatchedGame):
         self._shifts = torch.arange(0, 30, GRID, device=dev)
         cells = ((torch.arange(1 << GRID).unsqueeze(1) >> torch.arange(GRID)) & 1).bool()
         self._row_cells = cells.view(torch.uint8).view(torch.int16).to(dev)   # [1024, 5]
+        # where the paddle (row 9 of channel 0), ball (channel 1) and trail (channel 2) cells of
+        # each env start in the flat batch: add the column, the cell and the cell
+        self._paint_base = self._env_cells + torch.tensor([9 * GRID, GRID * GRID, 2 * GRID * GRID], device=dev)
 
     # the reference's fields, decoded
     ball_x = property(lambda self: self.ball % GRID)
@@ -144,7 +148,7 @@ class Breakout(BatchedGame):
         self.pos = t["paddle"].index_select(0, at)
         bricks = self.bricks - t["removed"].index_select(0, key)
         self.bricks = torch.where(t["bottom"].index_select(0, key) & (bricks == 0), ALL_BRICKS, bricks)
-        self.trail = torch.where(terminal, self.trail, self.ball % 100)
+        self.trail = torch.where(terminal, self.trail, t["cell"].index_select(0, self.ball))
         self.ball = t["next"].index_select(0, key)
         self.terminal = terminal | t["ends"].index_select(0, key)
         return t["reward"].index_select(0, key), self.terminal.clone()
@@ -157,5 +161,7 @@ class Breakout(BatchedGame):
         first = (3 * cells + BRICK_ROWS[0] * GRID) // 2
         obs.view(torch.int16)[:, first:first + 15] = (
             self._row_cells.index_select(0, rows.view(-1)).view(n, 15))
-        return self._paint(torch.stack((9 * GRID + self.pos, cells + self.ball % 100, 2 * cells + self.trail), 1),
-                           obs)
+        ball = self._tables["cell"].index_select(0, self.ball)
+        painted = torch.stack((self.pos, ball, self.trail), 1) + self._paint_base
+        obs.view(-1).index_fill_(0, painted.view(-1), True)
+        return obs.view(n, self.num_channels, GRID, GRID)
