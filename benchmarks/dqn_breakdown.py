@@ -1,7 +1,10 @@
-"""The in-process half of ``dqn_speed.py --profile`` / ``--breakdown-only``: ours' and SB3's
-DQN training loops in one process on the same game, blocks of ``--breakdown-steps`` env steps
-alternating for ``--breakdown-rounds`` rounds, each piece of each loop timed (act, env step,
-replay add, replay sample, update), then ours' update piece by piece."""
+"""The in-process half of ``dqn_speed.py --profile`` / ``--breakdown-only`` (and of
+``minatar_dqn_breakdown.py``): ours' and SB3's DQN training loops in one process on the same
+game, blocks of ``--breakdown-steps`` env steps alternating for ``--breakdown-rounds`` rounds,
+each piece of each loop timed (act, env step, replay add, replay sample, update), then ours'
+update piece by piece. The last lines bound what work outside the update can buy: SB3's whole
+step over ours' sample + update alone (per env step), i.e. ours' speed ratio if acting, the
+game and the replay add cost nothing."""
 
 from __future__ import annotations
 
@@ -14,8 +17,10 @@ import time
 from dqn_speed import make_sb3, ours_argv
 
 
-def breakdown(args) -> None:
-    """Per-piece times of both loops, in one process, interleaved rounds."""
+def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
+    """Per-piece times of both loops, in one process, interleaved rounds; ``ours_argv(args,
+    run_dir)`` gives train.py's options, ``make_sb3(args, learning_starts, total)`` SB3's
+    ``(model, env)`` (default: ``dqn_speed.py``'s Atari Breakout)."""
     import torch
     import torch.nn.functional as F
 
@@ -185,6 +190,10 @@ def breakdown(args) -> None:
         if n != "sb3":
             per = [s / o for s, o in zip(times["sb3"]["total/env step"], times[n]["total/env step"])]
             print(f"- {n} / sb3: median {statistics.median(per):.3f}; per round " + ", ".join(f"{x:.3f}" for x in per))
+            learn = [a + b for a, b in zip(times[n]["replay sample"], times[n]["update"])]
+            bound = [s / x for s, x in zip(times["sb3"]["total/env step"], learn)]
+            print(f"  with act, env step and replay add free: median {statistics.median(bound):.3f}; per round "
+                  + ", ".join(f"{x:.3f}" for x in bound))
     upd = statistics.median(times["ours"]["update"]) * 4e3
     print()
     print(f"Inside ours' gradient step (eager; one update ≈ {upd:.1f} ms in the loop above):")
