@@ -117,17 +117,10 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
     batch = replay.sample(32)
     q, qt = agent.q, agent.q_target
     fmt = agent._format
+    double = cfg.dqn.double  # the Double DQN piece is timed only when the run uses it
     inner = {k: [] for k in ("target fwd (no grad)", "online fwd on next_obs (no grad, Double DQN)",
-                             "online fwd + loss + backward", "clip_grad_norm_", "Adam step")}
-    # not part of the update: what Adam(fused=True) would cost on the same gradients
-    import copy
-
-    q_fused = copy.deepcopy(q)
-    adam_fused = torch.optim.Adam(q_fused.parameters(), lr=cfg.dqn.lr, eps=cfg.dqn.adam_eps, fused=True)
-    fused_t: list[float] = []
-
-    acc_fused = [0.0]
-
+                             "online fwd + loss + backward", "clip_grad_norm_", "Adam step")
+             if double or "Double" not in k}
     def inner_round(reps: int = 5) -> None:
         acc = dict.fromkeys(inner, 0.0)
         for _ in range(reps):
@@ -135,8 +128,9 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
             with torch.no_grad():
                 nq = qt(fmt(batch.next_obs))
             t1 = time.perf_counter()
-            with torch.no_grad():
-                q(fmt(batch.next_obs)).argmax(1)
+            if double:
+                with torch.no_grad():
+                    q(fmt(batch.next_obs)).argmax(1)
             t2 = time.perf_counter()
             agent.optimizer.zero_grad(set_to_none=True)
             qa = q(fmt(batch.obs)).gather(1, batch.actions[:, None]).squeeze(1)
@@ -146,24 +140,17 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
             t4 = time.perf_counter()
             agent.optimizer.step()
             t5 = time.perf_counter()
-            for k, dt in zip(inner, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+            spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4) if double else (t1 - t0, t3 - t2, t4 - t3, t5 - t4)
+            for k, dt in zip(inner, spans):
                 acc[k] += dt
-            for pf, p in zip(q_fused.parameters(), q.parameters()):
-                pf.grad = p.grad
-            t6 = time.perf_counter()
-            adam_fused.step()
-            acc_fused[0] += time.perf_counter() - t6
         for k, v in acc.items():
             inner[k].append(v / reps)
-        fused_t.append(acc_fused[0] / reps)
-        acc_fused[0] = 0.0
 
     jobs = [*(lambda name=name: ours_round(name) for name in agents), sb3_round, inner_round]
     for job in jobs:  # warm-up round, discarded
         job()
     for k in (*(v for t in times.values() for v in t.values()), *inner.values()):
         k.clear()
-    fused_t.clear()
     for r in range(args.breakdown_rounds):
         for job in jobs[r % len(jobs):] + jobs[: r % len(jobs)]:
             job()
@@ -203,5 +190,3 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
     tot = sum(statistics.median(v) for v in inner.values())
     for k, v in inner.items():
         print(f"| {k} | {statistics.median(v) * 1e3:.2f} | {statistics.median(v) / tot:.0%} |")
-    print(f"| (for comparison, not in the update: Adam(fused=True) step on the same gradients) | "
-          f"{statistics.median(fused_t) * 1e3:.2f} | |")
