@@ -118,9 +118,10 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
     q, qt = agent.q, agent.q_target
     fmt = agent._format
     double = cfg.dqn.double  # the Double DQN piece is timed only when the run uses it
-    inner = {k: [] for k in ("target fwd (no grad)", "online fwd on next_obs (no grad, Double DQN)",
-                             "online fwd + loss + backward", "clip_grad_norm_", "Adam step")
-             if double or "Double" not in k}
+    pieces_of_update = ("target fwd (no grad)", "online fwd on next_obs (no grad, Double DQN)",
+                        "online fwd + loss + backward", "clip_grad_norm_", "Adam step")
+    inner = {k: [] for k in pieces_of_update if double or k != pieces_of_update[1]}
+
     def inner_round(reps: int = 5) -> None:
         acc = dict.fromkeys(inner, 0.0)
         for _ in range(reps):
@@ -140,9 +141,9 @@ def breakdown(args, ours_argv=ours_argv, make_sb3=make_sb3) -> None:
             t4 = time.perf_counter()
             agent.optimizer.step()
             t5 = time.perf_counter()
-            spans = (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4) if double else (t1 - t0, t3 - t2, t4 - t3, t5 - t4)
-            for k, dt in zip(inner, spans):
-                acc[k] += dt
+            for k, dt in zip(pieces_of_update, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4)):
+                if k in acc:
+                    acc[k] += dt
         for k, v in acc.items():
             inner[k].append(v / reps)
 
