@@ -35,7 +35,7 @@ _EXPORTS = {
     "Structure": "structure",
 }
 _SUBMODULES = {
-    "adalin", "base", "cbp", "crelu", "injection", "l2", "layers", "metrics", "monitor",
+    "adalin", "base", "cbp", "crelu", "injection", "l2", "layers", "metrics", "monitor", "reinit",
     "redo", "registry", "reset", "shrink_perturb", "structure", "swr", "weight_clipping",
 }
 

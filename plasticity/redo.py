@@ -45,7 +45,8 @@ import torch
 from torch import nn
 
 from plasticity.base import Intervention
-from plasticity.layers import measure_activity, neuron_groups, recycle
+from plasticity.layers import measure_activity, neuron_groups
+from plasticity.reinit import recycle
 
 
 def dormancy_scores(activity: torch.Tensor) -> torch.Tensor:

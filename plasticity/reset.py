@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from plasticity.base import Intervention
-from plasticity.layers import clear_optimizer_state, copy_into, reinit_, weight_layers
+from plasticity.layers import weight_layers
+from plasticity.reinit import clear_optimizer_state, copy_into, reinit_
 
 
 def _owns_params(m: nn.Module) -> bool:

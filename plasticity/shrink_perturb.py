@@ -40,7 +40,8 @@ import torch
 from torch import nn
 
 from plasticity.base import Intervention
-from plasticity.layers import clear_optimizer_state, copy_into, fresh_state, weight_layers
+from plasticity.layers import weight_layers
+from plasticity.reinit import clear_optimizer_state, copy_into, fresh_state
 
 
 class ShrinkPerturb(Intervention):

@@ -71,6 +71,7 @@ TESTS: dict[str, list[str]] = {
     "plasticity/weight_clipping.py": ["tests/test_weight_clipping.py"],
     "plasticity/crelu.py": ["tests/test_crelu.py"],
     "plasticity/layers.py": ["tests/test_layers.py", "tests/test_layers_refusals.py", "tests/test_structure.py", "tests/test_redo.py", "tests/test_cbp.py"],
+    "plasticity/reinit.py": ["tests/test_layers.py", "tests/test_redo.py", "tests/test_cbp.py", "tests/test_reset.py", "tests/test_shrink_perturb.py"],
     "plasticity/structure.py": ["tests/test_structure.py", "tests/test_structure_reading.py", "tests/test_structure_walks.py"],
     "plasticity/metrics.py": ["tests/test_metrics.py"],
     "plasticity/monitor.py": ["tests/test_monitor.py", "tests/test_monitor_options.py"],

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from plasticity import layers as L
+from plasticity import reinit as R
 
 
 class Doubler(nn.Module):
@@ -72,7 +73,7 @@ def test_prelu_is_the_activation_of_its_group_and_reset_per_unit():
     assert g.activation is m[1]
     with torch.no_grad():
         m[1].weight.fill_(0.5)
-    L.reinit_incoming(g, torch.tensor([1]), None)
+    R.reinit_incoming(g, torch.tensor([1]), None)
     assert m[1].weight.tolist() == [0.5, 0.25, 0.5]  # PReLU's fresh slope is 0.25
 
 
@@ -179,7 +180,7 @@ def test_fresh_state_is_the_default_init_and_leaves_module_alone():
     layer = nn.Linear(5, 3)
     before = {n: p.detach().clone() for n, p in layer.named_parameters()}
     torch.manual_seed(7)
-    fresh = L.fresh_state(layer)
+    fresh = R.fresh_state(layer)
     ref = nn.Linear(5, 3)
     torch.manual_seed(7)
     ref.reset_parameters()
@@ -196,7 +197,7 @@ def test_zero_optimizer_entries_rows_and_columns_only():
     adam_step(m, torch.randn(6, 3), opt)
     w = m[2].weight
     st = {k: v.clone() for k, v in opt.state[w].items()}
-    L.zero_optimizer_entries(opt, w, torch.tensor([1, 3]), dim=1)
+    R.zero_optimizer_entries(opt, w, torch.tensor([1, 3]), dim=1)
     for k in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
         v = opt.state[w][k]
         assert v[:, [1, 3]].eq(0).all() and torch.equal(v[:, [0, 2]], st[k][:, [0, 2]])
@@ -210,7 +211,7 @@ def test_clear_optimizer_state_restarts_adam():
     x = torch.randn(4, 3)
     adam_step(m, x, opt)
     adam_step(m, x, opt)
-    L.clear_optimizer_state(opt, [m.weight])
+    R.clear_optimizer_state(opt, [m.weight])
     assert m.weight not in opt.state and float(opt.state[m.bias]["step"]) == 2
     adam_step(m, x, opt)
     assert float(opt.state[m.weight]["step"]) == 1
@@ -241,7 +242,7 @@ def test_measure_activity_hand_computed_hooks_removed_bn_restored():
 def test_recycle_zeroes_outgoing_even_when_next_units_recycled_too():
     m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
     g0, g1 = L.neuron_groups(m)
-    n = L.recycle([(g0, torch.tensor([2])), (g1, torch.tensor([0]))], None)
+    n = R.recycle([(g0, torch.tensor([2])), (g1, torch.tensor([0]))], None)
     assert n == 2
     assert m[2].weight[:, 2].eq(0).all()          # incl. row 0, which was re-initialised
     assert m[4].weight[:, 0].eq(0).all()
@@ -259,7 +260,7 @@ def test_recycle_resets_per_unit_norm_params():
     w_before = m[1].weight.detach().clone()
     m_before = opt.state[m[1].weight]["exp_avg"].clone()
     assert m_before.ne(0).all()
-    L.recycle([(g, torch.tensor([1]))], opt)
+    R.recycle([(g, torch.tensor([1]))], opt)
     assert m[1].weight[1] == 1.0 and m[1].bias[1] == 0.0
     assert torch.equal(m[1].weight[[0, 2, 3]], w_before[[0, 2, 3]])
     m_after = opt.state[m[1].weight]["exp_avg"]
@@ -289,7 +290,7 @@ def test_recycle_resets_per_unit_activation_params():
         m[1].alpha.copy_(torch.tensor([0.1, 0.2, 0.3, 0.4]))
     g = L.neuron_groups(m)[0]
     assert g.activation is m[1]
-    L.recycle([(g, torch.tensor([2]))], None)
+    R.recycle([(g, torch.tensor([2]))], None)
     assert m[1].alpha.tolist() == pytest.approx([0.1, 0.2, 0.0, 0.4])
 
 
@@ -307,17 +308,17 @@ def test_factories_copy_into_and_missing_initialisers_by_message():
         L.make_norm("batch", 4, conv=False)
     assert str(e.value) == "unknown norm 'batch'; valid: none, layer"
     src, dst = nn.Linear(2, 3), nn.Linear(2, 3)
-    L.copy_into(src, dst)
+    R.copy_into(src, dst)
     assert torch.equal(dst.weight, src.weight) and torch.equal(dst.bias, src.bias)
     for other, msg in [(nn.Linear(2, 4), "copy_into: weight (3, 2) does not match weight (4, 2)"),
                        (nn.LayerNorm(2), "copy_into: weight (3, 2) does not match weight (2,)")]:
         with pytest.raises(ValueError) as e:
-            L.copy_into(src, other)
+            R.copy_into(src, other)
         assert str(e.value) == msg
     with pytest.raises(ValueError) as e:
-        L.copy_into(nn.Linear(2, 3, bias=False), nn.Sequential(nn.Linear(2, 3)))
+        R.copy_into(nn.Linear(2, 3, bias=False), nn.Sequential(nn.Linear(2, 3)))
     assert str(e.value) == "copy_into: weight (3, 2) does not match 0.weight (3, 2)"
-    for fn, what in [(L.fresh_state, "cannot draw a fresh init"), (L.reinit_, "cannot re-initialise it")]:
+    for fn, what in [(R.fresh_state, "cannot draw a fresh init"), (R.reinit_, "cannot re-initialise it")]:
         with pytest.raises(TypeError) as e:
             fn(nn.ReLU())
         assert str(e.value) == f"ReLU has no reset_parameters(); {what}"
@@ -359,10 +360,10 @@ def test_traced_signed_activity_and_optimizer_state_edge_cases():
     assert not torch.allclose(signed[0], absolute[0])
     p = nn.Parameter(torch.ones(3, 2))
     opt = torch.optim.SGD([p], lr=0.1)
-    L.clear_optimizer_state(opt, [p])  # no state yet: nothing to delete
+    R.clear_optimizer_state(opt, [p])  # no state yet: nothing to delete
     opt.state[p] = {"exp_avg": torch.ones(3, 2), "custom": torch.ones(3, 2), "momentum_buffer": None,
                     "step": torch.tensor(3.0)}
-    L.zero_optimizer_entries(opt, p, torch.tensor([1]))  # dim 0 by default
+    R.zero_optimizer_entries(opt, p, torch.tensor([1]))  # dim 0 by default
     assert opt.state[p]["exp_avg"].sum(1).tolist() == [2.0, 0.0, 2.0]
     assert opt.state[p]["custom"].eq(1).all() and opt.state[p]["step"].item() == 3.0
 
@@ -387,7 +388,7 @@ def test_recycling_through_a_batchnorm_an_affine_free_norm_and_a_parameter_witho
             for t in [*(norm.parameters() if norm is not None else []), *act.parameters()]:
                 t.fill_(3.0)
         (g,) = L.neuron_groups(m)
-        L.recycle([(g, torch.tensor([1]))], None)
+        R.recycle([(g, torch.tensor([1]))], None)
         if isinstance(norm, nn.BatchNorm1d):
             assert norm.weight.tolist() == [3.0, 1.0, 3.0, 3.0] and norm.num_batches_tracked.item() == 0
         if isinstance(act, AdaLin):
