@@ -111,6 +111,11 @@ class BatchedGame(ABC):
         self.env_index = torch.arange(self.num_envs, device=self.device)
         self.last_action = torch.zeros(self.num_envs, dtype=torch.long, device=self.device)
         self.terminal = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self.reads_are_free = self.device.type == "cpu"
+        """True on a CPU, where reading a tensor's value on the host costs nothing, so a step
+        may branch on values (skip an empty reset, work only on the slots in use); False on an
+        accelerator, where no step or reset reads a value on the host and nothing waits for the
+        device. Both paths give the same states (tests set it False on a CPU to run the other)."""
         # where each env's [C, 10, 10] observation starts in the flat batch (see `_paint`)
         self._env_cells = (self.env_index * (self.num_channels * GRID * GRID)).unsqueeze(1)
         self._init_state()
@@ -171,11 +176,11 @@ class BatchedGame(ABC):
 
     # --------------------------------------------------------------- interface
     def reset(self, mask: torch.Tensor | None = None) -> None:
-        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None). On the CPU,
-        where reading the mask costs nothing, a mask without True returns at once (no draw
-        either); on an accelerator the masked reset runs, so that nothing waits for the device."""
+        """Start new episodes where ``mask`` ([N] bool) is True (all envs when None). Where reads
+        are free (:attr:`reads_are_free`), a mask without True returns at once (no draw either);
+        elsewhere the masked reset runs, so that nothing waits for the device."""
         mask = self.all_envs if mask is None else mask.to(device=self.device, dtype=torch.bool)
-        if self.device.type == "cpu" and not bool(mask.any()):
+        if self.reads_are_free and not bool(mask.any()):
             return
         self._reset(mask)
 

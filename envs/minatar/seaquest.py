@@ -128,9 +128,20 @@ class Seaquest(BatchedGame):
         return self.ramp_index
 
     def _reset(self, mask: torch.Tensor) -> None:
-        envs = mask.nonzero().squeeze(1)
-        if envs.numel() == 0:
-            return
+        """Where reads are free, fills the listed envs (``index_fill_``, skipped when there are
+        none); elsewhere masked fills, which read nothing on the host."""
+        if self.reads_are_free:
+            envs = mask.nonzero().squeeze(1)
+            if envs.numel() == 0:
+                return
+
+            def fill(tensor: torch.Tensor, dim: int, value) -> None:
+                tensor.index_fill_(dim, envs, value)
+        else:
+            def fill(tensor: torch.Tensor, dim: int, value) -> None:
+                shape = [1] * tensor.dim()
+                shape[dim] = -1
+                tensor.masked_fill_(mask.view(shape), value)
         for name, value in (
             ("oxygen", MAX_OXYGEN), ("diver_count", 0), ("sub_x", 5), ("sub_y", 0),
             ("sub_or", False), ("e_spawn_speed", INIT_SPAWN_SPEED),
@@ -138,14 +149,15 @@ class Seaquest(BatchedGame):
             ("move_speed", INIT_MOVE_INTERVAL), ("ramp_index", 0), ("shot_timer", 0),
             ("surface", True), ("terminal", False), ("enemy_count", 0), ("e_bullets", 0),
         ):
-            getattr(self, name).index_fill_(0, envs, value)
+            fill(getattr(self, name), 0, value)
         for objects in (self._f_bullets, self._enemies, self._divers):
-            objects.index_fill_(2, envs, 0)
+            fill(objects, 2, 0)
 
     def _enemy_slots(self, spare: int) -> int:
-        """How many enemy slots a step works on: all when compiling (static shapes), else the
-        slots in use plus ``spare`` (a compacted list's live enemies fill a prefix)."""
-        if torch.compiler.is_compiling():
+        """How many enemy slots a step works on: all when compiling (static shapes) or when
+        reads are not free (the count is not read), else the slots in use plus ``spare`` (a
+        compacted list's live enemies fill a prefix)."""
+        if torch.compiler.is_compiling() or not self.reads_are_free:
             return ENEMY_SLOTS
         return min(ENEMY_SLOTS, int(self.enemy_count.max()) + spare)
 
@@ -176,7 +188,7 @@ class Seaquest(BatchedGame):
         self._enemies, count = slots.compact(enemies, ALIVE, count=True)
         self.enemy_count = count.long()
         every_slot = before["_enemies"]
-        if torch.compiler.is_compiling() or not bool(live.all()):
+        if torch.compiler.is_compiling() or not self.reads_are_free or not bool(live.all()):
             # terminal envs change nothing: put their state back
             before["_enemies"] = every_slot[:, :window]
             for name, old in before.items():

@@ -91,8 +91,7 @@ class MinAtarVectorEnv:
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1 or None")
         self.max_episode_steps = max_episode_steps
-        self._reads_are_free = self.device.type == "cpu"
-        self.report_every = report_every or (1 if self._reads_are_free else ACCELERATOR_REPORT_EVERY)
+        self.report_every = report_every or (1 if self.reads_are_free else ACCELERATOR_REPORT_EVERY)
         self.single_observation_shape = (self.channels, GRID, GRID)
         self.num_actions = NUM_ACTIONS
         n, dev = self.num_envs, self.device
@@ -102,6 +101,16 @@ class MinAtarVectorEnv:
         self._no = torch.zeros(n, dtype=torch.bool, device=dev)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._since_report = 0
+
+    @property
+    def reads_are_free(self) -> bool:
+        """The game's :attr:`~envs.minatar.base.BatchedGame.reads_are_free`: on a CPU a step
+        reads whether any env resets or ends, and skips that bookkeeping when none does."""
+        return self.game.reads_are_free
+
+    @reads_are_free.setter
+    def reads_are_free(self, value: bool) -> None:
+        self.game.reads_are_free = bool(value)
 
     def observation(self) -> torch.Tensor:
         """``[N, channels, 10, 10]`` uint8 of the current state (a fresh tensor)."""
@@ -129,7 +138,7 @@ class MinAtarVectorEnv:
         resetting = self._done
         reward, terminated = self.game.step(actions)
         # on a CPU reading is free: a step where no env resets (or ends) skips that bookkeeping
-        host = self._reads_are_free
+        host = self.reads_are_free
         if not host or bool(resetting.any()):
             self.game.reset(resetting)
             valid = ~resetting
