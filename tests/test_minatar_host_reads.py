@@ -1,4 +1,5 @@
-"""On an accelerator the MinAtar games step without reading a value on the host.
+"""On an accelerator the MinAtar games, and a DQN learning from them, step without reading a
+value on the host.
 
 A game's ``reads_are_free`` is False off the CPU; set False here, a CPU runs the accelerator's
 path. :class:`tests.host_reads.HostReads` lists every operation that would wait for the device.
@@ -7,9 +8,11 @@ path. :class:`tests.host_reads.HostReads` lists every operation that would wait 
 import pytest
 import torch
 
+from agents.dqn import DQN, DQNConfig
 from envs.minatar import GAMES, game_class
 from envs.minatar.vector import MinAtarVectorEnv
 from envs.schedule import TaskSchedule
+from replay.buffer import make_replay
 from tests.host_reads import HostReads
 
 STEPS = 400
@@ -95,3 +98,31 @@ def test_a_device_native_schedule_reads_only_at_reports_and_visit_ends():
             break
     # each visit is 32 vector steps: its last one hands the visit's episodes over
     assert reading_steps == [31, 63] and res.switch is None and sched.finished
+
+
+def test_a_dqn_step_on_a_device_native_task_reads_nothing_but_the_episode_reports():
+    # act (greedy, and the random actions ε-greedy mixes in off the CPU), env step, replay add
+    # and sample on their accelerator paths, gradient step: what the loop runs per env step
+    n = 4
+    env = MinAtarVectorEnv("Breakout", n, seed=0, report_every=64)
+    env.reads_are_free = False
+    agent = DQN(DQNConfig(learning_starts=0, batch_size=8), obs_shape=(4, 10, 10), num_actions=6,
+                action_masks=torch.ones(1, 6, dtype=torch.bool))
+    replay = make_replay("uniform", 1000, n, (4, 10, 10), torch.uint8, 1)
+    replay.storage.host_path, replay.sampler.sync_free = False, True
+    obs = env.reset(seed=0)
+    reading_steps = []
+    for t in range(200):
+        if t == 1:
+            replay.sample(8)  # the buffer's one read, until it first holds a transition
+        with HostReads() as reads:
+            explore = torch.rand(n, generator=agent.generator) < 0.5
+            actions = torch.where(explore, agent._random(n, 0), agent.greedy(obs, 0))
+            out = env.step(actions)
+            replay.add(obs, actions, out.rewards, out.obs, out.terminated, out.truncated, out.valid)
+            if t > 0:
+                agent.update(replay.sample(8))
+        if reads.calls:
+            reading_steps.append(t)
+        obs = out.obs
+    assert reading_steps == [63, 127, 191]
