@@ -85,8 +85,7 @@ def test_a_device_native_schedule_reads_only_at_reports_and_visit_ends():
     sched = TaskSchedule(["minatar:Seaquest", "minatar:Breakout"], steps_per_visit=32 * 4,
                          cycles=1, num_envs=4, seed=0)
     for env in sched._envs:
-        env.reads_are_free = False
-        env.report_every = 64
+        env.reads_are_free = False  # and so episodes are handed over every 64 steps
     sched.reset()
     reading_steps = []
     for t in range(64):
@@ -104,7 +103,7 @@ def test_a_dqn_step_on_a_device_native_task_reads_nothing_but_the_episode_report
     # act (greedy, and the random actions ε-greedy mixes in off the CPU), env step, replay add
     # and sample on their accelerator paths, gradient step: what the loop runs per env step
     n = 4
-    env = MinAtarVectorEnv("Breakout", n, seed=0, report_every=64)
+    env = MinAtarVectorEnv("Breakout", n, seed=0)
     env.reads_are_free = False
     agent = DQN(DQNConfig(learning_starts=0, batch_size=8), obs_shape=(4, 10, 10), num_actions=6,
                 action_masks=torch.ones(1, 6, dtype=torch.bool))

@@ -49,6 +49,8 @@ class MinAtarOptions:
     """Probability that an env repeats its previous action instead of the agent's (MinAtar's default)."""
     max_episode_steps: int | None = None
     """Cap on an episode's agent steps, ending it in truncation (None: no cap, as in MinAtar)."""
+    compile: bool = False
+    """Compile the training envs' game steps (evaluation envs stay eager: they run few steps)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sticky_action_prob <= 1.0:
@@ -91,7 +93,7 @@ class MinAtarVectorEnv:
         if max_episode_steps is not None and max_episode_steps < 1:
             raise ValueError(f"max_episode_steps={max_episode_steps} must be >= 1 or None")
         self.max_episode_steps = max_episode_steps
-        self.report_every = report_every or (1 if self.reads_are_free else ACCELERATOR_REPORT_EVERY)
+        self._report_every = report_every
         self.single_observation_shape = (self.channels, GRID, GRID)
         self.num_actions = NUM_ACTIONS
         n, dev = self.num_envs, self.device
@@ -101,6 +103,18 @@ class MinAtarVectorEnv:
         self._no = torch.zeros(n, dtype=torch.bool, device=dev)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._since_report = 0
+
+    @property
+    def report_every(self) -> int:
+        """Steps between two hand-overs of finished episodes: as given, else 1 where reads are
+        free and ``ACCELERATOR_REPORT_EVERY`` (64) elsewhere."""
+        if self._report_every:
+            return self._report_every
+        return 1 if self.reads_are_free else ACCELERATOR_REPORT_EVERY
+
+    @report_every.setter
+    def report_every(self, value: int | None) -> None:
+        self._report_every = value
 
     @property
     def reads_are_free(self) -> bool:
