@@ -150,7 +150,8 @@ def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.dev
     channels = game_class(specs[0].target).num_channels if len(specs) == 1 else MAX_CHANNELS
     envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels,
                              sticky_action_prob=options.sticky_action_prob,
-                             max_episode_steps=options.max_episode_steps) for s in specs]
+                             max_episode_steps=options.max_episode_steps, compile=options.compile)
+            for s in specs]
     return TaskEnvs(
         specs=specs,
         envs=envs,  # type: ignore[arg-type]

@@ -39,6 +39,8 @@ class EnvConfig:
     """Atari: episode cap in emulator frames (ends in truncation, which bootstraps)."""
     max_episode_steps: int | None = None
     """MinAtar: episode cap in agent steps (ends in truncation); None: no cap, as in MinAtar."""
+    compile: bool = False
+    """MinAtar: run each game's step through torch.compile (the same steps, value for value). Pays for SpaceInvaders, Asterix and Seaquest at small --env.num-envs (benchmarks/RESULTS.md); compiling takes seconds per game at the first step."""
 
     def task_ids(self) -> list[str]:
         ids = [f"atari:{g}" for g in self.games] if self.games else list(self.tasks)
@@ -61,6 +63,10 @@ class EnvConfig:
             if others:
                 raise ValueError(f"--env.max-episode-steps caps MinAtar episodes only, but the tasks include "
                                  f"{others[0]!r} (Atari's cap is --env.max-episode-frames; Gym tasks keep their own)")
+        if self.compile:
+            others = [t for t in self.task_ids() if t.split(":", 1)[0].strip().lower() != "minatar"]
+            if others:
+                raise ValueError(f"--env.compile compiles MinAtar games only, but the tasks include {others[0]!r}")
         if not self.task_ids():
             raise ValueError("no tasks: give --env.tasks ID ... or --env.games NAME ...")
 

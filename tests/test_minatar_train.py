@@ -57,6 +57,17 @@ def test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command
                                 "--no-progress"])[0])
     assert default.schedule._envs[0].game.sticky_action_prob == 0.1  # MinAtar's standard
     assert default.schedule._envs[0].max_episode_steps is None
+    assert not default.schedule._envs[0].game.compiled
+
+
+def test_env_compile_compiles_the_training_games_only(tmp_path):
+    from runner.build import build
+    from runner.cli import parse_args
+
+    parts = build(parse_args(["--env.tasks", "minatar:Breakout", "minatar:Asterix", "--env.compile",
+                              "--run-dir", str(tmp_path / "run"), "--no-progress"])[0])
+    assert [e.game.compiled for e in parts.schedule._envs] == [True, True]
+    assert not parts.schedule.make_eval_vector_env(0, 2).game.compiled
 
 
 def test_the_time_cap_is_refused_for_tasks_other_than_minatar():
@@ -69,5 +80,8 @@ def test_the_time_cap_is_refused_for_tasks_other_than_minatar():
         EnvConfig(tasks=("gym:CartPole-v1",), max_episode_steps=5).validate()
     with pytest.raises(ValueError, match=r"--env.max-episode-steps must be >= 1 \(or None: no cap\), got 0"):
         EnvConfig(tasks=("minatar:Breakout",), max_episode_steps=0).validate()
+    with pytest.raises(ValueError, match=r"--env.compile compiles MinAtar games only, but the tasks include "
+                                         r"'atari:Pong'"):
+        EnvConfig(tasks=("minatar:Breakout", "atari:Pong"), compile=True).validate()
     with pytest.raises(ValueError, match=r"--env.sticky-actions must be in \[0, 1\]"):
         EnvConfig(tasks=("minatar:Breakout",), sticky_actions=1.5).validate()

@@ -121,6 +121,8 @@ class BatchedGame(ABC):
         self._init_state()
         self._block_draws = isinstance(self.random, TorchRandomness) and self.draws_per_step > 0
         advance = type(self)._act_with_block if self._block_draws else type(self)._act
+        self.compiled = bool(compile)
+        """Whether the step runs through ``torch.compile``."""
         self._advance = self._compiled(advance) if compile else advance.__get__(self)
         self.reset()
 
