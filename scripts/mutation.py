@@ -42,6 +42,8 @@ TESTS: dict[str, list[str]] = {
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
     "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
+    "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
+                               "tests/test_minatar_host_reads.py", "tests/test_minatar_train.py"],
     "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],
     **{f"replay/{m}.py": ["tests/test_replay.py", "tests/test_replay_checkpoint.py", "tests/test_wiring_replay.py",
                           "tests/test_sum_tree.py", "tests/test_replay_parts.py"]

@@ -91,12 +91,13 @@ def test_vector_env_options_reach_the_game_and_shape_the_observations():
 
 
 def test_vector_env_seed_sets_the_stream_before_any_reseed():
-    def run(seed):
-        env = MinAtarVectorEnv("Asterix", 4, seed=seed)
+    def run(seed=None):
+        env = MinAtarVectorEnv("Asterix", 4) if seed is None else MinAtarVectorEnv("Asterix", 4, seed=seed)
         gen = torch.Generator().manual_seed(0)
         return torch.stack([env.step(torch.randint(0, 6, (4,), generator=gen)).obs for _ in range(60)])
 
     assert torch.equal(run(3), run(3)) and not torch.equal(run(3), run(4))
+    assert torch.equal(run(), run(0))  # the default seed is 0
 
 
 def test_the_default_report_cadence_follows_the_path():

@@ -189,11 +189,6 @@ class MinAtarVectorEnv:
         rows = packed.cpu().tolist()
         return [(int(e), r, int(n)) for e, r, n in zip(*rows)]
 
-    def drop_episodes(self) -> None:
-        """Forget the episodes not handed over yet (a visit's end cuts them)."""
-        self._pending.clear()
-        self._since_report = 0
-
     def close(self) -> None:
         """Nothing to release (present for the schedule's envs interface)."""
 
@@ -208,7 +203,7 @@ class MinAtarGymEnv(gymnasium.Env):
                  sticky_action_prob: float = 0.1, difficulty_ramping: bool = True,
                  max_episode_steps: int | None = None) -> None:
         self._env = MinAtarVectorEnv(game, 1, device, channels=channels, sticky_action_prob=sticky_action_prob,
-                                     difficulty_ramping=difficulty_ramping, report_every=1)
+                                     difficulty_ramping=difficulty_ramping)
         self.observation_space = gymnasium.spaces.Box(0, 1, self._env.single_observation_shape, np.uint8)
         self.action_space = gymnasium.spaces.Discrete(NUM_ACTIONS)
         self.max_episode_steps = max_episode_steps
