@@ -234,7 +234,7 @@ class BatchedGame(ABC):
         by one ``index_fill_`` into ``obs`` (``[N, C * 100]`` bool, holding what the game wrote
         before) or into zeros. A game points an object that shows nowhere at a cell that is set
         anyway."""
-        n, size = self.num_envs, self.num_channels * GRID * GRID
+        n = self.num_envs
         if obs is None:
             obs = self._zeros()
         offsets = self._env_cells.view(1, -1) if env_last else self._env_cells
