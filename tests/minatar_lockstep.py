@@ -6,6 +6,7 @@ crowded screens; SpaceInvaders' cleared waves), so :func:`lockstep` lets a scrip
 read each reference env's state to pick its action, and lets a start hook put both sides in
 the same non-initial state after every reset (e.g. a late difficulty level). It compares
 every observation, reward and termination for exact equality, as the random-action run does.
+:func:`step_twins` runs two batched games (e.g. compiled and eager) against each other the same way.
 """
 
 from __future__ import annotations
@@ -77,3 +78,22 @@ def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: 
     assert random.remaining() == 0, f"{random.remaining()} reference draws left unused"
     return {"steps": num_envs * vector_steps, "episodes": episodes, "reward": int(total),
             "max_difficulty": level}
+
+
+def step_twins(a, b, steps: int, seed: int = 0) -> int:
+    """Step batched games ``a`` and ``b`` (same number of envs) with the same random actions,
+    each resetting its envs that ended; assert equal rewards, terminations and observations at
+    every step. Returns how many episodes ended."""
+    n = a.num_envs
+    gen = torch.Generator().manual_seed(seed)
+    ends = 0
+    for _ in range(steps):
+        actions = torch.randint(0, 6, (n,), generator=gen)
+        ra, ta = a.step(actions)
+        rb, tb = b.step(actions)
+        assert torch.equal(ra, rb) and torch.equal(ta, tb)
+        assert torch.equal(a.observation(), b.observation())
+        ends += int(ta.sum())
+        a.reset(ta)
+        b.reset(tb)
+    return ends

@@ -7,6 +7,7 @@ import torch
 
 from envs.minatar import GAMES, game_class
 from envs.minatar.randomness import TorchRandomness
+from minatar_lockstep import step_twins
 
 
 def _state(game) -> dict:
@@ -75,15 +76,7 @@ def test_compile_runs_the_step_through_torch_compile_with_the_state_threaded(nam
     monkeypatch.setattr(torch, "compile", fake_compile)
     eager, compiled = game_class(name)(8, seed=2), game_class(name)(8, seed=2, compile=True)
     assert calls == [{"dynamic": False}] and compiled.compiled and not eager.compiled
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(150):
-        actions = torch.randint(0, 6, (8,), generator=gen)
-        re, te = eager.step(actions)
-        rc, tc = compiled.step(actions)
-        assert torch.equal(re, rc) and torch.equal(te, tc)
-        assert torch.equal(eager.observation(), compiled.observation())
-        eager.reset(te)
-        compiled.reset(tc)
+    step_twins(eager, compiled, 150, seed=1)
     _assert_same_state(eager, compiled)
 
 

@@ -13,7 +13,7 @@ from envs.minatar import GAMES, game_class
 from envs.minatar.vector import MinAtarVectorEnv
 from envs.schedule import TaskSchedule
 from replay.buffer import make_replay
-from tests.host_reads import HostReads
+from host_reads import HostReads
 
 STEPS = 400
 

@@ -8,6 +8,7 @@ import torch
 import envs.minatar.base as base
 from envs.minatar import GAMES, game_class
 from envs.minatar.randomness import StepDraws
+from minatar_lockstep import step_twins
 
 
 def test_step_draws_serve_columns_in_order_and_refuse_to_overdraw():
@@ -70,15 +71,5 @@ def test_the_block_is_the_only_source_of_a_step():
 def test_compiled_step_equals_eager_step(name):
     eager = game_class(name)(8, seed=3)
     compiled = game_class(name)(8, seed=3, compile=True)
-    gen = torch.Generator().manual_seed(0)
-    ends = 0
-    for _ in range(600):
-        actions = torch.randint(0, 6, (8,), generator=gen)
-        re, te = eager.step(actions)
-        rc, tc = compiled.step(actions)
-        assert torch.equal(re, rc) and torch.equal(te, tc)
-        assert torch.equal(eager.observation(), compiled.observation())
-        ends += int(te.sum())
-        eager.reset(te)
-        compiled.reset(tc)
+    ends = step_twins(eager, compiled, 600)
     assert ends > 0 or name == "Freeway"
