@@ -181,7 +181,10 @@ def main() -> None:
     p.add_argument("--sps-table", action="store_true", help="ours only: SPS for --env.num-envs 1 8 64 256")
     p.add_argument("--num-envs", type=int, nargs="+", default=None,
                    help="the SPS table's (default 1 8 64 256); a side comparison's ours (one value, default 1)")
-    p.add_argument("--game", default="Breakout", choices=["Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders"])
+    sys.path.insert(0, str(ROOT))
+    from envs.minatar import GAMES
+
+    p.add_argument("--game", default="Breakout", choices=sorted(GAMES))
     p.add_argument("--sides", nargs="+", default=["ours", "sb3"], choices=list(SIDES),
                    help="ours-compile: ours with --dqn.compile; ours-env-compile: ours with --env.compile")
     args = p.parse_args()

@@ -48,6 +48,9 @@ class EnvConfig:
             ids = [t if "@" in t else f"{t}@{self.shift}" for t in ids]
         return ids
 
+    def _non_minatar_tasks(self) -> list[str]:
+        return [t for t in self.task_ids() if t.split(":", 1)[0].strip().lower() != "minatar"]
+
     def validate(self) -> None:
         for name in ("steps_per_visit", "cycles", "num_envs"):
             value = getattr(self, name)
@@ -59,12 +62,12 @@ class EnvConfig:
         if self.max_episode_steps is not None:
             if self.max_episode_steps < 1:
                 raise ValueError(f"--env.max-episode-steps must be >= 1 (or None: no cap), got {self.max_episode_steps}")
-            others = [t for t in self.task_ids() if t.split(":", 1)[0].strip().lower() != "minatar"]
+            others = self._non_minatar_tasks()
             if others:
                 raise ValueError(f"--env.max-episode-steps caps MinAtar episodes only, but the tasks include "
                                  f"{others[0]!r} (Atari's cap is --env.max-episode-frames; Gym tasks keep their own)")
         if self.compile:
-            others = [t for t in self.task_ids() if t.split(":", 1)[0].strip().lower() != "minatar"]
+            others = self._non_minatar_tasks()
             if others:
                 raise ValueError(f"--env.compile compiles MinAtar games only, but the tasks include {others[0]!r}")
         if not self.task_ids():

@@ -6,7 +6,8 @@ crowded screens; SpaceInvaders' cleared waves), so :func:`lockstep` lets a scrip
 read each reference env's state to pick its action, and lets a start hook put both sides in
 the same non-initial state after every reset (e.g. a late difficulty level). It compares
 every observation, reward and termination for exact equality, as the random-action run does.
-:func:`step_twins` runs two batched games (e.g. compiled and eager) against each other the same way.
+:func:`step_twins` runs two batched games (e.g. compiled and eager) against each other the same way,
+and :func:`assert_same_state` compares their whole states.
 """
 
 from __future__ import annotations
@@ -97,3 +98,11 @@ def step_twins(a, b, steps: int, seed: int = 0) -> int:
         a.reset(ta)
         b.reset(tb)
     return ends
+
+
+def assert_same_state(a, b) -> None:
+    """Every state tensor of batched games ``a`` and ``b`` equal (their randomness aside)."""
+    sa, sb = ({k: v for k, v in g.state_dict().items() if k != "random"} for g in (a, b))
+    assert sa.keys() == sb.keys()
+    for name in sa:
+        assert torch.equal(sa[name], sb[name]), name

@@ -7,18 +7,7 @@ import torch
 
 from envs.minatar import GAMES, game_class
 from envs.minatar.randomness import TorchRandomness
-from minatar_lockstep import step_twins
-
-
-def _state(game) -> dict:
-    return {k: v for k, v in game.state_dict().items() if k != "random"}
-
-
-def _assert_same_state(a, b) -> None:
-    sa, sb = _state(a), _state(b)
-    assert sa.keys() == sb.keys()
-    for name in sa:
-        assert torch.equal(sa[name], sb[name]), name
+from minatar_lockstep import assert_same_state, step_twins
 
 
 @pytest.mark.parametrize("name", ["Seaquest", "Asterix"])
@@ -36,7 +25,7 @@ def test_a_step_is_the_sticky_draw_then_a_float64_block_then_the_rules(name):
         expected = twin._advance(taken, block)
         got = game.step(actions)
         assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
-        _assert_same_state(game, twin)
+        assert_same_state(game, twin)
         done = got[1]
         game.reset(done)
         twin.reset(done)
@@ -60,7 +49,7 @@ def test_masks_and_actions_of_any_integer_dtype_act_as_bool_masks_and_long_actio
         games[1].reset(done.to(torch.uint8))
         games[2].reset(done.long())
     for other in games[1:]:
-        _assert_same_state(games[0], other)
+        assert_same_state(games[0], other)
 
 
 @pytest.mark.parametrize("name", sorted(GAMES))
@@ -77,7 +66,7 @@ def test_compile_runs_the_step_through_torch_compile_with_the_state_threaded(nam
     eager, compiled = game_class(name)(8, seed=2), game_class(name)(8, seed=2, compile=True)
     assert calls == [{"dynamic": False}] and compiled.compiled and not eager.compiled
     step_twins(eager, compiled, 150, seed=1)
-    _assert_same_state(eager, compiled)
+    assert_same_state(eager, compiled)
 
 
 def test_defaults_seed_0_eager_and_ramping():
@@ -87,7 +76,7 @@ def test_defaults_seed_0_eager_and_ramping():
     for _ in range(50):
         actions = torch.randint(0, 6, (4,))
         assert torch.equal(game.step(actions)[0], same.step(actions)[0])
-    _assert_same_state(game, same)
+    assert_same_state(game, same)
 
 
 def test_load_state_dict_takes_other_dtypes_and_refuses_another_shape():
@@ -98,7 +87,7 @@ def test_load_state_dict_takes_other_dtypes_and_refuses_another_shape():
     widened = {k: (v.long() if isinstance(v, torch.Tensor) else v) for k, v in state.items()}
     other = game_class("Seaquest")(3, seed=9)
     other.load_state_dict(widened)
-    _assert_same_state(game, other)
+    assert_same_state(game, other)
     assert other.enemies.dtype == game.enemies.dtype and other.surface.dtype == torch.bool
     wrong = dict(state, oxygen=torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"^Seaquest state 'oxygen' has shape \(4,\), expected \(3,\)$"):

@@ -14,12 +14,9 @@ from envs.minatar.vector import MinAtarVectorEnv
 from envs.schedule import TaskSchedule
 from replay.buffer import make_replay
 from host_reads import HostReads
+from minatar_lockstep import assert_same_state
 
 STEPS = 400
-
-
-def _state(game) -> dict:
-    return {k: v for k, v in game.state_dict().items() if k != "random"}
 
 
 def test_the_detector_sees_what_would_wait_for_a_device():
@@ -59,9 +56,7 @@ def test_steps_and_resets_read_nothing_on_the_host_and_equal_the_cpu_path(name):
         assert torch.equal(reward, reward_b) and torch.equal(done, done_b), t
         assert torch.equal(fast_obs, obs_b), t
         ended += int(mask.sum())
-    a, b = _state(fast), _state(device_path)
-    for field in a:
-        assert torch.equal(a[field], b[field]), field
+    assert_same_state(fast, device_path)
     assert ended > 10
 
 

@@ -153,11 +153,16 @@ class Seaquest(BatchedGame):
         for objects in (self._f_bullets, self._enemies, self._divers):
             fill(objects, 2, 0)
 
+    def _reads_values(self) -> bool:
+        """Whether a step may branch on values read on the host: reads are free and the step
+        is not being compiled (a compiled graph has fixed shapes and no host reads)."""
+        return self.reads_are_free and not torch.compiler.is_compiling()
+
     def _enemy_slots(self, spare: int) -> int:
-        """How many enemy slots a step works on: all when compiling (static shapes) or when
-        reads are not free (the count is not read), else the slots in use plus ``spare`` (a
-        compacted list's live enemies fill a prefix)."""
-        if torch.compiler.is_compiling() or not self.reads_are_free:
+        """How many enemy slots a step works on: all unless it reads values (see
+        :meth:`_reads_values`), else the slots in use plus ``spare`` (a compacted list's live
+        enemies fill a prefix)."""
+        if not self._reads_values():
             return ENEMY_SLOTS
         return min(ENEMY_SLOTS, int(self.enemy_count.max()) + spare)
 
@@ -188,7 +193,7 @@ class Seaquest(BatchedGame):
         self._enemies, count = slots.compact(enemies, ALIVE, count=True)
         self.enemy_count = count.long()
         every_slot = before["_enemies"]
-        if torch.compiler.is_compiling() or not self.reads_are_free or not bool(live.all()):
+        if not self._reads_values() or not bool(live.all()):
             # terminal envs change nothing: put their state back
             before["_enemies"] = every_slot[:, :window]
             for name, old in before.items():
