@@ -160,10 +160,10 @@ def train(cfg: TrainConfig, parts: RunParts, log: RunLogger, run_dir: Path, resu
                 log.episode(ep.task, ep.ret, ep.length, step)
                 results.episode(ep.ret, step)
             obs = res.obs
-            # 4. learn: `updates_per_env_step` gradient steps per stored transition
+            # 4. learn: `updates_per_env_step` gradient steps per stored transition (counted on the host)
             ready = ready or (step >= agent.learning_starts and len(replay) >= agent.batch_size)
             if ready:
-                grad_credit += int(res.valid.sum()) * agent.updates_per_env_step
+                grad_credit += res.transitions * agent.updates_per_env_step
                 while grad_credit >= 1.0:
                     grad_credit -= 1.0
                     batch = replay.sample(agent.batch_size)

@@ -52,6 +52,10 @@ Semantics:
   Finished episodes come back from the device in one copy per report (every step on the
   CPU, every 64 steps and at each visit's end on an accelerator; see
   ``envs/minatar/vector.py``), so on an accelerator ``res.episodes`` arrives in batches.
+- **Transitions.** ``res.transitions`` counts the step's transitions as a host number, for
+  crediting gradient steps: ``valid``'s count, except on device-native tasks off the CPU,
+  where a step counts every env and the auto-reset steps are taken back at the next report
+  (in the same copy), so the running total is exact at every report and at a visit's end.
 """
 
 from __future__ import annotations
@@ -346,6 +350,7 @@ class TaskSchedule:
             task=task,
             episodes=episodes,
             switch=switch,
+            transitions=int(np.count_nonzero(valid)),
         )
 
     def _step_device(self, actions: torch.Tensor) -> StepResult:
@@ -361,11 +366,13 @@ class TaskSchedule:
         self.steps += n
         last = self._vstep == self._vsteps_per_visit
         episodes = [Episode(task, i, shift.reward(ret), length) for i, ret, length in out.episodes]
-        truncated = out.truncated
+        truncated, transitions = out.truncated, out.transitions
         next_obs = shift.obs(out.obs)
         obs, switch = next_obs, None
         if last:
-            episodes += [Episode(task, i, shift.reward(ret), length) for i, ret, length in env.take_episodes()]
+            report = env.take_report()
+            episodes += [Episode(task, i, shift.reward(ret), length) for i, ret, length in report.episodes]
+            transitions -= report.resets
             truncated = torch.ones(n, dtype=torch.bool, device=self.device)
             self._set_visit(self.visit + 1)
             self._vstep = 0
@@ -373,7 +380,8 @@ class TaskSchedule:
                 switch = TaskSwitch(task, self.task_index, self.visit)
                 obs = self._start_visit()
         return StepResult(next_obs=next_obs, obs=obs, rewards=shift.reward(out.rewards), terminated=out.terminated,
-                          truncated=truncated, valid=out.valid, task=task, episodes=episodes, switch=switch)
+                          truncated=truncated, valid=out.valid, task=task, episodes=episodes, switch=switch,
+                          transitions=transitions)
 
     # -------------------------------------------------------------- checkpoint
     def _settings(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import torch
 
 import train
 from envs.schedule import Episode, StepResult, TaskSwitch
+from host_reads import HostReads
 from runner.build import RunParts
 from runner.config import EnvConfig, EvalConfig, TrainConfig
 from runner.logger import RunLogger
@@ -27,6 +28,7 @@ class FakeSchedule:
         self.visit, self.steps, self.vstep = 0, 0, 0
         self.total_steps = self.num_visits * VSTEPS * N_ENVS
         self.closed = False
+        self.deferred, self.resets = False, 0
 
     @property
     def finished(self):
@@ -53,8 +55,13 @@ class FakeSchedule:
                 switch = TaskSwitch(task, self.task_index, self.visit)
         obs = torch.full((N_ENVS, 3), float(i + 1))
         zeros = torch.zeros(N_ENVS)
+        transitions = N_ENVS - (i in INVALID_AT)
+        if self.deferred:  # as a device-native task off the CPU: auto-reset steps taken back at a visit's end
+            self.resets += N_ENVS - transitions
+            transitions = N_ENVS - (self.resets if self.vstep == 0 else 0)
+            self.resets = 0 if self.vstep == 0 else self.resets
         return StepResult(next_obs=obs, obs=obs, rewards=zeros, terminated=zeros.bool(), truncated=zeros.bool(),
-                          valid=valid, task=task, episodes=episodes, switch=switch)
+                          valid=valid, task=task, episodes=episodes, switch=switch, transitions=transitions)
 
     def state_dict(self):
         return {"visit": self.visit, "steps": self.steps}
@@ -143,10 +150,10 @@ class FakeMonitoring:
         return {}
 
 
-def run(tmp_path, **overrides):
+def run(tmp_path, schedule=None, **overrides):
     cfg = TrainConfig(env=EnvConfig(), eval=EvalConfig(episodes=1), log_every=4, checkpoint_every=10,
                       progress=False, **overrides)
-    parts = RunParts(FakeSchedule(), FakeAgent(), FakeReplay(), FakeEvaluator(), FakeMonitoring())
+    parts = RunParts(schedule or FakeSchedule(), FakeAgent(), FakeReplay(), FakeEvaluator(), FakeMonitoring())
     saved = []
     log = RunLogger(str(tmp_path), list(TASKS), parts.schedule.total_steps, progress=False)
     try:
@@ -178,6 +185,39 @@ def test_loop_acts_stores_and_updates_exactly(tmp_path):
     assert results.train_curve == [[[4, 1.5]], [[12, 5.5]], [], [[20, 9.5]]]
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert on_disk["finished"] is True and on_disk["random"] == [0.0, -5.0] and on_disk["matrix"] == results.matrix
+
+
+def test_gradient_steps_follow_the_transitions_the_schedule_counts(tmp_path):
+    # a schedule that counts every env's step and takes the auto-reset steps back at a visit's
+    # end (a device-native task off the CPU): the credit follows its count, not `valid`
+    schedule = FakeSchedule()
+    schedule.deferred = True
+    parts, _, _ = run(tmp_path, schedule=schedule)
+    # the auto-reset step of the last visit (vector step 10) counts both envs there and is taken
+    # back at the visit's end: that visit's last update comes one step earlier than with
+    # `valid`'s count (20, not 22), and the total is the same 9
+    assert parts.agent.updates_at == [2, 6, 8, 10, 12, 14, 16, 18, 20]
+    assert parts.agent.updates == 9
+
+
+def test_no_step_of_the_loop_reads_a_value_on_the_host(tmp_path, monkeypatch):
+    # on an accelerator a read waits for the device: no step of the loop reads a value (the
+    # gradient credit counts `res.transitions`, a host number). What a CPU cannot show: the
+    # copies to the host of the log steps (the finite check, the averaged losses)
+    reads_before_act = []
+    act = FakeAgent.act
+
+    def counting_act(self, obs, task, step):
+        reads_before_act.append((step, len(reads.calls)))
+        return act(self, obs, task, step)
+
+    monkeypatch.setattr(FakeAgent, "act", counting_act)
+    with HostReads() as reads:
+        run(tmp_path)
+    counts = [n for _, n in reads_before_act] + [len(reads.calls)]
+    reading_steps = [step for (step, _), before, after in zip(reads_before_act, counts, counts[1:])
+                     if after > before]
+    assert len(reads_before_act) == 12 and reading_steps == [], reads.calls
 
 
 def test_hidden_boundaries_tell_the_agent_nothing_but_record_the_switches(tmp_path):

@@ -82,16 +82,20 @@ def test_a_device_native_schedule_reads_only_at_reports_and_visit_ends():
     for env in sched._envs:
         env.reads_are_free = False  # and so episodes are handed over every 64 steps
     sched.reset()
-    reading_steps = []
+    reading_steps, transitions, valid = [], 0, 0
     for t in range(64):
         with HostReads() as reads:
             res = sched.step(torch.randint(0, 6, (4,)))
         if reads.calls:
             reading_steps.append(t)
+        transitions, valid = transitions + res.transitions, valid + int(res.valid.sum())
+        if t % 32 == 31:  # the count of transitions is exact at a visit's end
+            assert transitions == valid
         if sched.finished:
             break
     # each visit is 32 vector steps: its last one hands the visit's episodes over
     assert reading_steps == [31, 63] and res.switch is None and sched.finished
+    assert valid < 64 * 4  # there were auto-reset steps to take back
 
 
 def test_a_dqn_step_on_a_device_native_task_reads_nothing_but_the_episode_reports():

@@ -102,6 +102,39 @@ def test_the_accelerator_bookkeeping_equals_the_cpu_shortcuts_step_for_step(cap)
     assert ended > 20
 
 
+def test_transitions_are_counted_on_the_host_exactly_at_every_report():
+    # where reads are free a step counts its valid transitions; elsewhere it counts every env
+    # and takes the auto-reset steps back at the next report (every 16 steps here; Breakout's
+    # reset draws, so the two envs' streams part: each is checked against its own `valid`)
+    envs = [MinAtarVectorEnv("Breakout", 8, seed=0, report_every=16) for _ in range(2)]
+    envs[1].reads_are_free = False
+    for env in envs:
+        env.reset(seed=1)
+    gen = torch.Generator().manual_seed(0)
+    exact = counted = resets = since_report = 0
+    for t in range(160):
+        actions = torch.randint(0, 6, (8,), generator=gen)
+        a, b = (env.step(actions) for env in envs)
+        assert isinstance(a.transitions, int) and isinstance(b.transitions, int)
+        assert a.transitions == int(a.valid.sum())
+        exact, counted = exact + int(b.valid.sum()), counted + b.transitions
+        since_report += int((~b.valid).sum())
+        if (t + 1) % 16 == 0:
+            assert counted == exact
+            resets, since_report = resets + since_report, 0
+        else:
+            assert b.transitions == 8 and counted - exact == since_report
+    assert resets > 20  # Breakout's random episodes are short: many steps to take back
+    # a reset forgets the auto-reset steps counted before it
+    env = envs[1]
+    env.report_every = 10_000
+    while bool(env.step(torch.zeros(8, dtype=torch.long)).valid.all()):
+        pass
+    env.reset(seed=2)
+    env.step(torch.zeros(8, dtype=torch.long))  # no env resets on the first step after a reset
+    assert env.take_report().resets == 0
+
+
 def test_reports_in_batches_when_asked_and_time_cap_truncates():
     env = MinAtarVectorEnv("Freeway", 2, report_every=50, max_episode_steps=30, seed=0)
     env.reset(seed=0)

@@ -14,10 +14,15 @@
 - **Time cap**: ``max_episode_steps`` (None: none, as in MinAtar) truncates an episode after
   that many agent steps.
 - **Finished episodes** (raw return, length in agent steps) are kept on the device and
-  handed over by :meth:`take_episodes` as host numbers: one device-to-host copy for all the
+  handed over by :meth:`take_report` as host numbers: one device-to-host copy for all the
   episodes that ended since the last call. ``step`` calls it itself every
   ``report_every`` steps (default: every step on the CPU, where reading costs nothing;
   every 64 steps on an accelerator, so no step waits for the device).
+- **Transitions** (``VectorStep.transitions``, a host number: how many of the step's env
+  steps are transitions, for crediting gradient steps) is ``valid``'s count where reads are
+  free. Elsewhere a step counts every env and the auto-reset steps are taken back at the next
+  report (they ride in its copy), so the running total is exact at every report and no step
+  reads the device.
 - **Seeding**: ``reset(seed)`` reseeds the game's torch generator and resets every env.
 - ``compile=True`` compiles the game's step, equal to the eager step value for value (see
   ``envs/minatar/base.py``; benchmarks/RESULTS.md says for which games it pays).
@@ -74,6 +79,20 @@ class VectorStep(NamedTuple):
     """``[N]`` bool: False where this step was an auto-reset step."""
     episodes: list[tuple[int, float, int]]
     """``(env, return, length)`` of episodes handed over at this step (see ``report_every``)."""
+    transitions: int
+    """Transitions among this step's env steps, as a host number (see the module docstring):
+    ``valid``'s count where reads are free; elsewhere ``N``, less at a report the auto-reset
+    steps counted since the previous one."""
+
+
+class Report(NamedTuple):
+    """What :meth:`MinAtarVectorEnv.take_report` hands over, in one device-to-host copy."""
+
+    episodes: list[tuple[int, float, int]]
+    """``(env, return, length)`` of the episodes ended since the previous report, in the order they ended."""
+    resets: int
+    """Auto-reset steps since the previous report that the steps counted as transitions (0
+    where reads are free: those steps counted exactly)."""
 
 
 class MinAtarVectorEnv:
@@ -103,6 +122,8 @@ class MinAtarVectorEnv:
         self._no = torch.zeros(n, dtype=torch.bool, device=dev)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
         self._since_report = 0
+        self._resets = torch.zeros((), dtype=torch.long, device=dev)
+        """Auto-reset steps counted as transitions since the last report (where reads are not free)."""
 
     @property
     def report_every(self) -> int:
@@ -145,6 +166,7 @@ class MinAtarVectorEnv:
         self._done = self._no.clone()
         self._pending.clear()
         self._since_report = 0
+        self._resets.zero_()
         return self.observation()
 
     def step(self, actions: torch.Tensor) -> VectorStep:
@@ -152,13 +174,17 @@ class MinAtarVectorEnv:
         resetting = self._done
         reward, terminated = self.game.step(actions)
         # on a CPU reading is free: a step where no env resets (or ends) skips that bookkeeping
-        host = self.reads_are_free
+        host, transitions = self.reads_are_free, self.num_envs
         if not host or bool(resetting.any()):
             self.game.reset(resetting)
             valid = ~resetting
             reward = torch.where(valid, reward, 0.0)
             terminated = terminated & valid
             self._ep_len = self._ep_len + valid.long()
+            if host:
+                transitions -= int(resetting.sum())
+            else:  # taken back at the next report
+                self._resets = self._resets + resetting.sum()
         else:
             valid = self.game.all_envs
             self._ep_len = self._ep_len + 1
@@ -174,20 +200,28 @@ class MinAtarVectorEnv:
             self._ep_len = torch.where(done, 0, self._ep_len)
         self._done = done
         self._since_report += 1
-        episodes = self.take_episodes() if self._since_report >= self.report_every else []
-        return VectorStep(self.observation(), reward, terminated, truncated, valid, episodes)
+        episodes: list[tuple[int, float, int]] = []
+        if self._since_report >= self.report_every:
+            episodes, resets = self.take_report()
+            transitions -= resets
+        return VectorStep(self.observation(), reward, terminated, truncated, valid, episodes, transitions)
 
-    def take_episodes(self) -> list[tuple[int, float, int]]:
-        """``(env, return, length)`` of the episodes ended since the last call, in the order they ended."""
+    def take_report(self) -> Report:
+        """The episodes ended and the auto-reset steps counted as transitions since the last
+        call (see :class:`Report`), in one device-to-host copy."""
         self._since_report = 0
-        if not self._pending:  # on a CPU only steps where an episode ended are pending
-            return []
+        if not self._pending:  # where reads are free only steps where an episode ended are pending
+            return Report([], 0)  # (elsewhere every step is: nothing ran since the last report)
         done, rets, lens = (torch.stack(x) for x in zip(*self._pending))
         self._pending.clear()
         steps, envs = torch.nonzero(done, as_tuple=True)
-        packed = torch.stack((envs.double(), rets[steps, envs].double(), lens[steps, envs].double()))
-        rows = packed.cpu().tolist()
-        return [(int(e), r, int(n)) for e, r, n in zip(*rows)]
+        packed = torch.cat((envs.double(), rets[steps, envs].double(), lens[steps, envs].double(),
+                            self._resets.double().view(1)))
+        self._resets = torch.zeros_like(self._resets)
+        values = packed.cpu().tolist()
+        k = len(envs)
+        episodes = [(int(e), r, int(n)) for e, r, n in zip(values[:k], values[k:2 * k], values[2 * k:3 * k])]
+        return Report(episodes, int(values[-1]))
 
     def close(self) -> None:
         """Nothing to release (present for the schedule's envs interface)."""
