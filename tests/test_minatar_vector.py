@@ -98,6 +98,8 @@ def test_the_accelerator_bookkeeping_equals_the_cpu_shortcuts_step_for_step(cap)
         for field in ("obs", "rewards", "terminated", "truncated", "valid"):
             assert torch.equal(getattr(a, field), getattr(b, field)), field
         assert a.episodes == b.episodes
+        # reporting every step, both count exactly the step's transitions
+        assert a.transitions == b.transitions == int(a.valid.sum())
         ended += len(a.episodes)
     assert ended > 20
 
