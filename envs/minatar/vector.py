@@ -218,10 +218,9 @@ class MinAtarVectorEnv:
         packed = torch.cat((envs.double(), rets[steps, envs].double(), lens[steps, envs].double(),
                             self._resets.double().view(1)))
         self._resets = torch.zeros_like(self._resets)
-        values = packed.cpu().tolist()
-        k = len(envs)
-        episodes = [(int(e), r, int(n)) for e, r, n in zip(values[:k], values[k:2 * k], values[2 * k:3 * k])]
-        return Report(episodes, int(values[-1]))
+        values = packed.cpu()  # the one copy
+        rows = values[:-1].view(3, -1).tolist()
+        return Report([(int(e), r, int(n)) for e, r, n in zip(*rows)], int(values[-1]))
 
     def close(self) -> None:
         """Nothing to release (present for the schedule's envs interface)."""
