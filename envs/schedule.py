@@ -361,18 +361,15 @@ class TaskSchedule:
             raise ValueError(f"discrete actions must be an integer tensor of shape ({n},), got {got}")
         env = self._envs[task]
         shift = self._shift  # a visit's reward shift is one factor, so an episode's shifted return is its factor times the game's
-        out = env.step(shift.action(actions))
+        last = self._vstep + 1 == self._vsteps_per_visit
+        out = env.step(shift.action(actions), report=last)  # a visit's end hands over all its episodes
         self._vstep += 1
         self.steps += n
-        last = self._vstep == self._vsteps_per_visit
         episodes = [Episode(task, i, shift.reward(ret), length) for i, ret, length in out.episodes]
-        truncated, transitions = out.truncated, out.transitions
+        truncated = out.truncated
         next_obs = shift.obs(out.obs)
         obs, switch = next_obs, None
         if last:
-            report = env.take_report()
-            episodes += [Episode(task, i, shift.reward(ret), length) for i, ret, length in report.episodes]
-            transitions -= report.resets
             truncated = torch.ones(n, dtype=torch.bool, device=self.device)
             self._set_visit(self.visit + 1)
             self._vstep = 0
@@ -381,7 +378,7 @@ class TaskSchedule:
                 obs = self._start_visit()
         return StepResult(next_obs=next_obs, obs=obs, rewards=shift.reward(out.rewards), terminated=out.terminated,
                           truncated=truncated, valid=out.valid, task=task, episodes=episodes, switch=switch,
-                          transitions=transitions)
+                          transitions=out.transitions)
 
     # -------------------------------------------------------------- checkpoint
     def _settings(self) -> dict[str, Any]:

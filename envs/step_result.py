@@ -50,7 +50,5 @@ class StepResult:
     switch: TaskSwitch | None
     """Set when the visit ended at this step and a new task began."""
     transitions: int
-    """Transitions among this step's env steps, as a host number (for crediting gradient steps
-    without reading the device): ``valid``'s count, except on device-native tasks off the CPU,
-    where every env's step counts and the auto-reset steps are taken back at the next episode
-    report, so the running total is exact at every report and at a visit's end."""
+    """Transitions among this step's env steps, as a host number, for crediting gradient steps
+    without reading the device (see ``TaskSchedule``'s "Transitions")."""

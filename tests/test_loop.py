@@ -56,10 +56,12 @@ class FakeSchedule:
         obs = torch.full((N_ENVS, 3), float(i + 1))
         zeros = torch.zeros(N_ENVS)
         transitions = N_ENVS - (i in INVALID_AT)
-        if self.deferred:  # as a device-native task off the CPU: auto-reset steps taken back at a visit's end
+        if self.deferred:  # as a device-native task off the CPU: every env counts now ...
             self.resets += N_ENVS - transitions
-            transitions = N_ENVS - (self.resets if self.vstep == 0 else 0)
-            self.resets = 0 if self.vstep == 0 else self.resets
+            transitions = N_ENVS
+            if self.vstep == 0:  # ... and the auto-reset steps are taken back at a visit's end
+                transitions -= self.resets
+                self.resets = 0
         return StepResult(next_obs=obs, obs=obs, rewards=zeros, terminated=zeros.bool(), truncated=zeros.bool(),
                           valid=valid, task=task, episodes=episodes, switch=switch, transitions=transitions)
 

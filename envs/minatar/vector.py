@@ -17,7 +17,8 @@
   handed over by :meth:`take_report` as host numbers: one device-to-host copy for all the
   episodes that ended since the last call. ``step`` calls it itself every
   ``report_every`` steps (default: every step on the CPU, where reading costs nothing;
-  every 64 steps on an accelerator, so no step waits for the device).
+  every 64 steps on an accelerator, so no step waits for the device), and when asked
+  (``step(actions, report=True)``: the schedule asks at a visit's end).
 - **Transitions** (``VectorStep.transitions``, a host number: how many of the step's env
   steps are transitions, for crediting gradient steps) is ``valid``'s count where reads are
   free. Elsewhere a step counts every env and the auto-reset steps are taken back at the next
@@ -80,9 +81,7 @@ class VectorStep(NamedTuple):
     episodes: list[tuple[int, float, int]]
     """``(env, return, length)`` of episodes handed over at this step (see ``report_every``)."""
     transitions: int
-    """Transitions among this step's env steps, as a host number (see the module docstring):
-    ``valid``'s count where reads are free; elsewhere ``N``, less at a report the auto-reset
-    steps counted since the previous one."""
+    """Transitions among this step's env steps, as a host number (see the module docstring)."""
 
 
 class Report(NamedTuple):
@@ -169,8 +168,9 @@ class MinAtarVectorEnv:
         self._resets.zero_()
         return self.observation()
 
-    def step(self, actions: torch.Tensor) -> VectorStep:
-        """Step every env once (see the module docstring)."""
+    def step(self, actions: torch.Tensor, report: bool = False) -> VectorStep:
+        """Step every env once (see the module docstring); hand the episodes over now when
+        ``report``, else every ``report_every`` steps."""
         resetting = self._done
         reward, terminated = self.game.step(actions)
         # on a CPU reading is free: a step where no env resets (or ends) skips that bookkeeping
@@ -201,7 +201,7 @@ class MinAtarVectorEnv:
         self._done = done
         self._since_report += 1
         episodes: list[tuple[int, float, int]] = []
-        if self._since_report >= self.report_every:
+        if report or self._since_report >= self.report_every:
             episodes, resets = self.take_report()
             transitions -= resets
         return VectorStep(self.observation(), reward, terminated, truncated, valid, episodes, transitions)
