@@ -27,6 +27,7 @@ def fuzz(game: str, num_envs: int, steps: int, make_state: Callable, load: Calla
     refs = reference_envs(game, num_envs, seed)
     for i, env in enumerate(refs):
         env.random = env.env.random = random.recorder(i, env.random)
+        env.reset()  # what a reset draws (Freeway's cars), for the batched game's first reset
         make_state(env.env, rng)
         env.last_action = int(rng.integers(6))
     batched = game_class(game)(num_envs, randomness=random)

@@ -45,9 +45,10 @@ def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: 
         batched.reset(mask)
         for i in envs:
             refs[i].reset()
-            for name, value in (start(rng) if start is not None else {}).items():
+            values = start(rng) if start is not None else {}
+            for name, value in values.items():
                 setattr(refs[i].env, name, value)
-                batched.set_env(i, name, value)
+            batched.set_env_fields(i, values)
 
     def check(t: int) -> None:
         ours = batched.observation().numpy()

@@ -1,5 +1,6 @@
 """Batched Freeway against the reference minatar package."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from envs.minatar.reference import (
     compare_with_reference,
     reference_random_policy_stats,
 )
+from minatar_fuzz import fuzz
 
 # Mostly "up": the chicken reaches the far side, so crossings and car redraws are compared too.
 UPWARD = [0.1, 0.05, 0.6, 0.05, 0.1, 0.1]
@@ -80,3 +82,65 @@ def test_freeway_packed_speed_draws_are_uniform_and_independent():
         pairs = (size[:, :-1] == size[:, 1:]).float().mean(0)  # neighbours agree 1/5 of the time
         assert (pairs - 1 / 5).abs().max() < se(1 / 5, n)
         assert ((left[:, :-1] == left[:, 1:]).float().mean(0) - 1 / 2).abs().max() < se(1 / 2, n)
+
+
+def busy_state(game, rng: np.random.Generator) -> None:
+    """A random state: the chicken on any row with any move timer, every car anywhere (often
+    next to the chicken's column 4) with any speed, heading and timer, and sometimes a few
+    steps left before the time cap."""
+    game.pos, game.move_timer = int(rng.integers(1, 10)), int(rng.integers(0, 4))
+    game.terminate_timer = int(rng.integers(0, 4) if rng.random() < 0.2 else rng.integers(4, 2501))
+    for k, car in enumerate(game.cars):
+        speed = int(rng.integers(1, 6)) * (1 if rng.random() < 0.5 else -1)
+        x = int(rng.integers(3, 6) if rng.random() < 0.6 else rng.integers(10))
+        car[:] = [x, k + 1, int(rng.integers(0, abs(speed) + 1)), speed]
+
+
+def load_reference(game: Freeway, i: int, ref) -> None:
+    names = ("pos", "move_timer", "terminate_timer", "cars")
+    game.set_env_fields(i, {name: getattr(ref, name) for name in names})
+
+
+def test_freeway_equals_reference_from_random_states():
+    # upward moves are a third of the actions here: crossings and their redraws are frequent
+    ended = fuzz("Freeway", num_envs=400, steps=12, make_state=busy_state,
+                 load=load_reference, seed=0)
+    assert 40 < ended < 200
+
+
+@pytest.mark.slow
+def test_freeway_equals_reference_from_random_states_many():
+    for seed in range(1, 11):
+        fuzz("Freeway", num_envs=500, steps=30, make_state=busy_state, load=load_reference,
+             seed=seed)
+
+
+def test_freeway_set_env_puts_reference_fields_into_the_packed_state():
+    game = Freeway(2)
+    cars = [[k, k + 1, k % 3, (k % 5 + 1) * (-1) ** k] for k in range(8)]
+    game.set_env_fields(1, {"pos": 6, "move_timer": 2, "terminate_timer": 17, "cars": cars})
+    assert (game.pos.tolist(), game.move_timer.tolist()) == ([9, 6], [3, 2])
+    assert int(game.terminate_timer[1]) == 17
+    assert game.car_x[1].tolist() == list(range(8))
+    assert game.car_timer[1].tolist() == [k % 3 for k in range(8)]
+    assert game.car_speed[1].tolist() == [(k % 5 + 1) * (-1) ** k for k in range(8)]
+    game.set_env(1, "move_timer", 0)  # one field: the row kept
+    assert (int(game.pos[1]), int(game.move_timer[1])) == (6, 0)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("pos", 10, "Freeway pos=10: valid values are 0-9"),
+    ("move_timer", 4, "Freeway move_timer=4: valid values are 0-3"),
+    ("cars", [[0, 1, 0, 1]] * 7, "Freeway cars: 7 given, expected 8"),
+    ("cars", [[0, 1, 0, 1], [0, 2, 0, 0]] + [[0, 1, 0, 1]] * 6,
+     "Freeway car 1 = [0, 2, 0, 0]: valid are x 0-9, y = car + 1 = 2, timer 0-5 and speed ±1-5"),
+    ("speed", 1, "Freeway has no field 'speed'; fields: pos, move_timer, terminate_timer, cars, terminal"),
+])
+def test_freeway_set_env_refuses_what_the_packed_state_cannot_hold(name, value, message):
+    game = Freeway(1)
+    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
+    with pytest.raises(ValueError) as error:
+        game.set_env(0, name, value)
+    assert str(error.value) == message
+    after = game.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())

@@ -130,6 +130,32 @@ def _clock(ramping: bool, device: torch.device) -> dict[str, torch.Tensor]:
     return table
 
 
+@functools.lru_cache(maxsize=2)
+def _clock_index(ramping: bool) -> dict[tuple[int, ...], int]:
+    """The clock of each joint timer state (``FIELDS``) the rules reach from a reset."""
+    table = _clock(ramping, torch.device("cpu"))
+    states = zip(*(table[name].tolist() for name in FIELDS))
+    return {state: clock for clock, state in enumerate(states)}
+
+
+def _pack_entities(entities) -> int:
+    """The reference's 8 rows of entities (``None`` or ``[x, y, right, gold]``) as ``ents``
+    (byte ``slot``: cells left to cross, ``right << 4``, ``gold << 5``)."""
+    if len(entities) != SLOTS:
+        raise ValueError(f"Asterix entities: {len(entities)} rows given, expected {SLOTS}")
+    word = 0
+    for slot, entity in enumerate(entities):
+        if entity is None:
+            continue
+        x, y, right, gold = (int(v) for v in entity)
+        if y != slot + 1 or not 0 <= x < GRID:
+            raise ValueError(f"Asterix entity {list(entity)} in row slot {slot}: valid are "
+                             f"x 0-9 and y = slot + 1 = {slot + 1}")
+        left_to_cross = GRID - x if right else x + 1
+        word |= (left_to_cross | bool(right) << 4 | bool(gold) << 5) << (8 * slot)
+    return word
+
+
 @functools.lru_cache(maxsize=8)
 def _tables(device: torch.device) -> dict[str, torch.Tensor]:
     """The player's moves, touches, spawns and observation cells (see :class:`Asterix`)."""
@@ -206,7 +232,39 @@ class Asterix(BatchedGame):
         return self._clock[name].index_select(0, self.clock)
 
     def set_env(self, i: int, name: str, value) -> None:
-        raise NotImplementedError("Asterix keeps its state packed (see the module docstring)")
+        """Set reference field ``name`` of env ``i``: ``player_x`` (0-9), ``player_y`` (1-8),
+        ``entities`` (the reference's list of 8: ``None`` or ``[x, y, right, gold]`` with ``y``
+        the row ``slot + 1``), ``terminal``, or a timer field (``FIELDS``). The timers are one
+        joint state (``clock``): setting one keeps the others, and the result must be a state
+        the rules reach from a reset; :meth:`set_env_fields` sets several at once."""
+        self.set_env_fields(i, {name: value})
+
+    def set_env_fields(self, i: int, fields: dict) -> None:
+        fields = dict(fields)
+        timers = {name: int(fields.pop(name)) for name in FIELDS if name in fields}
+        if timers:
+            joint = tuple(timers.get(name, int(self._timer(name)[i])) for name in FIELDS)
+            clock = _clock_index(self.difficulty_ramping).get(joint)
+            if clock is None:
+                shown = ", ".join(f"{name}={v}" for name, v in zip(FIELDS, joint))
+                raise ValueError(f"Asterix timers ({shown}) are not a state the rules reach from "
+                                 f"a reset{'' if self.difficulty_ramping else ' without ramping'}")
+            self.clock[i] = clock
+        for name, value in fields.items():
+            if name in ("player_x", "player_y"):
+                low, high = (0, GRID - 1) if name == "player_x" else (1, SLOTS)
+                if not low <= int(value) <= high:
+                    raise ValueError(f"Asterix {name}={value}: valid values are {low}-{high}")
+                x, y = int(self.player_x[i]), int(self.player_y[i])
+                x, y = (int(value), y) if name == "player_x" else (x, int(value))
+                self.player[i] = y * GRID + x
+            elif name == "entities":
+                self.ents[i] = _pack_entities(value)
+            elif name == "terminal":
+                self.terminal[i] = bool(value)
+            else:
+                raise ValueError(f"Asterix has no field {name!r}; fields: player_x, player_y, "
+                                 f"entities, terminal, {', '.join(FIELDS)}")
 
     def _reset(self, mask: torch.Tensor) -> None:
         keep = ~mask

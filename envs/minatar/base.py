@@ -226,6 +226,12 @@ class BatchedGame(ABC):
         value = torch.as_tensor(value)
         ours[i] = value != 0 if ours.dtype == torch.bool else value
 
+    def set_env_fields(self, i: int, fields: dict[str, Any]) -> None:
+        """Set several reference fields of env ``i`` (``{name: value}``), as :meth:`set_env`
+        one by one; a game that keeps some fields as one joint state sets those together."""
+        for name, value in fields.items():
+            self.set_env(i, name, value)
+
     # ----------------------------------------------------------------- helpers
     def _paint(self, cells: torch.Tensor, obs: torch.Tensor | None = None,
                env_last: bool = False) -> torch.Tensor:

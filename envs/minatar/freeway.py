@@ -48,6 +48,15 @@ def _code(column: int, timer: int, speed: int) -> int:
     return (timer * 11 + speed + 5) << 4 | column
 
 
+def _code_of(car, k: int) -> int:
+    """The code of the reference's car ``k``, ``[x, y, timer, speed]``."""
+    x, y, timer, speed = (int(v) for v in car)
+    if y != k + 1 or not 0 <= x < GRID or not 0 <= timer <= 5 or not 1 <= abs(speed) <= 5:
+        raise ValueError(f"Freeway car {k} = {list(car)}: valid are x 0-9, y = car + 1 = {k + 1}, "
+                         f"timer 0-5 and speed ±1-5")
+    return _code(x, timer, speed)
+
+
 def _car(code: int) -> tuple[int, int, int]:
     """``(column, timer, signed speed)`` of a code."""
     high, column = divmod(code, 16)
@@ -129,7 +138,26 @@ class Freeway(BatchedGame):
     car_speed = property(lambda self: self.cars.long() // 16 % 11 - 5)
 
     def set_env(self, i: int, name: str, value) -> None:
-        raise NotImplementedError("Freeway keeps its state packed (see the module docstring)")
+        """Set reference field ``name`` of env ``i``: ``pos`` (0-9), ``move_timer`` (0-3),
+        ``terminate_timer``, ``cars`` (the reference's list of 8 ``[x, y, timer, speed]``: ``y``
+        the row ``car + 1``, ``x`` 0-9, ``timer`` 0-5, ``speed`` ±1-5) or ``terminal``."""
+        if name in ("pos", "move_timer"):
+            high = GRID - 1 if name == "pos" else PLAYER_SPEED
+            if not 0 <= int(value) <= high:
+                raise ValueError(f"Freeway {name}={value}: valid values are 0-{high}")
+            pos, timer = divmod(int(self.chicken[i]), 4)
+            pos, timer = (int(value), timer) if name == "pos" else (pos, int(value))
+            self.chicken[i] = pos * 4 + timer
+        elif name == "cars":
+            if len(value) != CARS:
+                raise ValueError(f"Freeway cars: {len(value)} given, expected {CARS}")
+            self.cars[i] = torch.tensor([_code_of(car, k) for k, car in enumerate(value)],
+                                        dtype=torch.int16)
+        elif name in ("terminate_timer", "terminal"):
+            getattr(self, name)[i] = int(value)
+        else:
+            raise ValueError(f"Freeway has no field {name!r}; fields: pos, move_timer, "
+                             f"terminate_timer, cars, terminal")
 
     def _draw_speeds(self, mask: torch.Tensor) -> torch.Tensor:
         """``[N, 2]`` int64: each env's 8 new ``(timer * 11 + speed + 5) << 4`` (as int16)."""
