@@ -9,7 +9,9 @@ reach the mutated function; a mutant that no test fails "survived". The run happ
 scratch copy of the project (`$MUTATION_DIR`, default `/tmp/plasticity-rl-mutation/<module>`),
 so the working tree is never touched, and a second run of the same module reuses mutmut's
 cache there: it keeps the verdicts of mutants whose function did not change, even when tests
-were added. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
+were added. Every test there starts with the project's `functools` caches cleared
+(`scripts/mutation_fresh_caches.py`), so that code run only to build a cached table is
+mutated in every test that uses it. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
 not kill (time-outs included; a test added cannot revive a killed mutant). Prints the counts
 (killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME`
 inside the scratch copy shows a mutant's diff.
@@ -46,6 +48,7 @@ TESTS: dict[str, list[str]] = {
                              "tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                              *(f"tests/test_minatar_{g}.py" for g in ("breakout", "asterix", "freeway",
                                                                       "seaquest", "space_invaders"))],
+    **{f"envs/minatar/{g}.py": [f"tests/test_minatar_{g}.py"] for g in ("asterix", "freeway", "breakout")},
     "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                                "tests/test_minatar_host_reads.py", "tests/test_minatar_train.py"],
     "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],
@@ -117,6 +120,9 @@ def write_config(module: str, dest: Path) -> None:
     assert "\n[" not in _.strip("\n"), "[tool.mutmut] must be the last table of pyproject.toml"
     cfg = dict(tomllib.loads(text)["tool"]["mutmut"])
     cfg["only_mutate"] = [module]
+    # every test rebuilds cached tables, so that the functions building them run under each mutant
+    cfg["pytest_add_cli_args"] = [*cfg.get("pytest_add_cli_args", []), "-p", "scripts.mutation_fresh_caches"]
+    cfg["also_copy"] = [*cfg.get("also_copy", []), "scripts"]
     # test files not written yet (or moved) are left out rather than failing the collection
     cfg["pytest_add_cli_args_test_selection"] = [t for t in TESTS[module] if (ROOT / t.split("::")[0]).exists()]
     body = "".join(f"{k} = {_toml_value(v)}\n" for k, v in cfg.items())

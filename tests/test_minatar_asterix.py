@@ -143,6 +143,10 @@ def test_asterix_set_env_puts_reference_fields_into_the_packed_state():
     assert int(game.clock[0]) == 0
     game.set_env(1, "player_y", 3)  # one field: the other coordinate kept
     assert (int(game.player_x[1]), int(game.player_y[1])) == (2, 3)
+    game.set_env(1, "terminal", 1)
+    assert game.terminal.tolist() == [False, True]
+    game.set_env(1, "terminal", 0)
+    assert game.terminal.tolist() == [False, False]
     flat = Asterix(1, difficulty_ramping=False)  # its timers never ramp
     with pytest.raises(ValueError, match="ramp_index=1, .* from a reset without ramping$"):
         flat.set_env(0, "ramp_index", 1)
@@ -158,6 +162,8 @@ def test_asterix_set_env_puts_reference_fields_into_the_packed_state():
     ("player_y", 0, "Asterix player_y=0: valid values are 1-8"),
     ("player_x", 10, "Asterix player_x=10: valid values are 0-9"),
     ("entities", [None] * 7, "Asterix entities: 7 rows given, expected 8"),
+    ("entities", [[10, 1, True, False]] + [None] * 7,
+     "Asterix entity [10, 1, True, False] in row slot 0: valid are x 0-9 and y = slot + 1 = 1"),
     ("entities", [[3, 1, True, False]] * 2 + [None] * 6,
      "Asterix entity [3, 1, True, False] in row slot 1: valid are x 0-9 and y = slot + 1 = 2"),
     ("shot_timer", 0, "Asterix has no field 'shot_timer'; fields: player_x, player_y, entities, "
@@ -171,3 +177,14 @@ def test_asterix_set_env_refuses_what_the_packed_state_cannot_hold(name, value, 
     assert str(error.value) == message
     after = game.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_asterix_clock_table_stops_where_the_timers_reach_no_cycle(monkeypatch):
+    import envs.minatar.asterix as asterix
+
+    def never_repeats(state, ramping):
+        return (state[0] + 1, *state[1:]), False, False
+
+    monkeypatch.setattr(asterix, "_timers", never_repeats)
+    with pytest.raises(RuntimeError, match="^Asterix's timers reach no cycle within 4096 steps of a reset$"):
+        asterix._clock.__wrapped__(True, torch.device("cpu"))

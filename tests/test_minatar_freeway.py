@@ -126,6 +126,8 @@ def test_freeway_set_env_puts_reference_fields_into_the_packed_state():
     assert game.car_speed[1].tolist() == [(k % 5 + 1) * (-1) ** k for k in range(8)]
     game.set_env(1, "move_timer", 0)  # one field: the row kept
     assert (int(game.pos[1]), int(game.move_timer[1])) == (6, 0)
+    game.set_env(0, "terminal", 1)
+    assert game.terminal.tolist() == [True, False]
 
 
 @pytest.mark.parametrize("name, value, message", [
@@ -134,6 +136,14 @@ def test_freeway_set_env_puts_reference_fields_into_the_packed_state():
     ("cars", [[0, 1, 0, 1]] * 7, "Freeway cars: 7 given, expected 8"),
     ("cars", [[0, 1, 0, 1], [0, 2, 0, 0]] + [[0, 1, 0, 1]] * 6,
      "Freeway car 1 = [0, 2, 0, 0]: valid are x 0-9, y = car + 1 = 2, timer 0-5 and speed ±1-5"),
+    ("cars", [[0, 1, 0, 1], [10, 2, 0, 1]] + [[0, 1, 0, 1]] * 6,
+     "Freeway car 1 = [10, 2, 0, 1]: valid are x 0-9, y = car + 1 = 2, timer 0-5 and speed ±1-5"),
+    ("cars", [[0, 1, 0, 1], [0, 3, 0, 1]] + [[0, 1, 0, 1]] * 6,
+     "Freeway car 1 = [0, 3, 0, 1]: valid are x 0-9, y = car + 1 = 2, timer 0-5 and speed ±1-5"),
+    ("cars", [[0, 1, 6, 5]] + [[0, 1, 0, 1]] * 7,
+     "Freeway car 0 = [0, 1, 6, 5]: valid are x 0-9, y = car + 1 = 1, timer 0-5 and speed ±1-5"),
+    ("cars", [[0, 1, 0, -6]] + [[0, 1, 0, 1]] * 7,
+     "Freeway car 0 = [0, 1, 0, -6]: valid are x 0-9, y = car + 1 = 1, timer 0-5 and speed ±1-5"),
     ("speed", 1, "Freeway has no field 'speed'; fields: pos, move_timer, terminate_timer, cars, terminal"),
 ])
 def test_freeway_set_env_refuses_what_the_packed_state_cannot_hold(name, value, message):
@@ -144,3 +154,17 @@ def test_freeway_set_env_refuses_what_the_packed_state_cannot_hold(name, value, 
     assert str(error.value) == message
     after = game.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_freeway_packed_speed_draws_map_the_lowest_and_highest_uniforms_to_the_ends():
+    # A key is floor(u * 5^4 * 16): u = 0 is key 0 (every digit 0, no bit: speed 1 heading
+    # right), u just below 1 the last key (every digit 4, every bit: speed 5 heading left).
+    from envs.minatar.freeway import _code
+    from envs.minatar.randomness import StepDraws
+
+    game = Freeway(2, seed=0)
+    below_one = 1 - 2 ** -53
+    game.random = StepDraws(torch.tensor([[0.0, 0.0], [below_one, below_one]], dtype=torch.float64))
+    codes = game._draw_speeds(game.all_envs).view(torch.int16).view(2, 8)
+    assert codes[0].tolist() == [_code(0, 1, 1)] * 8
+    assert codes[1].tolist() == [_code(0, 5, -5)] * 8

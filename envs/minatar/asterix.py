@@ -57,6 +57,9 @@ RAMP_INTERVAL = 100
 INIT_SPAWN_SPEED = 10
 INIT_MOVE_INTERVAL = 5
 SLOTS = 8
+MAX_CLOCK = 4096
+"""A bound on the timers' joint states from a reset (the rules' sequence has 919 with ramping,
+11 without), past which building the clock table stops with an error."""
 START = 5 * GRID + 5
 """The player's cell at a reset."""
 LOW = 0x0F0F0F0F0F0F0F0F
@@ -120,6 +123,8 @@ def _clock(ramping: bool, device: torch.device) -> dict[str, torch.Tensor]:
     while len(steps) < len(states):
         nxt, spawns, moves = _timers(states[len(steps)], ramping)
         if nxt not in index:
+            if len(states) == MAX_CLOCK:
+                raise RuntimeError(f"Asterix's timers reach no cycle within {MAX_CLOCK} steps of a reset")
             index[nxt] = len(states)
             states.append(nxt)
         steps.append(index[nxt] * 4 + spawns * 2 + moves)
