@@ -1,5 +1,6 @@
 """Batched Breakout against the reference minatar package (the pattern every game's test follows)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,6 +11,7 @@ from envs.minatar.reference import (
     compare_with_reference,
     reference_random_policy_stats,
 )
+from minatar_fuzz import fuzz
 
 
 def test_breakout_equals_reference_step_for_step():
@@ -90,3 +92,75 @@ def test_compiled_breakout_equals_reference_step_for_step():
     # torch.compile of the step and the observation (tens of seconds to compile)
     result = compare_with_reference("Breakout", num_envs=4, vector_steps=2500, seed=7, compile=True)
     assert result.steps >= 10_000 and result.episodes >= 300
+
+
+def busy_state(game, rng: np.random.Generator) -> None:
+    """A random state: the ball anywhere in rows 0-8 (above, among or below the bricks), any
+    heading, often right after a strike, its previous cell one step back; the paddle anywhere;
+    the wall full, empty, down to one brick, or sparse."""
+    game.ball_x, game.ball_y = int(rng.integers(10)), int(rng.integers(9))
+    game.ball_dir, game.strike = int(rng.integers(4)), bool(rng.random() < 0.3)
+    game.last_x = min(9, max(0, game.ball_x + (-1 if game.ball_dir in (1, 2) else 1)))
+    game.last_y = min(9, max(0, game.ball_y + (1 if game.ball_dir < 2 else -1)))
+    game.pos = int(rng.integers(10))
+    game.brick_map = np.zeros((10, 10))
+    kind = rng.integers(4)
+    if kind == 0:
+        game.brick_map[1:4, :] = 1
+    elif kind == 2:
+        game.brick_map[int(rng.integers(1, 4)), int(rng.integers(10))] = 1
+    elif kind == 3:
+        game.brick_map[1:4, :] = rng.random((3, 10)) < 0.3
+
+
+def load_reference(game: Breakout, i: int, ref) -> None:
+    for name in ("ball_x", "ball_y", "ball_dir", "strike", "last_x", "last_y", "pos", "brick_map"):
+        game.set_env(i, name, getattr(ref, name))
+
+
+def test_breakout_equals_reference_from_random_states():
+    ended = fuzz("Breakout", num_envs=400, steps=20, make_state=busy_state,
+                 load=load_reference, seed=0)
+    assert 100 < ended < 380
+
+
+@pytest.mark.slow
+def test_breakout_equals_reference_from_random_states_many():
+    for seed in range(1, 11):
+        fuzz("Breakout", num_envs=500, steps=30, make_state=busy_state, load=load_reference,
+             seed=seed)
+
+
+def test_breakout_set_env_puts_reference_fields_into_the_packed_state():
+    game = Breakout(2)
+    bricks = np.zeros((10, 10))
+    bricks[1, 0] = bricks[3, 9] = 1
+    for name, value in (("ball_x", 7), ("ball_y", 2), ("ball_dir", 1), ("strike", True),
+                        ("last_x", 6), ("last_y", 3), ("pos", 8), ("brick_map", bricks),
+                        ("terminal", 1)):
+        game.set_env(1, name, value)
+    assert int(game.ball[1]) == 400 + 100 + 27 and int(game.trail[1]) == 36
+    assert game.pos.tolist() == [4, 8] and int(game.bricks[1]) == 1 | 1 << 29
+    assert game.terminal.tolist() == [False, True]
+    assert int(game.ball[0]) in (230, 339) and int(game.bricks[0]) == (1 << 30) - 1
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("ball_x", 10, "Breakout ball_x=10: valid values are 0-9"),
+    ("ball_dir", 4, "Breakout ball_dir=4: valid values are 0-3"),
+    ("strike", 2, "Breakout strike=2: valid values are 0-1"),
+    ("last_y", -1, "Breakout last_y=-1: valid values are 0-9"),
+    ("pos", 10, "Breakout pos=10: valid values are 0-9"),
+    ("brick_map", np.ones((10, 10)), "Breakout brick_map: valid is a 10 x 10 map with bricks in rows 1-3 only"),
+    ("brick_map", np.zeros((3, 10)), "Breakout brick_map: valid is a 10 x 10 map with bricks in rows 1-3 only"),
+    ("bricks", 0, "Breakout has no field 'bricks'; fields: ball_x, ball_y, ball_dir, strike, last_x, "
+                  "last_y, pos, brick_map, terminal"),
+])
+def test_breakout_set_env_refuses_what_the_packed_state_cannot_hold(name, value, message):
+    game = Breakout(1)
+    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
+    with pytest.raises(ValueError) as error:
+        game.set_env(0, name, value)
+    assert str(error.value) == message
+    after = game.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())

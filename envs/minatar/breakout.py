@@ -130,6 +130,37 @@ class Breakout(BatchedGame):
     last_x = property(lambda self: self.trail % GRID)
     last_y = property(lambda self: self.trail // GRID)
 
+    def set_env(self, i: int, name: str, value) -> None:
+        """Set reference field ``name`` of env ``i``: ``ball_x``, ``ball_y``, ``last_x``,
+        ``last_y``, ``pos`` (0-9), ``ball_dir`` (0-3), ``strike``, ``brick_map`` (10 x 10, bricks
+        in rows 1-3 only) or ``terminal``."""
+        ball, trail = int(self.ball[i]), int(self.trail[i])
+        fields = {"ball_x": (ball % GRID, GRID), "ball_y": (ball // GRID % GRID, GRID),
+                  "ball_dir": (ball // 100 % 4, 4), "strike": (ball // 400, 2),
+                  "last_x": (trail % GRID, GRID), "last_y": (trail // GRID, GRID),
+                  "pos": (int(self.pos[i]), GRID)}
+        if name == "brick_map":
+            grid = torch.as_tensor(value).ne(0)
+            rows = grid[BRICK_ROWS[0]:BRICK_ROWS[1]].reshape(-1)
+            if tuple(grid.shape) != (GRID, GRID) or int(grid.sum()) != int(rows.sum()):
+                raise ValueError(f"Breakout brick_map: valid is a 10 x 10 map with bricks in rows "
+                                 f"{BRICK_ROWS[0]}-{BRICK_ROWS[1] - 1} only")
+            self.bricks[i] = int((rows.long() << torch.arange(rows.numel())).sum())
+        elif name == "terminal":
+            self.terminal[i] = bool(value)
+        elif name in fields:
+            value = int(value)
+            if not 0 <= value < fields[name][1]:
+                raise ValueError(f"Breakout {name}={value}: valid values are 0-{fields[name][1] - 1}")
+            values = {key: v for key, (v, _) in fields.items()} | {name: value}
+            self.ball[i] = (values["strike"] * 400 + values["ball_dir"] * 100
+                            + values["ball_y"] * GRID + values["ball_x"])
+            self.trail[i] = values["last_y"] * GRID + values["last_x"]
+            self.pos[i] = values["pos"]
+        else:
+            raise ValueError(f"Breakout has no field {name!r}; fields: {', '.join(fields)}, "
+                             f"brick_map, terminal")
+
     def _reset(self, mask: torch.Tensor) -> None:
         side = self.random.integers(0, 2, mask)
         # side 0: column 0 heading down-right (2); side 1: column 9 heading down-left (3); row 3
