@@ -57,3 +57,23 @@ def fuzz(game: str, num_envs: int, steps: int, make_state: Callable, load: Calla
         check(t)
     assert random.remaining() == 0
     return int(batched.terminal.sum())
+
+
+def fuzz_seeds(game: str, make_state: Callable, load: Callable, seeds=range(1, 11),
+               num_envs: int = 500, steps: int = 30) -> None:
+    """:func:`fuzz` over several seeds (the ``slow`` tests' many random states)."""
+    for seed in seeds:
+        fuzz(game, num_envs, steps, make_state=make_state, load=load, seed=seed)
+
+
+def assert_set_env_refused(game, name: str, value, message: str) -> None:
+    """``game.set_env(0, name, value)`` raises ``ValueError(message)`` and writes nothing."""
+    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
+    try:
+        game.set_env(0, name, value)
+    except ValueError as error:
+        assert str(error) == message
+    else:
+        raise AssertionError(f"set_env(0, {name!r}, {value!r}) was not refused")
+    after = game.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())

@@ -11,7 +11,7 @@ from envs.minatar.reference import (
     compare_with_reference,
     reference_random_policy_stats,
 )
-from minatar_fuzz import fuzz
+from minatar_fuzz import assert_set_env_refused, fuzz, fuzz_seeds
 
 # Mostly "up": the chicken reaches the far side, so crossings and car redraws are compared too.
 UPWARD = [0.1, 0.05, 0.6, 0.05, 0.1, 0.1]
@@ -110,9 +110,7 @@ def test_freeway_equals_reference_from_random_states():
 
 @pytest.mark.slow
 def test_freeway_equals_reference_from_random_states_many():
-    for seed in range(1, 11):
-        fuzz("Freeway", num_envs=500, steps=30, make_state=busy_state, load=load_reference,
-             seed=seed)
+    fuzz_seeds("Freeway", make_state=busy_state, load=load_reference)
 
 
 def test_freeway_set_env_puts_reference_fields_into_the_packed_state():
@@ -147,13 +145,7 @@ def test_freeway_set_env_puts_reference_fields_into_the_packed_state():
     ("speed", 1, "Freeway has no field 'speed'; fields: pos, move_timer, terminate_timer, cars, terminal"),
 ])
 def test_freeway_set_env_refuses_what_the_packed_state_cannot_hold(name, value, message):
-    game = Freeway(1)
-    before = {k: v.clone() for k, v in game.state_dict().items() if k != "random"}
-    with pytest.raises(ValueError) as error:
-        game.set_env(0, name, value)
-    assert str(error.value) == message
-    after = game.state_dict()
-    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert_set_env_refused(Freeway(1), name, value, message)
 
 
 def test_freeway_packed_speed_draws_map_the_lowest_and_highest_uniforms_to_the_ends():
