@@ -11,8 +11,9 @@ so the working tree is never touched, and a second run of the same module reuses
 cache there: it keeps the verdicts of mutants whose function did not change, even when tests
 were added. Every test there starts with the project's `functools` caches cleared
 (`scripts/mutation_fresh_caches.py`), so that code run only to build a cached table is
-mutated in every test that uses it. `--fresh` starts over; `--survivors` re-tests only the mutants the previous run did
-not kill (time-outs included; a test added cannot revive a killed mutant). Prints the counts
+mutated in every test that uses it. `--fresh` starts over; `--survivors` re-tests only the
+mutants the previous run did not kill (time-outs included; a test added cannot revive a killed
+mutant). Prints the counts
 (killed / survived / timed out / no tests) and the survivors' names; `mutmut show NAME`
 inside the scratch copy shows a mutant's diff.
 """

@@ -260,9 +260,9 @@ class Asterix(BatchedGame):
                 low, high = (0, GRID - 1) if name == "player_x" else (1, SLOTS)
                 if not low <= int(value) <= high:
                     raise ValueError(f"Asterix {name}={value}: valid values are {low}-{high}")
-                x, y = int(self.player_x[i]), int(self.player_y[i])
-                x, y = (int(value), y) if name == "player_x" else (x, int(value))
-                self.player[i] = y * GRID + x
+                at = {"player_x": int(self.player_x[i]), "player_y": int(self.player_y[i]),
+                      name: int(value)}
+                self.player[i] = at["player_y"] * GRID + at["player_x"]
             elif name == "entities":
                 self.ents[i] = _pack_entities(value)
             elif name == "terminal":

@@ -134,11 +134,8 @@ class Breakout(BatchedGame):
         """Set reference field ``name`` of env ``i``: ``ball_x``, ``ball_y``, ``last_x``,
         ``last_y``, ``pos`` (0-9), ``ball_dir`` (0-3), ``strike``, ``brick_map`` (10 x 10, bricks
         in rows 1-3 only) or ``terminal``."""
-        ball, trail = int(self.ball[i]), int(self.trail[i])
-        fields = {"ball_x": (ball % GRID, GRID), "ball_y": (ball // GRID % GRID, GRID),
-                  "ball_dir": (ball // 100 % 4, 4), "strike": (ball // 400, 2),
-                  "last_x": (trail % GRID, GRID), "last_y": (trail // GRID, GRID),
-                  "pos": (int(self.pos[i]), GRID)}
+        sizes = {"ball_x": GRID, "ball_y": GRID, "ball_dir": 4, "strike": 2, "last_x": GRID,
+                 "last_y": GRID, "pos": GRID}
         if name == "brick_map":
             grid = torch.as_tensor(value).ne(0)
             rows = grid[BRICK_ROWS[0]:BRICK_ROWS[1]].reshape(-1)
@@ -148,17 +145,17 @@ class Breakout(BatchedGame):
             self.bricks[i] = int((rows.long() << torch.arange(rows.numel())).sum())
         elif name == "terminal":
             self.terminal[i] = bool(value)
-        elif name in fields:
+        elif name in sizes:
             value = int(value)
-            if not 0 <= value < fields[name][1]:
-                raise ValueError(f"Breakout {name}={value}: valid values are 0-{fields[name][1] - 1}")
-            values = {key: v for key, (v, _) in fields.items()} | {name: value}
+            if not 0 <= value < sizes[name]:
+                raise ValueError(f"Breakout {name}={value}: valid values are 0-{sizes[name] - 1}")
+            values = {key: int(getattr(self, key)[i]) for key in sizes} | {name: value}
             self.ball[i] = (values["strike"] * 400 + values["ball_dir"] * 100
                             + values["ball_y"] * GRID + values["ball_x"])
             self.trail[i] = values["last_y"] * GRID + values["last_x"]
             self.pos[i] = values["pos"]
         else:
-            raise ValueError(f"Breakout has no field {name!r}; fields: {', '.join(fields)}, "
+            raise ValueError(f"Breakout has no field {name!r}; fields: {', '.join(sizes)}, "
                              f"brick_map, terminal")
 
     def _reset(self, mask: torch.Tensor) -> None:

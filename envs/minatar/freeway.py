@@ -145,9 +145,9 @@ class Freeway(BatchedGame):
             high = GRID - 1 if name == "pos" else PLAYER_SPEED
             if not 0 <= int(value) <= high:
                 raise ValueError(f"Freeway {name}={value}: valid values are 0-{high}")
-            pos, timer = divmod(int(self.chicken[i]), 4)
-            pos, timer = (int(value), timer) if name == "pos" else (pos, int(value))
-            self.chicken[i] = pos * 4 + timer
+            values = {"pos": int(self.pos[i]), "move_timer": int(self.move_timer[i]),
+                      name: int(value)}
+            self.chicken[i] = values["pos"] * 4 + values["move_timer"]
         elif name == "cars":
             if len(value) != CARS:
                 raise ValueError(f"Freeway cars: {len(value)} given, expected {CARS}")
