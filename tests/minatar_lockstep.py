@@ -26,12 +26,17 @@ Policy = Callable[[object, np.random.Generator], int]
 Start = Callable[[np.random.Generator], dict]
 """``start(rng) -> {state name: value}`` set on both sides after each reset (an int, or a
 numpy array for a map)."""
+SameState = Callable[[object, int, object], None]
+"""``same_state(batched, i, reference_game)`` asserts that env ``i`` holds the reference
+game's state (its fields, not only what the observation shows)."""
 
 
 def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: int = 0,
-             start: Start | None = None, policy_seed: int = 99) -> dict[str, int]:
-    """Run, compare, and return counts: ``steps``, ``episodes``, ``reward``,
-    ``max_difficulty``; raises ``AssertionError`` at the first difference."""
+             start: Start | None = None, policy_seed: int = 99,
+             same_state: SameState | None = None) -> dict[str, int]:
+    """Run, compare (with ``same_state`` also every env's fields after every step), and return
+    counts: ``steps``, ``episodes``, ``reward``, ``max_difficulty``; raises
+    ``AssertionError`` at the first difference."""
     random = RecordedRandomness(num_envs)
     refs = reference_envs(game, num_envs, seed)
     for i, env in enumerate(refs):
@@ -57,6 +62,8 @@ def lockstep(game: str, num_envs: int, vector_steps: int, policy: Policy, seed: 
             if not np.array_equal(ours[i], theirs):
                 diff = np.argwhere(ours[i] != theirs)[:5].tolist()
                 raise AssertionError(f"{game} step {t} env {i}: observation differs at (c, y, x) {diff}")
+            if same_state is not None:
+                same_state(batched, i, env.env)
 
     if start is not None:
         restart(np.arange(num_envs))

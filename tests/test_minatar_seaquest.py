@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from minatar_fuzz import fuzz
+from minatar_fuzz import assert_set_env_refused, fuzz
 from minatar_lockstep import lockstep
 
 from envs.minatar.reference import (
@@ -13,7 +13,7 @@ from envs.minatar.reference import (
     reference_random_policy_stats,
 )
 from envs.minatar.seaquest import Seaquest
-from envs.minatar.seaquest_rules import ALIVE, DIR, IS_SUB, SHOT, TIMER, X, Y
+from envs.minatar.seaquest_rules import ALIVE, X
 
 NOOP, LEFT, UP, RIGHT, DOWN, FIRE = range(6)
 
@@ -160,28 +160,15 @@ def crowded_state(game, rng: np.random.Generator) -> None:
         game.e_bullets.append([x, y, bool(rng.random() < 0.5)])
 
 
+REFERENCE_FIELDS = ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
+                    "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
+                    "surface", "f_bullets", "e_fish", "e_subs", "divers", "e_bullets")
+
+
 def load_reference(game: Seaquest, i: int, ref) -> None:
-    """Copy a reference ``Env``'s state into env ``i`` of the batched game."""
-    for name in ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
-                 "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
-                 "surface"):
-        getattr(game, name)[i] = getattr(ref, name)
-
-    def put(slots: torch.Tensor, rows: list[list[int]], fields: tuple[int, ...]) -> None:
-        slots[i] = 0
-        for k, row in enumerate(rows):
-            slots[i, k, ALIVE] = 1
-            for field, value in zip(fields, row):
-                slots[i, k, field] = int(value)
-
-    put(game.f_bullets, ref.f_bullets, (X, Y, DIR))
-    enemies = [f + [0, 0] for f in ref.e_fish] + [s + [1] for s in ref.e_subs]
-    put(game.enemies, enemies, (X, Y, DIR, TIMER, SHOT, IS_SUB))
-    game.enemy_count[i] = len(enemies)
-    put(game.divers, ref.divers, (X, Y, DIR, TIMER))
-    game.e_bullets[i] = 0
-    for x, y, heading in ref.e_bullets:
-        game.e_bullets[i, int(heading), y] |= 1 << x
+    """Copy a reference ``Env``'s state into env ``i`` of the batched game (its enemy list
+    holds the subs first: ``e_subs`` is set after ``e_fish`` and keeps the fish after it)."""
+    game.set_env_fields(i, {name: getattr(ref, name) for name in REFERENCE_FIELDS})
 
 
 def test_seaquest_equals_reference_from_crowded_random_states():
@@ -215,6 +202,47 @@ def test_seaquest_state_dict_round_trip_continues_identically():
         r2, done2 = other.step(a)
         other.reset(done2)
         assert torch.equal(r, r2) and torch.equal(done, done2) and torch.equal(obs, other.observation())
+
+
+def test_seaquest_set_env_puts_reference_lists_into_the_slots():
+    game = Seaquest(2, seed=0)
+    game.set_env(1, "e_subs", [[3, 4, 1, 2, 7]])
+    game.set_env(1, "e_fish", [[9, 2, 0, 5], [0, 6, 1, 1]])  # the sub is kept, after the fish
+    # enemy fields: x, y, heading, alive, move timer, shot timer, is_sub
+    assert game.enemies[1, :4].tolist() == [[9, 2, 0, 1, 5, 0, 0], [0, 6, 1, 1, 1, 0, 0],
+                                           [3, 4, 1, 1, 2, 7, 1], [0] * 7]
+    assert game.enemy_count.tolist() == [0, 3] and not game.enemies[0].any()
+    game.set_env(1, "e_fish", [])  # the fish go, the sub stays
+    assert game.enemies[1, :2].tolist() == [[3, 4, 1, 1, 2, 7, 1], [0] * 7] and game.enemy_count[1] == 1
+    game.set_env(1, "f_bullets", [[5, 5, 1], [5, 3, 0]])
+    game.set_env(1, "divers", [[2, 8, 1, 4]])
+    assert game.f_bullets[1].tolist() == [[5, 5, 1, 1], [5, 3, 0, 1], [0] * 4]
+    assert game.divers[1, :2].tolist() == [[2, 8, 1, 1, 4], [0] * 5]
+    game.set_env(1, "e_bullets", [[9, 1, 1], [0, 1, 1], [4, 7, 0], [4, 7, 0]])  # a shared cell is one bit
+    assert game.e_bullets[1, 1, 1] == 512 + 1 and game.e_bullets[1, 0, 7] == 16
+    assert game.e_bullets[1].count_nonzero() == 2 and not game.e_bullets[0].any()
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("e_fish", [[10, 2, 0, 1]], "Seaquest e_fish entry [10, 2, 0, 1]: valid is [x 0-9, y 0-9, "
+                                "heading 0/1, timers 0-127] (4 numbers)"),
+    ("e_subs", [[1, 2, 0, 1]], "Seaquest e_subs entry [1, 2, 0, 1]: valid is [x 0-9, y 0-9, "
+                               "heading 0/1, timers 0-127] (5 numbers)"),
+    ("divers", [[1, 2, 0, 200]], "Seaquest divers entry [1, 2, 0, 200]: valid is [x 0-9, y 0-9, "
+                                 "heading 0/1, timers 0-127] (4 numbers)"),
+    ("e_bullets", [[1, 2, 2]], "Seaquest e_bullets entry [1, 2, 2]: valid is [x 0-9, y 0-9, "
+                               "heading 0/1] (3 numbers)"),
+    ("f_bullets", [[1, 2, 0]] * 4, "Seaquest f_bullets: 4 given, valid are at most 3"),
+    ("e_fish", [[1, 2, 0, 1]], "Seaquest e_fish: 1 given and 32 e_subs kept make 33 enemies, "
+                               "valid are at most 32"),
+    ("enemies", 0, "Seaquest has no field 'enemies'; fields: sub_x, sub_y, sub_or, oxygen, diver_count, "
+                   "e_spawn_speed, e_spawn_timer, d_spawn_timer, move_speed, ramp_index, shot_timer, "
+                   "surface, terminal, f_bullets, e_bullets, e_fish, e_subs, divers"),
+])
+def test_seaquest_set_env_refuses_what_the_slots_cannot_hold(name, value, message):
+    game = Seaquest(1)
+    game.set_env(0, "e_subs", [[3, 4, 1, 2, 7]] * 32)
+    assert_set_env_refused(game, name, value, message)
 
 
 @pytest.mark.parametrize("capacity", [3, 12])  # the one-hot sum (<= 8 slots) and the scatter

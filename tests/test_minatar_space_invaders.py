@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from minatar_fuzz import fuzz
+from minatar_fuzz import assert_set_env_refused, fuzz
 from minatar_lockstep import lockstep
 
 from envs.minatar.reference import (
@@ -37,9 +37,10 @@ def aimer(game, rng: np.random.Generator) -> int:
 
 
 def late_start(rng: np.random.Generator) -> dict:
-    """The state after ``level`` cleared waves (faster aliens), with most of the current
-    wave already shot, so that waves get cleared and the ramp climbs."""
-    level = int(rng.integers(0, 6))
+    """The state after ``level`` cleared waves (faster aliens; level 6 is the fastest, where
+    a cleared wave ramps no further), with most of the current wave already shot, so that
+    waves get cleared and the ramp climbs."""
+    level = int(rng.integers(0, 7))
     interval = max(6, 12 - level)
     wave = np.zeros((10, 10))
     wave[0:4, 2:8] = rng.random((4, 6)) < 0.15
@@ -65,10 +66,22 @@ def test_space_invaders_equals_reference_when_clearing_waves():
     assert result["max_difficulty"] >= 1 and result["reward"] >= 6 * 23
 
 
+FIELDS = ("pos", "alien_dir", "enemy_move_interval", "alien_move_timer", "alien_shot_timer",
+          "shot_timer", "ramp_index")
+
+
+def same_fields(game: SpaceInvaders, i: int, ref) -> None:
+    """Env ``i`` holds the reference's every field: the numbers and the three maps."""
+    for name in FIELDS:
+        assert int(getattr(game, name)[i]) == getattr(ref, name), name
+    for name in ("alien_map", "f_bullet_map", "e_bullet_map"):
+        assert np.array_equal(game.grid(name)[i].numpy(), getattr(ref, name) != 0), name
+
+
 def test_space_invaders_equals_reference_from_late_difficulty():
     result = lockstep("SpaceInvaders", num_envs=6, vector_steps=500, policy=aimer, seed=6,
-                      start=late_start)
-    assert result["max_difficulty"] >= 6 and result["episodes"] >= 6
+                      start=late_start, same_state=same_fields)
+    assert result["max_difficulty"] == 6 and result["episodes"] >= 6
 
 
 @pytest.mark.slow
@@ -98,9 +111,7 @@ def random_state(game, rng: np.random.Generator) -> None:
 
 def load_reference(game: SpaceInvaders, i: int, ref) -> None:
     """Copy a reference ``Env``'s state into env ``i`` of the batched game."""
-    for name in ("pos", "alien_dir", "enemy_move_interval", "alien_move_timer",
-                 "alien_shot_timer", "shot_timer", "ramp_index", "alien_map", "f_bullet_map",
-                 "e_bullet_map"):
+    for name in (*FIELDS, "alien_map", "f_bullet_map", "e_bullet_map"):
         game.set_env(i, name, getattr(ref, name))
 
 
@@ -108,6 +119,19 @@ def test_space_invaders_equals_reference_from_random_states():
     ended = fuzz("SpaceInvaders", num_envs=300, steps=6, make_state=random_state,
                  load=load_reference, seed=0)
     assert 30 < ended < 270
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("pos", 10, "SpaceInvaders pos=10: valid values are 0-9"),
+    ("alien_dir", 0, "SpaceInvaders alien_dir=0: valid values are -1 and 1"),
+    ("shot_timer", -1, "SpaceInvaders shot_timer=-1: valid values are >= 0"),
+    ("alien_map", np.ones((10, 9)), "SpaceInvaders alien_map of shape (10, 9): valid is 10 x 10"),
+    ("aliens", 1, "SpaceInvaders has no field 'aliens'; fields: pos, f_bullet_map, e_bullet_map, "
+                  "alien_map, alien_dir, enemy_move_interval, alien_move_timer, alien_shot_timer, "
+                  "ramp_index, shot_timer, terminal"),
+])
+def test_space_invaders_set_env_refuses_what_the_state_cannot_hold(name, value, message):
+    assert_set_env_refused(SpaceInvaders(1), name, value, message)
 
 
 def test_space_invaders_reset_leaves_other_envs_alone():

@@ -221,7 +221,11 @@ class BatchedGame(ABC):
 
     def set_env(self, i: int, name: str, value: Any) -> None:
         """Set state field ``name`` of env ``i`` to a reference game's value (an int, or an
-        array for a map); a game whose fields store a value in another layout converts it."""
+        array for a map); a game whose fields store a value in another layout converts it.
+        An unknown field is refused in one line."""
+        fields = (*self.state_names, "terminal")
+        if name not in fields:
+            raise ValueError(f"{self.name} has no field {name!r}; fields: {', '.join(fields)}")
         ours = getattr(self, name)
         value = torch.as_tensor(value)
         ours[i] = value != 0 if ours.dtype == torch.bool else value

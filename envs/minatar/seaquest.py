@@ -53,7 +53,7 @@ from envs.minatar import slots
 from envs.minatar.base import GRID, BatchedGame, pick
 from envs.minatar.slots import const, truth
 from envs.minatar.seaquest_rules import (
-    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, MAX_DIVERS, Y,
+    ALIVE, DIR, DIVER_MOVE_INTERVAL, ENEMY_SHOT_INTERVAL, IS_SUB, MAX_DIVERS, Y,
     move_enemies, move_enemy_bullets, resolve_divers, resolve_player_bullets,
 )
 
@@ -63,6 +63,11 @@ DIVER_SPAWN_SPEED = 30
 INIT_MOVE_INTERVAL = 5
 SHOT_COOL_DOWN = 5
 BULLET_SLOTS, ENEMY_SLOTS, DIVER_SLOTS = 3, 32, 4
+_OBJECT_FIELDS = {"f_bullets": (3, BULLET_SLOTS), "e_bullets": (3, None), "e_fish": (4, ENEMY_SLOTS),
+                  "e_subs": (5, ENEMY_SLOTS), "divers": (4, DIVER_SLOTS)}
+"""The reference's object lists: numbers per object, and the slots our lists have for them."""
+_TIMER_MAX = 127
+"""The largest timer a slot's int8 field holds."""
 
 
 def _env_first(name: str, dims: tuple[int, int, int] = (2, 1, 0)) -> property:
@@ -126,6 +131,53 @@ class Seaquest(BatchedGame):
 
     def difficulty(self) -> torch.Tensor:
         return self.ramp_index
+
+    def set_env(self, i: int, name: str, value) -> None:
+        """Set field ``name`` of env ``i`` from a reference value. The object lists take the
+        reference's lists of lists: ``f_bullets`` and ``e_bullets`` ``[x, y, heads_right]``,
+        ``e_fish`` ``[x, y, heads_right, move_timer]``, ``e_subs`` the same and ``shot_timer``,
+        ``divers`` ``[x, y, heads_right, move_timer]``; setting one kind of enemy keeps the
+        other (each kind keeps its own order, which is all the rules read). A list longer than
+        its slots, or an object off the grid, is refused and nothing is written."""
+        if name not in _OBJECT_FIELDS:
+            if name in ("enemies", "enemy_count"):  # ours, not the reference's
+                fields = (*self.state_names[:12], "terminal", *_OBJECT_FIELDS)
+                raise ValueError(f"Seaquest has no field {name!r}; fields: {', '.join(fields)}")
+            return super().set_env(i, name, value)
+        rows = [[int(v) for v in row] for row in value]
+        width, capacity = _OBJECT_FIELDS[name]
+        for row in rows:
+            if len(row) != width or not (0 <= row[0] < GRID and 0 <= row[1] < GRID and row[2] in (0, 1)) \
+                    or any(not 0 <= v <= _TIMER_MAX for v in row[3:]):
+                raise ValueError(f"Seaquest {name} entry {row}: valid is [x 0-9, y 0-9, heading 0/1"
+                                 + ", timers 0-127" * (width > 3) + f"] ({width} numbers)")
+        if name == "e_bullets":
+            bits = torch.zeros(2, GRID, dtype=torch.int16)
+            for x, y, right in rows:
+                bits[right, y] |= 1 << x
+            self._e_bullets[:, :, i] = bits.to(self.device)
+            return
+        if name in ("e_fish", "e_subs"):
+            enemies = self.enemies[i]
+            keep = enemies[:, ALIVE].bool() & (enemies[:, IS_SUB].bool() == (name == "e_fish"))
+            kept = [[int(v) for v in obj] for obj in enemies[keep].tolist()]
+            sub = int(name == "e_subs")
+            if len(rows) + len(kept) > capacity:
+                other = "e_fish" if sub else "e_subs"
+                raise ValueError(f"Seaquest {name}: {len(rows)} given and {len(kept)} {other} kept "
+                                 f"make {len(rows) + len(kept)} enemies, valid are at most {capacity}")
+            rows = [row[:4] + [row[4] if sub else 0, sub] for row in rows]
+            rows = [[x, y, d, 1, t, s, k] for x, y, d, t, s, k in rows] + kept
+            self.enemy_count[i] = len(rows)
+        else:
+            if len(rows) > capacity:
+                raise ValueError(f"Seaquest {name}: {len(rows)} given, valid are at most {capacity}")
+            rows = [row[:3] + [1] + row[3:] for row in rows]
+        slot_list = {"f_bullets": self._f_bullets, "divers": self._divers}.get(name, self._enemies)
+        slot_list[:, :, i] = 0
+        if rows:
+            values = torch.tensor(rows, dtype=slot_list.dtype, device=self.device).t()
+            slot_list[:, :len(rows), i] = values
 
     def _reset(self, mask: torch.Tensor) -> None:
         """Where reads are free, fills the listed envs (``index_fill_``, skipped when there are

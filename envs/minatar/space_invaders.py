@@ -85,10 +85,22 @@ class SpaceInvaders(BatchedGame):
         self._row_lane = (col + 1).to(ROWS)
 
     def set_env(self, i: int, name: str, value) -> None:
-        """Set field ``name`` of env ``i`` from a reference value (maps as 10 x 10 arrays)."""
+        """Set field ``name`` of env ``i`` from a reference value (maps as 10 x 10 arrays); a
+        position off the grid, a heading other than -1 or 1, a map of another shape or a
+        negative timer is refused in one line, and nothing is written."""
         if name in MAPS:
-            value = to_rows(torch.as_tensor(value).ne(0))
-        getattr(self, name)[i] = torch.as_tensor(value)
+            grid = torch.as_tensor(value)
+            if grid.shape != (GRID, GRID):
+                raise ValueError(f"SpaceInvaders {name} of shape {tuple(grid.shape)}: valid is 10 x 10")
+            return super().set_env(i, name, to_rows(grid.ne(0)))
+        valid = {"pos": range(GRID), "alien_dir": (-1, 1)}.get(name)
+        if valid is not None:
+            if int(value) not in valid:
+                raise ValueError(f"SpaceInvaders {name}={value}: valid values are "
+                                 + ("0-9" if name == "pos" else "-1 and 1"))
+        elif name in self.state_names and int(value) < 0:
+            raise ValueError(f"SpaceInvaders {name}={value}: valid values are >= 0")
+        super().set_env(i, name, value)
 
     def grid(self, name: str) -> torch.Tensor:
         """Map ``name`` as ``[N, 10, 10]`` bool."""
