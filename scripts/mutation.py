@@ -49,7 +49,10 @@ TESTS: dict[str, list[str]] = {
                              "tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                              *(f"tests/test_minatar_{g}.py" for g in ("breakout", "asterix", "freeway",
                                                                       "seaquest", "space_invaders"))],
-    **{f"envs/minatar/{g}.py": [f"tests/test_minatar_{g}.py"] for g in ("asterix", "freeway", "breakout")},
+    **{f"envs/minatar/{g}.py": [f"tests/test_minatar_{g}.py",
+                                "tests/test_minatar_base.py::test_state_layout_holds_through_steps_ends_and_resets"]
+       for g in ("asterix", "freeway", "breakout", "seaquest", "space_invaders")},
+    **{f"envs/minatar/{m}.py": ["tests/test_minatar_seaquest.py"] for m in ("seaquest_rules", "slots")},
     "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                                "tests/test_minatar_host_reads.py", "tests/test_minatar_train.py"],
     "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],

@@ -79,6 +79,22 @@ def test_defaults_seed_0_eager_and_ramping():
     assert_same_state(game, same)
 
 
+@pytest.mark.parametrize("name", GAMES)
+def test_state_layout_holds_through_steps_ends_and_resets(name):
+    # every state tensor keeps the dtype and shape it has after construction, so a checkpoint
+    # of a game stores what the layout says (e.g. SpaceInvaders' maps as int16 rows)
+    game = game_class(name)(5, seed=3)
+    layout = {k: (v.dtype, v.shape) for k, v in game.state_dict().items() if k != "random"}
+    gen = torch.Generator().manual_seed(0)
+    ends = 0
+    for _ in range(150):
+        done = game.step(torch.randint(0, 6, (5,), generator=gen))[1]
+        ends += int(done.sum())
+        assert {k: (v.dtype, v.shape) for k, v in game.state_dict().items() if k != "random"} == layout
+        game.reset(done & (torch.rand(5, generator=gen) < 0.5))  # some ended envs stay ended a step
+    assert ends > 0 or name == "Freeway"
+
+
 def test_load_state_dict_takes_other_dtypes_and_refuses_another_shape():
     game = game_class("Seaquest")(3, seed=0)
     for _ in range(40):
