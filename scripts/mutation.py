@@ -49,8 +49,13 @@ TESTS: dict[str, list[str]] = {
                              "tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                              *(f"tests/test_minatar_{g}.py" for g in ("breakout", "asterix", "freeway",
                                                                       "seaquest", "space_invaders"))],
+    # each game: its own tests, the tests of every game's layout and resets, and its accelerator
+    # path (no host reads, the CPU path's states)
     **{f"envs/minatar/{g}.py": [f"tests/test_minatar_{g}.py",
-                                "tests/test_minatar_base.py::test_state_layout_holds_through_steps_ends_and_resets"]
+                                "tests/test_minatar_base.py::test_state_layout_holds_through_steps_ends_and_resets",
+                                "tests/test_minatar_base.py::test_a_reset_env_keeps_nothing_of_its_episode",
+                                "tests/test_minatar_host_reads.py::"
+                                "test_steps_and_resets_read_nothing_on_the_host_and_equal_the_cpu_path"]
        for g in ("asterix", "freeway", "breakout", "seaquest", "space_invaders")},
     **{f"envs/minatar/{m}.py": ["tests/test_minatar_seaquest.py"] for m in ("seaquest_rules", "slots")},
     "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",

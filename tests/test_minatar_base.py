@@ -95,6 +95,31 @@ def test_state_layout_holds_through_steps_ends_and_resets(name):
     assert ends > 0 or name == "Freeway"
 
 
+@pytest.mark.parametrize("name", GAMES)
+def test_a_reset_env_keeps_nothing_of_its_episode(name):
+    # mid-game envs 0 and 2, reset, equal the same envs of a new game reset with the same draws
+    # (a game draws for every env and keeps the draws of the envs it resets): a reset sets
+    # every field (the values themselves are the reference's: the lockstep tests). Envs 1 and 3
+    # are untouched.
+    # The previous action is not episode state: as in the reference, a sticky action may repeat
+    # the last episode's last action.
+    game, new = game_class(name)(4, seed=3), game_class(name)(4, seed=8)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(60):
+        game.reset(game.step(torch.randint(0, 6, (4,), generator=gen))[1])
+    before = game.state_dict()
+    new.random.load_state_dict(game.random.state_dict())
+    mask = torch.tensor([True, False, True, False])
+    game.reset(mask)
+    new.reset(mask)
+    after, fresh = game.state_dict(), new.state_dict()
+    assert torch.equal(after["last_action"], before["last_action"])
+    for key in after:
+        if key not in ("random", "last_action"):
+            assert torch.equal(after[key][mask], fresh[key][mask]), key
+            assert torch.equal(after[key][~mask], before[key][~mask]), key
+
+
 def test_load_state_dict_takes_other_dtypes_and_refuses_another_shape():
     game = game_class("Seaquest")(3, seed=0)
     for _ in range(40):

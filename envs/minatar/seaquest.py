@@ -246,12 +246,11 @@ class Seaquest(BatchedGame):
         self.enemy_count = count.long()
         every_slot = before["_enemies"]
         if not self._reads_values() or not bool(live.all()):
-            # terminal envs change nothing: put their state back
+            # terminal envs change nothing: put their state back (every state tensor has the
+            # env dimension last, so ``live`` broadcasts)
             before["_enemies"] = every_slot[:, :window]
             for name, old in before.items():
-                new = getattr(self, name)
-                keep = live if name.startswith("_") else live.view(-1, *[1] * (new.dim() - 1))
-                setattr(self, name, torch.where(keep, new, old))
+                setattr(self, name, torch.where(live, getattr(self, name), old))
             reward = torch.where(live, reward, 0)
             terminal = terminal | ~live
         if window < ENEMY_SLOTS:  # the slots past the window hold no enemy, in any env
