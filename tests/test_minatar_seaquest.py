@@ -193,10 +193,31 @@ def load_reference(game: Seaquest, i: int, ref) -> None:
     game.set_env_fields(i, {name: getattr(ref, name) for name in REFERENCE_FIELDS})
 
 
+def piled_state(game, rng: np.random.Generator) -> None:
+    """A crowded state with a pile-up: two to four enemies of both kinds on one cell, due to
+    move onto the next cell as the player's bullets (one or two, from both sides) arrive
+    there, so that which enemy takes which bullet follows the lists' order."""
+    crowded_state(game, rng)
+    x, y, right = int(rng.integers(2, 8)), int(rng.integers(1, 9)), bool(rng.random() < 0.5)
+    step = 1 if right else -1
+    game.e_fish = [f for f in game.e_fish if f[1] != y]  # one heading in the row
+    game.e_subs = [s for s in game.e_subs if s[1] != y]
+    for _ in range(rng.integers(2, 5)):
+        if rng.random() < 0.5:
+            game.e_subs.insert(int(rng.integers(len(game.e_subs) + 1)), [x, y, right, 0, int(rng.integers(3))])
+        else:
+            game.e_fish.insert(int(rng.integers(len(game.e_fish) + 1)), [x, y, right, 0])
+    target = x + step
+    game.f_bullets = [[target - 1, y, True], [target + 1, y, False]][:int(rng.integers(1, 3))]
+    if rng.random() < 0.5:
+        game.f_bullets.reverse()
+
+
 def test_seaquest_equals_reference_from_crowded_random_states():
     ended = fuzz("Seaquest", num_envs=300, steps=4, make_state=crowded_state,
                  load=load_reference, seed=0)
     assert 30 < ended < 270
+    fuzz("Seaquest", num_envs=300, steps=2, make_state=piled_state, load=load_reference, seed=0)
 
 
 @pytest.mark.slow
