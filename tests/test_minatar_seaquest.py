@@ -257,10 +257,10 @@ def test_seaquest_set_env_puts_reference_lists_into_the_slots():
     assert game.enemy_count.tolist() == [0, 3] and not game.enemies[0].any()
     game.set_env(1, "e_fish", [])  # the fish go, the sub stays
     assert game.enemies[1, :2].tolist() == [[3, 4, 1, 1, 2, 7, 1], [0] * 7] and game.enemy_count[1] == 1
-    game.set_env(1, "f_bullets", [[5, 5, 1], [5, 3, 0]])
-    game.set_env(1, "divers", [[2, 8, 1, 4]])
-    assert game.f_bullets[1].tolist() == [[5, 5, 1, 1], [5, 3, 0, 1], [0] * 4]
-    assert game.divers[1, :2].tolist() == [[2, 8, 1, 1, 4], [0] * 5]
+    game.set_env(1, "f_bullets", [[5, 5, 1], [5, 0, 0], [9, 9, 0]])  # full: 3 slots; rows 0 and 9
+    game.set_env(1, "divers", [[2, 8, 1, 127]])  # the largest timer a slot holds
+    assert game.f_bullets[1].tolist() == [[5, 5, 1, 1], [5, 0, 0, 1], [9, 9, 0, 1]]
+    assert game.divers[1, :2].tolist() == [[2, 8, 1, 1, 127], [0] * 5]
     game.set_env(1, "e_bullets", [[9, 1, 1], [0, 1, 1], [4, 7, 0], [4, 7, 0]])  # a shared cell is one bit
     assert game.e_bullets[1, 1, 1] == 512 + 1 and game.e_bullets[1, 0, 7] == 16
     assert game.e_bullets[1].count_nonzero() == 2 and not game.e_bullets[0].any()
@@ -275,16 +275,22 @@ def test_seaquest_set_env_puts_reference_lists_into_the_slots():
                                  "heading 0/1, timers 0-127] (4 numbers)"),
     ("e_bullets", [[1, 2, 2]], "Seaquest e_bullets entry [1, 2, 2]: valid is [x 0-9, y 0-9, "
                                "heading 0/1] (3 numbers)"),
+    ("e_bullets", [[1, 10, 0]], "Seaquest e_bullets entry [1, 10, 0]: valid is [x 0-9, y 0-9, "
+                                "heading 0/1] (3 numbers)"),
+    ("e_subs", [[1, 2, 0, 1, 0]], "Seaquest e_subs: 1 given and 32 e_fish kept make 33 enemies, "
+                                  "valid are at most 32"),
     ("f_bullets", [[1, 2, 0]] * 4, "Seaquest f_bullets: 4 given, valid are at most 3"),
     ("e_fish", [[1, 2, 0, 1]], "Seaquest e_fish: 1 given and 32 e_subs kept make 33 enemies, "
                                "valid are at most 32"),
-    ("enemies", 0, "Seaquest has no field 'enemies'; fields: sub_x, sub_y, sub_or, oxygen, diver_count, "
-                   "e_spawn_speed, e_spawn_timer, d_spawn_timer, move_speed, ramp_index, shot_timer, "
-                   "surface, terminal, f_bullets, e_bullets, e_fish, e_subs, divers"),
+    *((field, 0, f"Seaquest has no field {field!r}; fields: sub_x, sub_y, sub_or, oxygen, diver_count, "
+                 "e_spawn_speed, e_spawn_timer, d_spawn_timer, move_speed, ramp_index, shot_timer, "
+                 "surface, terminal, f_bullets, e_bullets, e_fish, e_subs, divers")
+      for field in ("enemies", "enemy_count")),
 ])
 def test_seaquest_set_env_refuses_what_the_slots_cannot_hold(name, value, message):
     game = Seaquest(1)
-    game.set_env(0, "e_subs", [[3, 4, 1, 2, 7]] * 32)
+    kind, enemy = ("e_fish", [3, 4, 1, 2]) if name == "e_subs" else ("e_subs", [3, 4, 1, 2, 7])
+    game.set_env(0, kind, [enemy] * 32)  # a full enemy list of the other kind
     assert_set_env_refused(game, name, value, message)
 
 
