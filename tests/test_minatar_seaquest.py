@@ -176,7 +176,11 @@ def crowded_state(game, rng: np.random.Generator) -> None:
             game.e_fish.append([x, y, heading[y], int(rng.integers(0, 3))])
     for _ in range(rng.integers(0, 4)):  # often on the sub, to meet the 6-diver cap
         x, y = (game.sub_x, game.sub_y) if game.sub_y > 0 and rng.random() < 0.4 else near()
-        game.divers.append([x, y, bool(rng.random() < 0.5), int(rng.integers(0, 3))])
+        diver = [x, y, bool(rng.random() < 0.5), int(rng.integers(0, 3))]
+        # never two alike: divers spawn 30 steps apart and move in step, so play never makes
+        # twins, and the reference's by-value list.remove would take the other twin
+        if diver not in game.divers:
+            game.divers.append(diver)
     for _ in range(rng.integers(0, 4)):
         x, y = near()
         game.e_bullets.append([x, y, bool(rng.random() < 0.5)])
