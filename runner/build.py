@@ -14,7 +14,6 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
 
@@ -94,13 +93,6 @@ def check_task_boundaries(cfg: TrainConfig, attached: list[tuple[str, Any]]) -> 
                              "hides; give it a period instead (see --plasticity-help)")
 
 
-def eval_vector_env_factory(schedule: Any):
-    """`(task, n) -> VectorEnv` of n separate evaluation copies of a task (never the training envs)."""
-    def make(task: int, n: int) -> gymnasium.vector.VectorEnv:
-        return gymnasium.vector.SyncVectorEnv([lambda: schedule.make_eval_env(task) for _ in range(n)])
-    return make
-
-
 def build(cfg: TrainConfig) -> RunParts:
     """Create the run's parts; raise ValueError (one line) on any bad input."""
     cfg.validate()
@@ -130,7 +122,7 @@ def build(cfg: TrainConfig) -> RunParts:
             beta_steps=max(1, schedule.total_steps),
         )
         evaluator = Evaluator(
-            eval_vector_env_factory(schedule), len(schedule.tasks),
+            schedule.make_eval_envs, len(schedule.tasks),
             schedule.action_masks if schedule.discrete else None,
             0 if schedule.discrete else schedule.action_dim, device,
             episodes=cfg.eval.episodes, random_episodes=cfg.eval.random_episodes, max_steps=cfg.eval.max_steps,

@@ -1,9 +1,13 @@
 """Evaluation on every task: the agent's greedy policy, and a uniformly random one.
 
-The `Evaluator` owns separate evaluation environments — one vector env per task with
-`episodes` copies, created on first use, never the training envs — and runs all copies of
-a task at once, one batched forward of the policy per step, each copy's first episode
-counted (capped at `max_steps` steps). Episode seeds come from a counter in a range apart
+The `Evaluator` owns separate evaluation environments — `episodes` copies per task
+(`envs.eval_envs`: host envs in a `gymnasium` vector env, or one batched game on the device
+for MinAtar tasks), created on first use, never the training envs — and runs all copies of a
+task at once, one batched forward of the policy per step, each copy's first episode counted
+(capped at `max_steps` steps). Returns are summed on the device; where reading the device is
+not free (an accelerator) the loop asks whether every copy is done only every
+`CHECK_EVERY_OFF_HOST` (64) steps, so an evaluation on MinAtar waits for the device once per
+64 steps and once at its end. Episode seeds come from a counter in a range apart
 from the training seeds; the counter is in `state_dict`, so a resumed run evaluates on the
 seeds an uninterrupted run would. The random baselines (mean return of a uniform policy
 over the task's valid actions, or uniform in [-1, 1]^A) are measured once per task.
@@ -18,6 +22,8 @@ import numpy as np
 import torch
 
 _EVAL_SEED_OFFSET = 1_000_003
+CHECK_EVERY_OFF_HOST = 64
+"""Steps between two reads of "is every copy done" where reads are not free."""
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -26,8 +32,8 @@ class Evaluator:
     """Batched evaluation episodes per task.
 
     Args:
-        make_vector_env: `(task, n) -> gymnasium.vector.VectorEnv` of n copies of task `task`
-            with the schedule's observation layout (next-step auto-reset).
+        make_envs: `(task, n) -> EvalEnvs` (`envs.eval_envs`): n copies of task `task` with the
+            schedule's observation layout (next-step auto-reset), tensors in and out.
         num_tasks: tasks of the schedule.
         action_masks: (tasks, actions) bool tensor for discrete tasks, None for continuous ones.
         action_dim: action dimension for continuous tasks.
@@ -39,10 +45,10 @@ class Evaluator:
         seed: the run's seed.
     """
 
-    def __init__(self, make_vector_env: Callable[[int, int], Any], num_tasks: int,
+    def __init__(self, make_envs: Callable[[int, int], Any], num_tasks: int,
                  action_masks: torch.Tensor | None, action_dim: int, device: torch.device,
                  episodes: int, random_episodes: int, max_steps: int, epsilon: float = 0.0, seed: int = 0):
-        self.make_vector_env = make_vector_env
+        self.make_envs = make_envs
         self.num_tasks = num_tasks
         self.action_masks = action_masks
         self.action_dim = action_dim
@@ -65,23 +71,23 @@ class Evaluator:
     def _env(self, task: int, n: int) -> Any:
         key = (task, n)
         if key not in self._envs:
-            self._envs[key] = self.make_vector_env(task, n)
+            self._envs[key] = self.make_envs(task, n)
         return self._envs[key]
 
     def run_episodes(self, task: int, n: int, policy: Policy) -> list[float]:
         """Returns of the first episode of each of `n` copies of task `task` under `policy`."""
-        env = self._env(task, n)
+        envs = self._env(task, n)
         base = self.seed + _EVAL_SEED_OFFSET + self.episodes_done
         self.episodes_done += n
-        obs, _ = env.reset(seed=[base + i for i in range(n)])
-        totals = np.zeros(n, dtype=np.float64)
-        running = np.ones(n, dtype=bool)
-        for _ in range(self.max_steps):
-            actions = policy(torch.as_tensor(np.asarray(obs), device=self.device))
-            obs, rewards, terminated, truncated, _ = env.step(actions.cpu().numpy())
-            totals += np.where(running, rewards, 0.0)
-            running &= ~(terminated | truncated)
-            if not running.any():
+        obs = envs.reset(base)
+        totals = torch.zeros(n, dtype=torch.float64, device=obs.device)
+        running = torch.ones(n, dtype=torch.bool, device=obs.device)
+        check_every = 1 if envs.reads_are_free else CHECK_EVERY_OFF_HOST
+        for t in range(1, self.max_steps + 1):
+            obs, rewards, done = envs.step(policy(obs))
+            totals += torch.where(running, rewards.to(totals.dtype), 0.0)
+            running &= ~done
+            if t % check_every == 0 and not bool(running.any()):
                 break
         return totals.tolist()
 
@@ -96,8 +102,9 @@ class Evaluator:
             actions = agent.greedy(obs, task)
             if self.epsilon > 0 and self.action_masks is not None:
                 n = obs.shape[0]
-                explore = torch.rand(n, generator=self._rng) < self.epsilon
-                actions = torch.where(explore, self._random_valid(task, n), actions.cpu())
+                explore = torch.rand(n, generator=self._rng) < self.epsilon  # drawn on the host, copied over
+                actions = torch.where(explore.to(actions.device), self._random_valid(task, n).to(actions.device),
+                                      actions)
             return actions
         return policy
 

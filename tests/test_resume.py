@@ -30,20 +30,20 @@ def run(run_dir: Path, argv: list[str], resume_state: dict | None = None, stop_a
     cfg, _ = parse_args(argv + ["--run-dir", str(run_dir)]) if resume_state is None else parse_args(argv)
     parts = build(cfg)
     seeds: list[list[int]] = []
-    make = parts.evaluator.make_vector_env
+    make = parts.evaluator.make_envs
 
     def recording(task, n):
-        env = make(task, n)
-        reset = env.reset
+        envs = make(task, n)
+        reset = envs.reset
 
-        def seeded_reset(seed=None, **kw):
-            seeds.append([task, *seed])
-            return reset(seed=seed, **kw)
+        def seeded_reset(seed):
+            seeds.append([task, *range(seed, seed + n)])  # copy i is seeded seed + i
+            return reset(seed)
 
-        env.reset = seeded_reset
-        return env
+        envs.reset = seeded_reset
+        return envs
 
-    parts.evaluator.make_vector_env = recording
+    parts.evaluator.make_envs = recording
     saved: list[dict] = []
 
     def save(state):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from envs.eval_envs import HostEvalEnvs
 from runner.evaluator import _EVAL_SEED_OFFSET, Evaluator
 
 
@@ -35,6 +36,10 @@ class FakeVectorEnv:
         pass
 
 
+def host(env, n):
+    return HostEvalEnvs(env, n, "cpu")
+
+
 class Greedy:
     def greedy(self, obs, task):
         return torch.zeros(obs.shape[0], dtype=torch.long)
@@ -43,14 +48,14 @@ class Greedy:
 def evaluator(envs, masks=torch.tensor([[True, True], [True, False]]), **kw):
     args = dict(episodes=3, random_episodes=2, max_steps=50, seed=7)
     args.update(kw)
-    return Evaluator(lambda task, n: envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n])), 2, masks, 0,
+    return Evaluator(lambda task, n: host(envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n])), n), 2, masks, 0,
                      torch.device("cpu"), **args)
 
 
 @pytest.mark.parametrize("truncate", [False, True])
 def test_first_episode_returns_and_seed_counter(truncate):
     envs = {}
-    ev = Evaluator(lambda task, n: envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n], truncate)), 2,
+    ev = Evaluator(lambda task, n: host(envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n], truncate)), n), 2,
                    torch.ones(2, 2, dtype=torch.bool), 0, torch.device("cpu"), episodes=3, random_episodes=2,
                    max_steps=50, seed=7)
     assert ev.run_episodes(0, 3, lambda obs: torch.zeros(3, dtype=torch.long)) == [2.0, 5.0, 3.0]
@@ -61,7 +66,7 @@ def test_first_episode_returns_and_seed_counter(truncate):
     assert ev.state_dict()["episodes_done"] == 6
     assert ev.run_episodes(0, 3, lambda obs: torch.zeros(3, dtype=torch.long)) == [2.0, 5.0, 3.0]
     assert len(envs[(0, 3)].actions) == 5 + 5  # stops once every copy is done
-    capped = Evaluator(lambda task, n: FakeVectorEnv([2, 5, 3][:n]), 1, None, 1, "cpu", episodes=3,
+    capped = Evaluator(lambda task, n: host(FakeVectorEnv([2, 5, 3][:n]), n), 1, None, 1, "cpu", episodes=3,
                        random_episodes=0, max_steps=4)
     assert capped.run_episodes(0, 3, lambda obs: torch.zeros(3, 1)) == [2.0, 4.0, 3.0]
     assert capped.random_baselines() == [None]
@@ -108,11 +113,11 @@ def test_evaluation_draws_only_from_its_own_generator():
     ev.random_baselines()
     ev.random_policy(0)(torch.zeros(50, 3))
     assert torch.equal(torch.get_rng_state(), before)
-    default = Evaluator(lambda t, n: FakeVectorEnv([2] * n), 1, None, 1, "cpu", episodes=1, random_episodes=0,
+    default = Evaluator(lambda t, n: host(FakeVectorEnv([2] * n), n), 1, None, 1, "cpu", episodes=1, random_episodes=0,
                         max_steps=3)
     assert default.epsilon == 0.0
     default.run_episodes(0, 2, lambda obs: torch.zeros(2, 1))
-    assert default._env(0, 2).seeds == [[_EVAL_SEED_OFFSET, _EVAL_SEED_OFFSET + 1]]
+    assert default._env(0, 2).env.seeds == [[_EVAL_SEED_OFFSET, _EVAL_SEED_OFFSET + 1]]
 
 
 def test_epsilon_leaves_continuous_actions_to_the_policy():
