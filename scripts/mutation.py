@@ -41,8 +41,10 @@ TESTS: dict[str, list[str]] = {
     "replay/prioritized.py": ["tests/test_wiring_replay.py", "tests/test_replay.py", "tests/test_replay_checkpoint.py",
                               "tests/test_replay_parts.py"],
     "envs/schedule.py": ["tests/test_schedule.py", "tests/test_wiring_schedule.py"],
-    "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_resume.py::"
+    "runner/evaluator.py": ["tests/test_wiring_evaluator.py", "tests/test_wiring_loop.py", "tests/test_eval_envs.py",
+                            "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
+    "envs/eval_envs.py": ["tests/test_eval_envs.py", "tests/test_wiring_evaluator.py"],
     "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
     "envs/minatar/base.py": ["tests/test_minatar_base.py", "tests/test_minatar_step_draws.py", "tests/test_minatar_host_reads.py",

@@ -66,8 +66,8 @@ BULLET_SLOTS, ENEMY_SLOTS, DIVER_SLOTS = 3, 32, 4
 _OBJECT_FIELDS = {"f_bullets": (3, BULLET_SLOTS), "e_bullets": (3, None), "e_fish": (4, ENEMY_SLOTS),
                   "e_subs": (5, ENEMY_SLOTS), "divers": (4, DIVER_SLOTS)}
 """The reference's object lists: numbers per object, and the slots our lists have for them."""
-_TIMER_MAX = 127
-"""The largest timer a slot's int8 field holds."""
+_TIMER_MAX = torch.iinfo(slots.DTYPE).max
+"""The largest timer a slot's field holds (127 in int8)."""
 
 
 def _env_first(name: str, dims: tuple[int, int, int] = (2, 1, 0)) -> property:
