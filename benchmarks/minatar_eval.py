@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         factories = {"batched": sched.make_eval_envs, "one-per-copy": one_per_copy}
         for n in args.episodes:
-            evaluators = {name: Evaluator(make, 1, torch.as_tensor(sched.action_masks), 0, sched.device,
+            evaluators = {name: Evaluator(make, 1, torch.as_tensor(sched.action_masks), 0,
                                           episodes=n, random_episodes=0, max_steps=args.max_steps,
                                           epsilon=cfg.eval.epsilon, seed=0)
                           for name, make in factories.items()}

@@ -11,7 +11,8 @@ The :class:`~runner.evaluator.Evaluator` runs every evaluation through this smal
   :class:`~envs.minatar.vector.MinAtarVectorEnv`): the ``n`` copies are one game of ``n`` envs
   on the device, seeded by ``seed`` as a batch, and a step reads nothing on the host. The
   task's shifts (``shift_for``, drawn again at every reset) are applied to its tensors as the
-  training schedule applies them.
+  training schedule applies them (observation, reward and action shifts: a ``dynamics``
+  shift is refused for these tasks, which have no physical parameters).
 
 Both auto-reset on the next step; ``done`` (terminated or truncated) marks the step that ended
 an episode, and what follows it belongs to the copy's next episode.
@@ -34,7 +35,7 @@ class HostEvalEnvs:
     reads_are_free = True
     """A host env's ``done`` is a host value already."""
 
-    def __init__(self, env: Any, num_envs: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, env: Any, num_envs: int, device: str | torch.device) -> None:
         self.env = env
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
@@ -74,7 +75,6 @@ class DeviceEvalEnvs:
     def reset(self, seed: int) -> torch.Tensor:
         """Reseed the batch with ``seed``, draw the task's shift, start every copy's episode."""
         self.shift = NO_SHIFT if self._source is None else self._source()
-        self.shift.apply_dynamics(self.env)
         return self.shift.obs(self.env.reset(seed=seed))
 
     def step(self, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -124,7 +124,7 @@ def build(cfg: TrainConfig) -> RunParts:
         evaluator = Evaluator(
             schedule.make_eval_envs, len(schedule.tasks),
             schedule.action_masks if schedule.discrete else None,
-            0 if schedule.discrete else schedule.action_dim, device,
+            0 if schedule.discrete else schedule.action_dim,
             episodes=cfg.eval.episodes, random_episodes=cfg.eval.random_episodes, max_steps=cfg.eval.max_steps,
             epsilon=cfg.eval.epsilon, seed=cfg.seed)
         monitoring = Monitoring(agent, cfg.monitor.every, cfg.monitor.batch_size, cfg.monitor.tau,

@@ -37,7 +37,6 @@ class Evaluator:
         num_tasks: tasks of the schedule.
         action_masks: (tasks, actions) bool tensor for discrete tasks, None for continuous ones.
         action_dim: action dimension for continuous tasks.
-        device: where the policy's inputs go.
         episodes: episodes per evaluation of a task (0: no evaluation).
         random_episodes: episodes of the random policy per task (0: no baseline).
         max_steps: cap on an evaluation episode's steps.
@@ -46,13 +45,12 @@ class Evaluator:
     """
 
     def __init__(self, make_envs: Callable[[int, int], Any], num_tasks: int,
-                 action_masks: torch.Tensor | None, action_dim: int, device: torch.device,
+                 action_masks: torch.Tensor | None, action_dim: int,
                  episodes: int, random_episodes: int, max_steps: int, epsilon: float = 0.0, seed: int = 0):
         self.make_envs = make_envs
         self.num_tasks = num_tasks
         self.action_masks = action_masks
         self.action_dim = action_dim
-        self.device = torch.device(device)
         self.episodes = episodes
         self.random_episodes = random_episodes
         self.max_steps = max_steps

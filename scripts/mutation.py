@@ -59,7 +59,8 @@ TESTS: dict[str, list[str]] = {
                                 "tests/test_minatar_host_reads.py::"
                                 "test_steps_and_resets_read_nothing_on_the_host_and_equal_the_cpu_path"]
        for g in ("asterix", "freeway", "breakout", "seaquest", "space_invaders")},
-    **{f"envs/minatar/{m}.py": ["tests/test_minatar_seaquest.py"] for m in ("seaquest_rules", "slots")},
+    "envs/minatar/seaquest_rules.py": ["tests/test_minatar_seaquest.py"],
+    "envs/minatar/slots.py": ["tests/test_minatar_slots.py", "tests/test_minatar_seaquest.py"],
     "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                                "tests/test_minatar_host_reads.py", "tests/test_minatar_train.py"],
     "agents/base.py": ["tests/test_agent_base.py", "tests/test_agent_checkpoint.py", "tests/test_wiring_dqn.py"],

@@ -10,6 +10,7 @@ import torch
 from envs.eval_envs import DeviceEvalEnvs, HostEvalEnvs
 from envs.minatar.vector import MinAtarOptions, MinAtarVectorEnv
 from envs.schedule import TaskSchedule
+from envs.shifts import NO_SHIFT
 from host_reads import HostReads
 from runner.evaluator import _EVAL_SEED_OFFSET, CHECK_EVERY_OFF_HOST, Evaluator
 
@@ -25,7 +26,7 @@ def obs_policy(obs: torch.Tensor) -> torch.Tensor:
 
 
 def evaluator(sched: TaskSchedule, episodes: int, max_steps: int = 500) -> Evaluator:
-    return Evaluator(sched.make_eval_envs, len(sched.tasks), torch.as_tensor(sched.action_masks), 0, sched.device,
+    return Evaluator(sched.make_eval_envs, len(sched.tasks), torch.as_tensor(sched.action_masks), 0,
                      episodes=episodes, random_episodes=0, max_steps=max_steps, seed=SEED)
 
 
@@ -91,6 +92,18 @@ def test_minatar_evaluation_follows_the_runs_shifts():
     assert torch.equal(seen[0], shift.obs(raw)) and not torch.equal(seen[0], raw)  # the policy sees shifted frames
     unshifted, _ = first_episodes_by_hand(MinAtarVectorEnv("Breakout", 5, channels=sched.obs_shape[0]), 500)
     assert got != pytest.approx(unshifted)
+
+
+def test_without_a_shift_the_device_copies_are_the_games_own():
+    envs = DeviceEvalEnvs(MinAtarVectorEnv("SpaceInvaders", 3))
+    twin = MinAtarVectorEnv("SpaceInvaders", 3)
+    assert torch.equal(envs.reset(BASE), twin.reset(seed=BASE)) and envs.shift is NO_SHIFT
+    for _ in range(30):
+        actions = torch.tensor([0, 1, 5])
+        obs, rewards, done = envs.step(actions)
+        out = twin.step(actions)
+        assert torch.equal(obs, out.obs) and torch.equal(rewards, out.rewards)
+        assert torch.equal(done, out.terminated | out.truncated)
 
 
 def test_off_the_cpu_an_evaluation_reads_the_device_every_64_steps_and_counts_the_same():

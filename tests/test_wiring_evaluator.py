@@ -48,15 +48,14 @@ class Greedy:
 def evaluator(envs, masks=torch.tensor([[True, True], [True, False]]), **kw):
     args = dict(episodes=3, random_episodes=2, max_steps=50, seed=7)
     args.update(kw)
-    return Evaluator(lambda task, n: host(envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n])), n), 2, masks, 0,
-                     torch.device("cpu"), **args)
+    return Evaluator(lambda task, n: host(envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n])), n), 2, masks, 0, **args)
 
 
 @pytest.mark.parametrize("truncate", [False, True])
 def test_first_episode_returns_and_seed_counter(truncate):
     envs = {}
     ev = Evaluator(lambda task, n: host(envs.setdefault((task, n), FakeVectorEnv([2, 5, 3][:n], truncate)), n), 2,
-                   torch.ones(2, 2, dtype=torch.bool), 0, torch.device("cpu"), episodes=3, random_episodes=2,
+                   torch.ones(2, 2, dtype=torch.bool), 0, episodes=3, random_episodes=2,
                    max_steps=50, seed=7)
     assert ev.run_episodes(0, 3, lambda obs: torch.zeros(3, dtype=torch.long)) == [2.0, 5.0, 3.0]
     assert ev.evaluate(Greedy(), 1) == pytest.approx(10 / 3)
@@ -66,7 +65,7 @@ def test_first_episode_returns_and_seed_counter(truncate):
     assert ev.state_dict()["episodes_done"] == 6
     assert ev.run_episodes(0, 3, lambda obs: torch.zeros(3, dtype=torch.long)) == [2.0, 5.0, 3.0]
     assert len(envs[(0, 3)].actions) == 5 + 5  # stops once every copy is done
-    capped = Evaluator(lambda task, n: host(FakeVectorEnv([2, 5, 3][:n]), n), 1, None, 1, "cpu", episodes=3,
+    capped = Evaluator(lambda task, n: host(FakeVectorEnv([2, 5, 3][:n]), n), 1, None, 1, episodes=3,
                        random_episodes=0, max_steps=4)
     assert capped.run_episodes(0, 3, lambda obs: torch.zeros(3, 1)) == [2.0, 4.0, 3.0]
     assert capped.random_baselines() == [None]
@@ -92,11 +91,11 @@ def test_random_policies_and_baselines():
     acts = ev.random_policy(1)(torch.zeros(500, 3))
     assert set(acts.tolist()) == {0}  # task 1 has one valid action
     assert set(ev.random_policy(0)(torch.zeros(500, 3)).tolist()) == {0, 1}
-    cont = Evaluator(lambda t, n: None, 1, None, 3, "cpu", episodes=1, random_episodes=1, max_steps=1, seed=1)
+    cont = Evaluator(lambda t, n: None, 1, None, 3, episodes=1, random_episodes=1, max_steps=1, seed=1)
     a = cont.random_policy(0)(torch.zeros(1000, 5))
     assert a.shape == (1000, 3) and a.min() >= -1 and a.max() <= 1 and a.min() < -0.9 and a.max() > 0.9
     # same seed, same random actions (the evaluator's own generator, seeded apart from training)
-    twin = Evaluator(lambda t, n: None, 1, None, 3, "cpu", episodes=1, random_episodes=1, max_steps=1, seed=1)
+    twin = Evaluator(lambda t, n: None, 1, None, 3, episodes=1, random_episodes=1, max_steps=1, seed=1)
     torch.manual_seed(123)
     assert torch.equal(twin.random_policy(0)(torch.zeros(1000, 5)), a)
     baselines = ev.random_baselines()
@@ -113,7 +112,7 @@ def test_evaluation_draws_only_from_its_own_generator():
     ev.random_baselines()
     ev.random_policy(0)(torch.zeros(50, 3))
     assert torch.equal(torch.get_rng_state(), before)
-    default = Evaluator(lambda t, n: host(FakeVectorEnv([2] * n), n), 1, None, 1, "cpu", episodes=1, random_episodes=0,
+    default = Evaluator(lambda t, n: host(FakeVectorEnv([2] * n), n), 1, None, 1, episodes=1, random_episodes=0,
                         max_steps=3)
     assert default.epsilon == 0.0
     default.run_episodes(0, 2, lambda obs: torch.zeros(2, 1))
@@ -121,6 +120,6 @@ def test_evaluation_draws_only_from_its_own_generator():
 
 
 def test_epsilon_leaves_continuous_actions_to_the_policy():
-    ev = Evaluator(lambda t, n: None, 1, None, 2, "cpu", episodes=1, random_episodes=0, max_steps=1, epsilon=0.5)
+    ev = Evaluator(lambda t, n: None, 1, None, 2, episodes=1, random_episodes=0, max_steps=1, epsilon=0.5)
     mean = type("A", (), {"greedy": lambda self, obs, task: torch.full((obs.shape[0], 2), 0.25)})()
     assert torch.equal(ev.greedy_policy(mean, 0)(torch.zeros(50, 3)), torch.full((50, 2), 0.25))
