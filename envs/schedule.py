@@ -236,16 +236,12 @@ class TaskSchedule:
         latest = visit - ((visit - task) % n) if visit >= task else task
         return ts.draw(self.seed, latest, latest // n, 1 << 20)
 
-    def make_eval_vector_env(self, task: int, num_envs: int):
-        """A separate batched env of device-native task ``task`` (MinAtar) with this layout."""
-        return self._task_envs.make_vector_env(task, num_envs)
-
     def make_eval_envs(self, task: int, num_envs: int) -> HostEvalEnvs | DeviceEvalEnvs:
         """``num_envs`` separate evaluation copies of task ``task`` (see ``envs.eval_envs``): one
         batched game on the device for MinAtar, else a ``SyncVectorEnv`` of ``make_eval_env``;
         either follows the run's shifts (``shift_for(task)`` at each reset)."""
         if self._task_envs.device_native:
-            return DeviceEvalEnvs(self.make_eval_vector_env(task, num_envs), lambda: self.shift_for(task))
+            return DeviceEvalEnvs(self._task_envs.make_vector_env(task, num_envs), lambda: self.shift_for(task))
         envs = gymnasium.vector.SyncVectorEnv([lambda: self.make_eval_env(task) for _ in range(num_envs)])
         return HostEvalEnvs(envs, num_envs, self.device)
 

@@ -44,7 +44,7 @@ def test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command
     parts = build(parse_args(argv)[0])
     try:
         env = parts.schedule._envs[0]
-        eval_env = parts.schedule.make_eval_vector_env(0, 2)
+        eval_env = parts.schedule.make_eval_envs(0, 2).env
         for e in (env, eval_env):
             assert e.game.sticky_action_prob == 0.0 and e.max_episode_steps == 7
         parts.schedule.reset()
@@ -67,7 +67,7 @@ def test_env_compile_compiles_the_training_games_only(tmp_path):
     parts = build(parse_args(["--env.tasks", "minatar:Breakout", "minatar:Asterix", "--env.compile",
                               "--run-dir", str(tmp_path / "run"), "--no-progress"])[0])
     assert [e.game.compiled for e in parts.schedule._envs] == [True, True]
-    assert not parts.schedule.make_eval_vector_env(0, 2).game.compiled
+    assert not parts.schedule.make_eval_envs(0, 2).env.game.compiled
 
 
 def test_the_time_cap_is_refused_for_tasks_other_than_minatar():

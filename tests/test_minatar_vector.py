@@ -280,7 +280,7 @@ def test_eval_vector_env_is_a_separate_batched_instance():
     sched = TaskSchedule(["minatar:Breakout", "minatar:Asterix"], steps_per_visit=32, cycles=1, num_envs=2, seed=0)
     sched.reset()
     train_state = sched._envs[0].game.state_dict()
-    ev = sched.make_eval_vector_env(1, 5)
+    ev = sched.make_eval_envs(1, 5).env
     obs = ev.reset(seed=9)
     assert obs.shape == (5, 10, 10, 10) and ev.game.name == "Asterix"
     for _ in range(20):
@@ -288,4 +288,4 @@ def test_eval_vector_env_is_a_separate_batched_instance():
     after = sched._envs[0].game.state_dict()
     assert all(torch.equal(train_state[k], after[k]) for k in train_state if k != "random")
     with pytest.raises(ValueError, match="for MinAtar tasks"):
-        TaskSchedule(["gym:CartPole-v1"], 8, 1).make_eval_vector_env(0, 2)
+        TaskSchedule(["gym:CartPole-v1"], 8, 1)._task_envs.make_vector_env(0, 2)
