@@ -30,18 +30,15 @@ def evaluator(sched: TaskSchedule, episodes: int, max_steps: int = 500) -> Evalu
                      episodes=episodes, random_episodes=0, max_steps=max_steps, seed=SEED)
 
 
-def first_episodes_by_hand(env: MinAtarVectorEnv, max_steps: int, shift=None) -> tuple[list[float], list[int]]:
+def first_episodes_by_hand(env: MinAtarVectorEnv, max_steps: int, shift=NO_SHIFT) -> tuple[list[float], list[int]]:
     """Each env's first-episode return and length, stepping ``env`` one env at a time on the host."""
     n = env.num_envs
-    obs = env.reset(seed=BASE)
-    if shift is not None:
-        obs = shift.obs(obs)
+    obs = shift.obs(env.reset(seed=BASE))
     totals, lengths, running = [0.0] * n, [0] * n, [True] * n
     for _ in range(max_steps):
-        actions = obs_policy(obs)
-        out = env.step(actions if shift is None else shift.action(actions))
-        obs = out.obs if shift is None else shift.obs(out.obs)
-        rewards = out.rewards if shift is None else shift.reward(out.rewards)
+        out = env.step(shift.action(obs_policy(obs)))
+        obs = shift.obs(out.obs)
+        rewards = shift.reward(out.rewards)
         for i in range(n):
             if running[i]:
                 totals[i] += float(rewards[i])

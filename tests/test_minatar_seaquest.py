@@ -54,8 +54,10 @@ def late_start(rng: np.random.Generator) -> dict[str, int]:
             "ramp_index": level, "diver_count": int(rng.integers(0, 7))}
 
 
-SCALARS = ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed", "e_spawn_timer",
-           "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface")
+REFERENCE_FIELDS = ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
+                    "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
+                    "surface", "f_bullets", "e_fish", "e_subs", "divers", "e_bullets")
+SCALARS = REFERENCE_FIELDS[:12]  # the numbers; then the object lists
 
 
 def same_fields(game: Seaquest, i: int, ref) -> None:
@@ -184,11 +186,6 @@ def crowded_state(game, rng: np.random.Generator) -> None:
     for _ in range(rng.integers(0, 4)):
         x, y = near()
         game.e_bullets.append([x, y, bool(rng.random() < 0.5)])
-
-
-REFERENCE_FIELDS = ("sub_x", "sub_y", "sub_or", "oxygen", "diver_count", "e_spawn_speed",
-                    "e_spawn_timer", "d_spawn_timer", "move_speed", "ramp_index", "shot_timer",
-                    "surface", "f_bullets", "e_fish", "e_subs", "divers", "e_bullets")
 
 
 def load_reference(game: Seaquest, i: int, ref) -> None:
