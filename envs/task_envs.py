@@ -72,9 +72,7 @@ class TaskEnvs:
         if spec.kind == "minatar":
             from envs.minatar.vector import MinAtarGymEnv
 
-            return MinAtarGymEnv(spec.target, channels=self.obs_shape[0], device="cpu",
-                                 sticky_action_prob=self.minatar.sticky_action_prob,
-                                 max_episode_steps=self.minatar.max_episode_steps)
+            return MinAtarGymEnv(spec.target, channels=self.obs_shape[0], device="cpu", **self.minatar.env_options())
         if spec.kind == "atari":
             return make_atari_env(spec, self.atari)
         return make_gym_env(spec, self.obs_shape[0], None if self.discrete else self.action_size)
@@ -88,8 +86,7 @@ class TaskEnvs:
         from envs.minatar.vector import MinAtarVectorEnv
 
         return MinAtarVectorEnv(spec.target, num_envs, self.device, channels=self.obs_shape[0],
-                                sticky_action_prob=self.minatar.sticky_action_prob,
-                                max_episode_steps=self.minatar.max_episode_steps)
+                                **self.minatar.env_options())
 
     def close(self) -> None:
         """Close every env."""
@@ -148,9 +145,8 @@ def _build_minatar(specs: list[TaskSpec], num_envs: int, device: str | torch.dev
     from envs.minatar.vector import MinAtarVectorEnv
 
     channels = game_class(specs[0].target).num_channels if len(specs) == 1 else MAX_CHANNELS
-    envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels,
-                             sticky_action_prob=options.sticky_action_prob,
-                             max_episode_steps=options.max_episode_steps, compile=options.compile)
+    envs = [MinAtarVectorEnv(s.target, num_envs, device, channels=channels, compile=options.compile,
+                             **options.env_options())
             for s in specs]
     return TaskEnvs(
         specs=specs,

@@ -105,7 +105,8 @@ def build(cfg: TrainConfig) -> RunParts:
     sticky = {} if cfg.env.sticky_actions is None else {"repeat_action_probability": cfg.env.sticky_actions}
     atari = AtariOptions(**sticky, noop_max=cfg.env.noop_max, max_num_frames_per_episode=cfg.env.max_episode_frames)
     sticky = {} if cfg.env.sticky_actions is None else {"sticky_action_prob": cfg.env.sticky_actions}
-    minatar = MinAtarOptions(**sticky, max_episode_steps=cfg.env.max_episode_steps, compile=cfg.env.compile)
+    minatar = MinAtarOptions(**sticky, difficulty_ramping=cfg.env.difficulty_ramping,
+                             max_episode_steps=cfg.env.max_episode_steps, compile=cfg.env.compile)
     schedule = TaskSchedule(cfg.env.task_ids(), cfg.env.steps_per_visit, cfg.env.cycles, cfg.env.num_envs,
                             device=device, seed=cfg.seed, atari=atari, minatar=minatar)
     try:

@@ -37,6 +37,8 @@ class EnvConfig:
     """Atari: up to this many no-op actions at reset (0 with sticky actions, as Machado et al.)."""
     max_episode_frames: int = 108_000
     """Atari: episode cap in emulator frames (ends in truncation, which bootstraps)."""
+    difficulty_ramping: bool = True
+    """MinAtar: ramp each game's difficulty as the reference does (Asterix, Seaquest, SpaceInvaders speed up as an episode goes on); --env.no-difficulty-ramping keeps them at their first level."""
     max_episode_steps: int | None = None
     """MinAtar: episode cap in agent steps (ends in truncation); None: no cap, as in MinAtar."""
     compile: bool = False
@@ -66,6 +68,11 @@ class EnvConfig:
             if others:
                 raise ValueError(f"--env.max-episode-steps caps MinAtar episodes only, but the tasks include "
                                  f"{others[0]!r} (Atari's cap is --env.max-episode-frames; Gym tasks keep their own)")
+        if not self.difficulty_ramping:
+            others = self._non_minatar_tasks()
+            if others:
+                raise ValueError(f"--env.no-difficulty-ramping applies to MinAtar games only, but the tasks "
+                                 f"include {others[0]!r}")
         if self.compile:
             others = self._non_minatar_tasks()
             if others:

@@ -60,6 +60,24 @@ def test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command
     assert not default.schedule._envs[0].game.compiled
 
 
+def test_no_difficulty_ramping_reaches_every_minatar_env_from_the_command_line(tmp_path):
+    from runner.build import build
+    from runner.cli import parse_args
+
+    def ramping(argv, name):
+        parts = build(parse_args([*argv, "--env.tasks", "minatar:SpaceInvaders", "minatar:Seaquest",
+                                  "--run-dir", str(tmp_path / name), "--no-progress"])[0])
+        try:
+            sched = parts.schedule
+            envs = [*sched._envs, *(sched.make_eval_envs(t, 2).env for t in range(2))]
+            return [e.game.difficulty_ramping for e in envs] + [sched.make_eval_env(1).unwrapped._env.game.difficulty_ramping]
+        finally:
+            parts.schedule.close()
+
+    assert ramping(["--env.no-difficulty-ramping"], "flat") == [False] * 5
+    assert ramping([], "ramped") == [True] * 5  # MinAtar's default
+
+
 def test_env_compile_compiles_the_training_games_only(tmp_path):
     from runner.build import build
     from runner.cli import parse_args
@@ -83,5 +101,9 @@ def test_the_time_cap_is_refused_for_tasks_other_than_minatar():
     with pytest.raises(ValueError, match=r"--env.compile compiles MinAtar games only, but the tasks include "
                                          r"'atari:Pong'"):
         EnvConfig(tasks=("minatar:Breakout", "atari:Pong"), compile=True).validate()
+    with pytest.raises(ValueError, match=r"--env.no-difficulty-ramping applies to MinAtar games only, but the "
+                                         r"tasks include 'gym:CartPole-v1'"):
+        EnvConfig(tasks=("minatar:Seaquest", "gym:CartPole-v1"), difficulty_ramping=False).validate()
+    EnvConfig(tasks=("gym:CartPole-v1",), difficulty_ramping=True).validate()  # the default is no request
     with pytest.raises(ValueError, match=r"--env.sticky-actions must be in \[0, 1\]"):
         EnvConfig(tasks=("minatar:Breakout",), sticky_actions=1.5).validate()

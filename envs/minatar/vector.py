@@ -53,6 +53,8 @@ class MinAtarOptions:
 
     sticky_action_prob: float = 0.1
     """Probability that an env repeats its previous action instead of the agent's (MinAtar's default)."""
+    difficulty_ramping: bool = True
+    """Ramp the difficulty as the reference does (Asterix, Seaquest, SpaceInvaders; MinAtar's default)."""
     max_episode_steps: int | None = None
     """Cap on an episode's agent steps, ending it in truncation (None: no cap, as in MinAtar)."""
     compile: bool = False
@@ -63,6 +65,11 @@ class MinAtarOptions:
             raise ValueError(f"MinAtar sticky_action_prob={self.sticky_action_prob} must be in [0, 1]")
         if self.max_episode_steps is not None and self.max_episode_steps < 1:
             raise ValueError(f"MinAtar max_episode_steps={self.max_episode_steps} must be >= 1 or None")
+
+    def env_options(self) -> dict[str, Any]:
+        """The keyword arguments every env of a schedule gets, training and evaluation alike."""
+        return {"sticky_action_prob": self.sticky_action_prob, "difficulty_ramping": self.difficulty_ramping,
+                "max_episode_steps": self.max_episode_steps}
 
 
 class VectorStep(NamedTuple):
