@@ -95,6 +95,8 @@ class Seaquest(BatchedGame):
         "d_spawn_timer", "move_speed", "ramp_index", "shot_timer", "surface",
         "f_bullets", "enemies", "enemy_count", "divers", "e_bullets",
     )
+    number_names = state_names[:12]
+    """The reference's numbers, one per env (the rest of the state is object lists)."""
     f_bullets = _env_first("_f_bullets")
     enemies = _env_first("_enemies")
     divers = _env_first("_divers")
@@ -105,7 +107,7 @@ class Seaquest(BatchedGame):
 
     def _init_state(self) -> None:
         n, dev = self.num_envs, self.device
-        for name in self.state_names[:12]:
+        for name in self.number_names:
             setattr(self, name, torch.zeros(n, dtype=torch.long, device=dev))
         self.sub_or = torch.zeros(n, dtype=torch.bool, device=dev)
         self.surface = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -141,7 +143,7 @@ class Seaquest(BatchedGame):
         its slots, or an object off the grid, is refused and nothing is written."""
         if name not in _OBJECT_FIELDS:
             if name in ("enemies", "enemy_count"):  # ours, not the reference's
-                fields = (*self.state_names[:12], "terminal", *_OBJECT_FIELDS)
+                fields = (*self.number_names, "terminal", *_OBJECT_FIELDS)
                 raise ValueError(f"Seaquest has no field {name!r}; fields: {', '.join(fields)}")
             return super().set_env(i, name, value)
         rows = [[int(v) for v in row] for row in value]
