@@ -60,6 +60,12 @@ TESTS: dict[str, list[str]] = {
                                 "test_steps_and_resets_read_nothing_on_the_host_and_equal_the_cpu_path"]
        for g in ("asterix", "freeway", "breakout", "seaquest", "space_invaders")},
     "envs/minatar/seaquest_rules.py": ["tests/test_minatar_seaquest.py"],
+    # the draws: the sources' own tests, the step-draw tests, and every game's lockstep against the
+    # reference's recorded draws
+    "envs/minatar/randomness.py": ["tests/test_minatar_randomness.py", "tests/test_minatar_step_draws.py",
+                                   "tests/test_minatar_base.py",
+                                   *(f"tests/test_minatar_{g}.py" for g in ("breakout", "asterix", "freeway",
+                                                                            "seaquest", "space_invaders"))],
     "envs/minatar/slots.py": ["tests/test_minatar_slots.py", "tests/test_minatar_seaquest.py"],
     "envs/minatar/vector.py": ["tests/test_minatar_vector.py", "tests/test_minatar_gym_env.py",
                                "tests/test_minatar_host_reads.py", "tests/test_minatar_train.py"],

@@ -67,7 +67,7 @@ class Randomness(ABC):
     reference's calls (same method, bounds, size, order); other sources let a game draw the
     same distribution in fewer calls."""
 
-    def __init__(self, num_envs: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, num_envs: int, device: str | torch.device) -> None:
         self.num_envs = int(num_envs)
         self.device = torch.device(device)
 
