@@ -166,14 +166,13 @@ def build_task_envs(
     specs: list[TaskSpec], num_envs: int, atari: AtariOptions | None = None,
     device: str | torch.device = "cpu", minatar: MinAtarOptions | None = None,
 ) -> TaskEnvs:
-    """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`); ``device``
-    and ``minatar`` serve MinAtar tasks only."""
+    """Build one vector env per task (specs from :func:`envs.tasks.parse_tasks`, which refuses a
+    schedule that mixes Atari or MinAtar tasks with others); ``device`` and ``minatar`` serve
+    MinAtar tasks only."""
     if num_envs < 1:
         raise ValueError(f"num_envs={num_envs} must be >= 1")
     if {s.kind for s in specs} == {"minatar"}:
         return _build_minatar(specs, num_envs, device, minatar or MinAtarOptions())
     if {s.kind for s in specs} == {"atari"}:
         return _build_atari(specs, num_envs, atari or AtariOptions())
-    if any(s.kind == "atari" for s in specs):
-        raise ValueError("cannot mix Atari and non-Atari tasks in one schedule")
     return _build_gym(specs, num_envs)

@@ -45,6 +45,12 @@ TESTS: dict[str, list[str]] = {
                             "tests/test_resume.py::"
                             "test_killed_and_resumed_run_evaluates_on_the_seeds_of_an_uninterrupted_run"],
     "envs/eval_envs.py": ["tests/test_eval_envs.py", "tests/test_wiring_evaluator.py"],
+    "envs/task_envs.py": ["tests/test_envs.py", "tests/test_schedule.py", "tests/test_wiring_schedule.py",
+                          "tests/test_eval_envs.py", "tests/test_shifts.py", "tests/test_minatar_vector.py",
+                          *(f"tests/test_minatar_train.py::{t}" for t in (
+                              "test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command_line",
+                              "test_no_difficulty_ramping_reaches_every_minatar_env_from_the_command_line",
+                              "test_env_compile_compiles_the_training_games_only"))],
     "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
     "envs/minatar/base.py": ["tests/test_minatar_base.py", "tests/test_minatar_step_draws.py", "tests/test_minatar_host_reads.py",

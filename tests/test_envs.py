@@ -96,7 +96,8 @@ def test_duplicate_task_is_rejected() -> None:
 
 
 def test_mixing_discrete_and_continuous_tasks_is_rejected() -> None:
-    with pytest.raises(ValueError, match="cannot mix discrete-action.*continuous-action"):
+    with pytest.raises(ValueError, match=r"^cannot mix discrete-action tasks \['gym:CartPole-v1'\] with continuous-action "
+                                         r"tasks \['gym:Pendulum-v1'\] in one schedule \(DQN and SAC need different heads\)$"):
         build_task_envs(parse_tasks(["gym:CartPole-v1", "gym:Pendulum-v1"]), num_envs=1)
 
 
@@ -273,3 +274,54 @@ def test_schedule_eval_env_has_the_schedule_layout() -> None:
         env.close()
     finally:
         schedule.close()
+
+
+def test_discrete_gym_tasks_share_one_layout_and_mask_each_tasks_own_actions() -> None:
+    task_envs = build_task_envs(parse_tasks(["gym:CartPole-v1", "gym:Acrobot-v1"]), num_envs=2)
+    try:
+        assert task_envs.obs_shape == (6,) and task_envs.frame_stack == 1 and task_envs.discrete
+        assert task_envs.task_sizes == [2, 3] and task_envs.action_size == 3
+        masks = task_envs.action_masks()
+        assert masks.dtype == bool and masks.tolist() == [[True, True, False], [True, True, True]]
+    finally:
+        task_envs.close()
+
+
+def test_continuous_tasks_of_different_sizes_act_in_the_largest_box(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MuJoCo writes its warnings to ./MUJOCO_LOG.TXT
+    try:
+        specs = parse_tasks(["gym:Pendulum-v1", "gym:Swimmer-v5"])  # 1 and 2 action dims
+    except ValueError as err:  # MuJoCo extra not installed
+        pytest.skip(str(err))
+    task_envs = build_task_envs(specs, num_envs=2)
+    try:
+        assert task_envs.obs_shape == (8,) and task_envs.frame_stack == 1 and not task_envs.discrete
+        assert task_envs.task_sizes == [1, 2] and task_envs.action_size == 2
+        assert task_envs.action_masks().tolist() == [[True, False], [True, True]]
+        for task in range(2):  # the training envs and an evaluation env alike
+            assert task_envs.envs[task].single_action_space.shape == (2,)
+            env = task_envs.make_single_env(task)
+            assert env.observation_space.shape == (8,) and env.action_space.shape == (2,)
+            env.close()
+    finally:
+        task_envs.close()
+
+
+def test_an_atari_evaluation_env_has_the_schedules_options() -> None:
+    options = AtariOptions(repeat_action_probability=0.0, max_num_frames_per_episode=300)
+    task_envs = build_task_envs(parse_tasks(["atari:Pong", "atari:Breakout"]), num_envs=1, atari=options)
+    try:
+        env = task_envs.make_single_env(1)
+        ale = env.unwrapped.ale
+        assert env.unwrapped.spec.id == "ALE/Breakout-v5"
+        assert ale.getFloat("repeat_action_probability") == 0.0 and ale.getInt("max_num_frames_per_episode") == 300
+        assert env.observation_space.shape == task_envs.obs_shape == (4, 84, 84)
+        assert env.action_space.n == task_envs.task_sizes[1]
+        env.close()
+    finally:
+        task_envs.close()
+
+
+def test_build_task_envs_refuses_bad_input_in_one_line() -> None:
+    with pytest.raises(ValueError, match=r"^num_envs=0 must be >= 1$"):
+        build_task_envs(parse_tasks(["gym:CartPole-v1"]), num_envs=0)

@@ -45,8 +45,11 @@ def test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command
     try:
         env = parts.schedule._envs[0]
         eval_env = parts.schedule.make_eval_envs(0, 2).env
-        for e in (env, eval_env):
-            assert e.game.sticky_action_prob == 0.0 and e.max_episode_steps == 7
+        single = parts.schedule.make_eval_env(0)  # one gymnasium env, as for host tasks
+        for e in (env, eval_env, single.unwrapped._env):
+            assert e.game.sticky_action_prob == 0.0 and e.channels == 7
+        assert env.max_episode_steps == eval_env.max_episode_steps == single.max_episode_steps == 7
+        assert single.observation_space.shape == (7, 10, 10)  # a single game keeps its channels
         parts.schedule.reset()
         ends = [parts.schedule.step(torch.zeros(3, dtype=torch.long)).truncated for _ in range(8)]
         # a chicken standing still ends nothing by itself: every env is cut at its 7th step
@@ -70,7 +73,9 @@ def test_no_difficulty_ramping_reaches_every_minatar_env_from_the_command_line(t
         try:
             sched = parts.schedule
             envs = [*sched._envs, *(sched.make_eval_envs(t, 2).env for t in range(2))]
-            return [e.game.difficulty_ramping for e in envs] + [sched.make_eval_env(1).unwrapped._env.game.difficulty_ramping]
+            single = sched.make_eval_env(0)
+            assert single.observation_space.shape == (10, 10, 10)  # SpaceInvaders' 6 channels padded in a cycle
+            return [e.game.difficulty_ramping for e in envs] + [single.unwrapped._env.game.difficulty_ramping]
         finally:
             parts.schedule.close()
 
