@@ -51,6 +51,7 @@ TESTS: dict[str, list[str]] = {
                               "test_sticky_actions_and_the_time_cap_reach_the_minatar_envs_from_the_command_line",
                               "test_no_difficulty_ramping_reaches_every_minatar_env_from_the_command_line",
                               "test_env_compile_compiles_the_training_games_only"))],
+    "runner/scores.py": ["tests/test_scores.py", "tests/test_wiring_loop.py"],
     "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
     "envs/minatar/base.py": ["tests/test_minatar_base.py", "tests/test_minatar_step_draws.py", "tests/test_minatar_host_reads.py",
