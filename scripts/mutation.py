@@ -52,6 +52,8 @@ TESTS: dict[str, list[str]] = {
                               "test_no_difficulty_ramping_reaches_every_minatar_env_from_the_command_line",
                               "test_env_compile_compiles_the_training_games_only"))],
     "runner/scores.py": ["tests/test_scores.py", "tests/test_wiring_loop.py"],
+    "runner/results.py": ["tests/test_results.py", "tests/test_loop.py", "tests/test_wiring_loop.py", "tests/test_resume.py",
+                          "tests/test_train_main.py"],
     "runner/checkpoint.py": ["tests/test_checkpoint.py", "tests/test_replay_checkpoint.py"],
     "envs/shifts.py": ["tests/test_shift_parts.py", "tests/test_shifts.py"],
     "envs/minatar/base.py": ["tests/test_minatar_base.py", "tests/test_minatar_step_draws.py", "tests/test_minatar_host_reads.py",
