@@ -35,6 +35,9 @@ RESULTS = {
 }
 
 
+# One task, one visit, first gap 10: a training curve's AUC is its time-average / 10.
+ONE_VISIT = {"tasks": ["A"], "random": [0.0], "visits": [{"task": 0}], "matrix": [[10.0]]}
+
 def test_scores_equal_hand_computation() -> None:
     s = compute_scores(RESULTS)
     # A: v_1 = 0, v_2 = 3; first gap R[0][0] - 10 = 40.
@@ -127,15 +130,14 @@ def test_missing_and_non_numeric_returns_count_as_not_measured() -> None:
 
 
 def test_a_training_curve_is_averaged_over_env_steps_in_step_order() -> None:
-    base = {"tasks": ["A"], "random": [0.0], "visits": [{"task": 0}], "matrix": [[10.0]]}
     # out of order: sorted first; 100 steps at a mean of 5, then 300 at a mean of 15 -> 5000 / 400
     curve = [[400, 20.0], [0, 0.0], [100, 10.0]]
-    assert compute_scores({**base, "train_curve": [curve]})["auc"] == [pytest.approx(5000 / 400 / 10)]
+    assert compute_scores({**ONE_VISIT, "train_curve": [curve]})["auc"] == [pytest.approx(5000 / 400 / 10)]
     # every episode at one step: the plain mean
-    assert compute_scores({**base, "train_curve": [[[7, 2.0], [7, 4.0]]]})["auc"] == [pytest.approx(0.3)]
-    assert compute_scores({**base, "train_curve": [[]]})["auc"] == [None]
+    assert compute_scores({**ONE_VISIT, "train_curve": [[[7, 2.0], [7, 4.0]]]})["auc"] == [pytest.approx(0.3)]
+    assert compute_scores({**ONE_VISIT, "train_curve": [[]]})["auc"] == [None]
     with pytest.raises(ValueError, match=r"^train_curve must be a list of \[step, return\] pairs, got \[\[1, 'x'\]\]\.\.\.$"):
-        compute_scores({**base, "train_curve": [[[1, "x"]]]})
+        compute_scores({**ONE_VISIT, "train_curve": [[[1, "x"]]]})
 
 
 @pytest.mark.parametrize("results, message", [
@@ -197,13 +199,12 @@ def test_small_denominators_still_give_scores_and_a_task_not_yet_evaluated_gives
 
 
 def test_the_curve_average_weights_each_stretch_by_its_steps_even_with_shared_steps() -> None:
-    base = {"tasks": ["A"], "random": [0.0], "visits": [{"task": 0}], "matrix": [[10.0]]}
     # two episodes at step 0, then one at 100: 100 * (10 + 20) / 2 over 100 steps = 15
-    assert compute_scores({**base, "train_curve": [[[0, 0.0], [0, 10.0], [100, 20.0]]]})["auc"] == [1.5]
+    assert compute_scores({**ONE_VISIT, "train_curve": [[[0, 0.0], [0, 10.0], [100, 20.0]]]})["auc"] == [1.5]
     # two at step 100: 100 * (0 + 10) / 2 over 100 steps = 5
-    assert compute_scores({**base, "train_curve": [[[0, 0.0], [100, 10.0], [100, 20.0]]]})["auc"] == [0.5]
+    assert compute_scores({**ONE_VISIT, "train_curve": [[[0, 0.0], [100, 10.0], [100, 20.0]]]})["auc"] == [0.5]
     with pytest.raises(ValueError, match=r"got \[\[1, 2\], \[3, 'x'\]\]\.\.\.$"):  # the first two pairs
-        compute_scores({**base, "train_curve": [[[1, 2], [3, "x"], [5, 6]]]})
+        compute_scores({**ONE_VISIT, "train_curve": [[[1, 2], [3, "x"], [5, 6]]]})
 
 
 def test_a_visit_of_a_task_past_the_last_is_refused() -> None:
